@@ -1,0 +1,1 @@
+"""The edges around the engine: switches, transports, the reference bridge, the CLI."""

@@ -1,0 +1,1 @@
+"""telephony-fsm: the sans-IO engine of the telephony interaction destination."""
