@@ -1,0 +1,343 @@
+"""The message catalog: every query and request the bridge may send, as data.
+
+Each :class:`RequestSpec` names the properties the message takes (an attrs
+class the strict converter structures, D-BAD), the machine trigger it fires,
+the named guards beyond the state check (each with its rule ID), the switch
+operation it asks for and the condition under which that operation counts
+as done. The engine, the docs and the trace checker read this one table.
+
+Requests the seed does not define take their names from the protocol
+family: ``interaction.request.accept`` ... (generic interaction destination)
+and ``conversation.request.*`` (conversation destination). The spec gives
+their "valid when" columns no rule ID; they are cited here as ``D-GENERIC``
+and ``D-CONV``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, Final
+
+import attrs
+
+from fsm.machines import ENDED, HELD, STARTED, TALKING
+from fsm.messages import QUERY, REQUEST
+from fsm.model import Conversation, Interaction, Pending
+from fsm.policy import Policy
+
+
+@attrs.frozen(kw_only=True)
+class NoProperties:
+    """A message that takes no properties."""
+
+
+@attrs.frozen(kw_only=True)
+class ConsultProperties:
+    destination: str
+
+
+@attrs.frozen(kw_only=True)
+class CreateConversationProperties:
+    id: str
+    nativeid: str
+
+
+@attrs.frozen(kw_only=True)
+class DestinationProperties:
+    destination: str
+
+
+@attrs.frozen(kw_only=True)
+class DtmfProperties:
+    digits: str
+
+
+#: Properties made of free key -> string pairs (setdata, complete).
+FreeProperties = dict[str, str]
+
+
+@attrs.frozen
+class GuardContext:
+    """What a request guard may look at."""
+
+    interaction: Interaction
+    conversation: Conversation | None
+    properties: Any
+    policy: Policy
+
+
+@attrs.frozen
+class Guard:
+    """A named precondition: the rule it enforces and the check, which
+    returns the reason for refusing or None."""
+
+    name: str
+    rule: str
+    check: Callable[[GuardContext], str | None]
+
+
+_DTMF = re.compile(r"[0-9*#A-D]+")
+
+
+def _destination_given(ctx: GuardContext) -> str | None:
+    if not ctx.properties.destination.strip():
+        return "the destination is empty; give the number to call"
+    return None
+
+
+def _leg_room(ctx: GuardContext) -> str | None:
+    if len(ctx.interaction.legs) >= ctx.policy.max_legs:
+        return (
+            f"the interaction already has {len(ctx.interaction.legs)} call legs, "
+            f"the limit is {ctx.policy.max_legs} (policy max_legs)"
+        )
+    return None
+
+
+def _digits_valid(ctx: GuardContext) -> str | None:
+    digits = ctx.properties.digits
+    if not _DTMF.fullmatch(digits):
+        return f"digits {digits!r} must be one or more of 0-9, *, #, A-D"
+    return None
+
+
+def _nativeid_known(ctx: GuardContext) -> str | None:
+    nativeid = ctx.properties.nativeid
+    if nativeid not in ctx.interaction.legs:
+        return f"nativeid {nativeid!r} names no call leg of this interaction"
+    return None
+
+
+def _registration_consistent(ctx: GuardContext) -> str | None:
+    bridge_id, nativeid = ctx.properties.id, ctx.properties.nativeid
+    for leg in ctx.interaction.legs.values():
+        if leg.bridge_id == bridge_id and leg.call != nativeid:
+            return f"conversation id {bridge_id!r} is already registered for nativeid {leg.call!r}"
+    leg = ctx.interaction.legs[nativeid]
+    if leg.bridge_id is not None and leg.bridge_id != bridge_id:
+        return f"nativeid {nativeid!r} is already registered as conversation {leg.bridge_id!r}"
+    return None
+
+
+def _not_disposed(ctx: GuardContext) -> str | None:
+    leg = ctx.interaction.legs[ctx.properties.nativeid]
+    if leg.lifecycle == "DISPOSED":
+        return f"the conversation of nativeid {leg.call!r} was disposed"
+    return None
+
+
+def _creation_allowed(ctx: GuardContext) -> str | None:
+    nativeid = ctx.properties.nativeid
+    leg = ctx.interaction.legs[nativeid]
+    if leg.bridge_id == ctx.properties.id:
+        return None  # re-registration (D-CC-3)
+    if nativeid in ctx.interaction.init_pending or nativeid in ctx.interaction.creatable:
+        return None
+    return (
+        f"createconversation for {nativeid!r} is allowed only while the interaction "
+        "initializes or after a successful consult"
+    )
+
+
+GUARDS: Final[dict[str, Guard]] = {
+    g.name: g
+    for g in (
+        Guard("destination_given", "D-CONS-2", _destination_given),
+        Guard("leg_room", "D-BOUND", _leg_room),
+        Guard("blind_destination_given", "D-CONV", _destination_given),
+        Guard("digits_valid", "D-CONV", _digits_valid),
+        Guard("nativeid_known", "D-CC-2", _nativeid_known),
+        Guard("registration_consistent", "D-CC-3", _registration_consistent),
+        Guard("conversation_not_disposed", "D-LIFE-4", _not_disposed),
+        Guard("creation_allowed", "S-CC-1", _creation_allowed),
+    )
+}
+
+
+# --------------------------------------------------------------------------
+# When a switch operation counts as done: name -> predicate returning True
+# (SUCCESS), a reason (FAILURE) or None (still waiting).
+
+Outcome = bool | str | None
+
+
+def _answered(i: Interaction, p: Pending) -> Outcome:
+    if i.top == STARTED:
+        return True
+    return "the call ended before it was answered" if i.top == ENDED else None
+
+
+def _interaction_ended(i: Interaction, p: Pending) -> Outcome:
+    return True if i.top == ENDED else None
+
+
+def _conferenced(i: Interaction, p: Pending) -> Outcome:
+    assert p.call is not None and p.other is not None
+    primary, consult = i.legs[p.call], i.legs[p.other]
+    if primary.state == ENDED:
+        return "the primary call ended before the conference was made"
+    return True if consult.state == ENDED and primary.state == TALKING else None
+
+
+def _alternated(i: Interaction, p: Pending) -> Outcome:
+    assert p.call is not None and p.other is not None
+    active, other = i.legs[p.call], i.legs[p.other]
+    if active.state == ENDED or other.state == ENDED:
+        return "a call ended before the alternate completed"
+    return True if active.state == HELD and other.state == TALKING else None
+
+
+def _leg_reaches(state: str) -> Callable[[Interaction, Pending], Outcome]:
+    def predicate(i: Interaction, p: Pending) -> Outcome:
+        assert p.call is not None
+        leg = i.legs[p.call]
+        if leg.state == state:
+            return True
+        return "the call ended" if leg.state == ENDED else None
+
+    predicate.__name__ = f"leg_reaches_{state}"
+    return predicate
+
+
+DONE_WHEN: Final[dict[str, Callable[[Interaction, Pending], Outcome]]] = {
+    "answered": _answered,
+    "interaction_ended": _interaction_ended,
+    "conferenced": _conferenced,
+    "alternated": _alternated,
+    "leg_talking": _leg_reaches(TALKING),
+    "leg_held": _leg_reaches(HELD),
+    "leg_ended": _leg_reaches(ENDED),
+}
+
+
+# --------------------------------------------------------------------------
+# The catalog.
+
+
+@attrs.frozen(kw_only=True)
+class RequestSpec:
+    """One query or request the bridge may send."""
+
+    name: str
+    #: cti.query or cti.request
+    kind: str
+    #: "interaction" or "conversation": the kind of destination it targets
+    destination: str
+    #: the attrs class its properties structure into, or FreeProperties
+    properties: Any = NoProperties
+    #: the trigger it fires on its destination's machine (None for queries)
+    trigger: str | None = None
+    #: "state" (the interaction or conversation machine) or "lifecycle"
+    machine: str = "state"
+    #: rule cited when the top-level state is right but the substate is not
+    substate_rule: str | None = None
+    #: request guards beyond the state check, in order
+    guards: tuple[str, ...] = ()
+    #: the switch operation it asks for
+    op: str | None = None
+    #: when that operation counts as done (a key of DONE_WHEN); None: at once,
+    #: or when the switch acknowledges it with a `result`
+    done: str | None = None
+
+    @property
+    def short(self) -> str:
+        return self.name.rpartition(".")[2]
+
+
+def _request(name: str, **kw: Any) -> RequestSpec:
+    destination = name.partition(".")[0]
+    return RequestSpec(name=name, kind=REQUEST, destination=destination, **kw)
+
+
+CATALOG: Final[dict[str, RequestSpec]] = {
+    spec.name: spec
+    for spec in (
+        RequestSpec(name="interaction.query.init", kind=QUERY, destination="interaction"),
+        RequestSpec(name="interaction.query.data", kind=QUERY, destination="interaction"),
+        RequestSpec(name="conversation.query.init", kind=QUERY, destination="conversation"),
+        _request("interaction.request.accept", trigger="accept", op="answer", done="answered"),
+        _request("interaction.request.reject", trigger="reject", op="reject", done="interaction_ended"),
+        _request("interaction.request.complete", properties=FreeProperties, trigger="complete"),
+        _request("interaction.request.setdata", properties=FreeProperties, trigger="setdata"),
+        _request("interaction.request.dispose", trigger="dispose", machine="lifecycle"),
+        _request(
+            "interaction.request.createconversation",
+            properties=CreateConversationProperties,
+            trigger="createconversation",
+            guards=(
+                "nativeid_known",
+                "registration_consistent",
+                "conversation_not_disposed",
+                "creation_allowed",
+            ),
+        ),
+        _request(
+            "interaction.request.consult",
+            properties=ConsultProperties,
+            trigger="consult",
+            substate_rule="D-CONS-2",
+            guards=("destination_given", "leg_room"),
+            op="consult",
+        ),
+        _request(
+            "interaction.request.consulttransfer",
+            trigger="consulttransfer",
+            op="transfer",
+            done="interaction_ended",
+        ),
+        _request(
+            "interaction.request.consultconference",
+            trigger="consultconference",
+            op="conference",
+            done="conferenced",
+        ),
+        _request("interaction.request.alternate", trigger="alternate", op="alternate", done="alternated"),
+        _request("conversation.request.answer", trigger="answer", op="answer", done="leg_talking"),
+        _request("conversation.request.release", trigger="release", op="release", done="leg_ended"),
+        _request("conversation.request.hold", trigger="hold", op="hold", done="leg_held"),
+        _request("conversation.request.retrieve", trigger="retrieve", op="retrieve", done="leg_talking"),
+        _request(
+            "conversation.request.blindtransfer",
+            properties=DestinationProperties,
+            trigger="blindtransfer",
+            guards=("blind_destination_given",),
+            op="blindtransfer",
+            done="leg_ended",
+        ),
+        _request(
+            "conversation.request.blindconference",
+            properties=DestinationProperties,
+            trigger="blindconference",
+            guards=("blind_destination_given",),
+            op="blindconference",
+        ),
+        _request(
+            "conversation.request.senddtmf",
+            properties=DtmfProperties,
+            trigger="senddtmf",
+            guards=("digits_valid",),
+            op="senddtmf",
+        ),
+        _request("conversation.request.dispose", trigger="dispose", machine="lifecycle"),
+    )
+}
+
+#: Names of the events the client sends, for checkers and docs.
+INTERACTION_EVENTS: Final = (
+    "interaction.alerting",
+    "interaction.dialing",
+    "interaction.started",
+    "interaction.ended",
+    "interaction.completed",
+    "interaction.consult",
+    "interaction.datachanged",
+)
+CONVERSATION_EVENTS: Final = (
+    "conversation.dialing",
+    "conversation.alerting",
+    "conversation.talking",
+    "conversation.held",
+    "conversation.ended",
+)
+CHANNEL_EVENTS: Final = ("interaction.created",)

@@ -1,0 +1,795 @@
+"""The sans-IO engine: the client side of the telephony interaction destination.
+
+Feed it what the bridge sends (:meth:`Engine.receive_bridge`), what the
+switch reports (:meth:`Engine.receive_switch`) and the passing of time
+(:meth:`Engine.advance`); each call returns the outputs it caused, in order:
+messages to the bridge, commands to the switch, and errors about input it
+could not use. The engine sends nothing itself, reads no clock and never
+raises on bad input.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from typing import Any, Final
+
+import attrs
+
+from fsm import machines as m
+from fsm.catalog import (
+    CATALOG,
+    DONE_WHEN,
+    GUARDS,
+    FreeProperties,
+    GuardContext,
+    NoProperties,
+    RequestSpec,
+)
+from fsm.errors import LocalProtocolError, RemoteProtocolError
+from fsm.intake import Defect, read_message
+from fsm.machines import CONVERSATION, INTERACTION, LIFECYCLE, Refusal, top
+from fsm.messages import DataValue, Headers, Message, event, response
+from fsm.model import Conversation, Interaction, Pending, Request
+from fsm.policy import Policy
+from fsm.switch_events import Command, SwitchEvent, parse_switch_event
+
+# --------------------------------------------------------------------------
+# Outputs.
+
+
+@attrs.frozen
+class ToBridge:
+    """A message for the bridge. ``rule`` is set on a FAILURE response: the
+    rule ID behind the refusal, kept for logs and tests."""
+
+    message: Message
+    rule: str | None = None
+
+
+@attrs.frozen
+class ToSwitch:
+    """A command for the switch."""
+
+    command: Command
+
+
+@attrs.frozen
+class BridgeError:
+    """A bridge message that is malformed and has no requestId to answer (D-BAD)."""
+
+    rule: str
+    message: str
+
+
+@attrs.frozen
+class SwitchError:
+    """A switch event the engine could not use, or ignored (with the reason)."""
+
+    rule: str
+    message: str
+
+
+Output = ToBridge | ToSwitch | BridgeError | SwitchError
+
+
+@attrs.frozen
+class Targets:
+    """D-TARGET: an interaction is ``CHANNEL.INTERACTIONID``, a conversation
+    its interaction's target plus ``.BRIDGEID``. Replace it to address
+    destinations another way."""
+
+    channel: str = "session-1.channel-1"
+
+    def interaction(self, interaction_id: str) -> str:
+        return f"{self.channel}.{interaction_id}"
+
+    def conversation(self, interaction_target: str, bridge_id: str) -> str:
+        return f"{interaction_target}.{bridge_id}"
+
+
+_STATE_WORDS: Final = {
+    m.S_NONE: "STARTED with no consult",
+    m.S_REQUESTED: "STARTED with a consult being placed",
+    m.S_RINGING: "STARTED with the consult call ringing",
+    m.S_PRIMARY: "STARTED with a connected consult call",
+    m.S_CONSULT: "STARTED with a connected consult call",
+}
+
+
+def describe(state: str) -> str:
+    """A state as a person reads it."""
+    return _STATE_WORDS.get(state, state)
+
+
+class Engine:
+    """One client engine: every interaction of one channel, and their legs."""
+
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        targets: Targets | None = None,
+        *,
+        switch_acknowledges: bool = False,
+    ) -> None:
+        self.policy = policy or Policy()
+        self.targets = targets or Targets()
+        #: True when the switch answers every command with a `result` event
+        #: (the scripted switch); False when commands take effect at once and
+        #: only their events report them (the simulated switch).
+        self.switch_acknowledges = switch_acknowledges
+        self.clock = 0.0
+        self.interactions: dict[str, Interaction] = {}
+        self.destinations: dict[str, Interaction | Conversation] = {}
+        self.calls: dict[str, Conversation] = {}
+        self.disposed_targets: dict[str, None] = {}
+        self.disposed_calls: dict[str, None] = {}
+        #: legs the engine released on its own (a consult named too late)
+        self.released: dict[str, None] = {}
+        #: awaited command id -> interaction id
+        self.awaited: dict[str, str] = {}
+        #: consult command that failed or timed out before naming its leg ->
+        #: interaction id; a leg named for it later is released (D-ASYNC)
+        self.abandoned: dict[str, str] = {}
+        self.commands_issued = 0
+        self.interactions_started = 0
+        self._deadlines: list[tuple[float, str, str]] = []
+        self._out: list[Output] = []
+
+    # ------------------------------------------------------------------
+    # The sans-IO surface.
+
+    def receive_bridge(self, raw: object) -> list[Output]:
+        """A message from the bridge: bytes, text or a decoded JSON object."""
+        self._out = []
+        self._bridge_message(raw)
+        return self._take()
+
+    def receive_switch(self, raw: Mapping[str, Any] | SwitchEvent) -> list[Output]:
+        """An event from the switch, decoded JSON or a :class:`SwitchEvent`."""
+        self._out = []
+        try:
+            ev = raw if isinstance(raw, SwitchEvent) else parse_switch_event(raw)
+        except RemoteProtocolError as exc:
+            self._out.append(SwitchError(exc.rule, exc.message))
+            return self._take()
+        self._switch_event(ev)
+        return self._take()
+
+    def advance(self, seconds: float) -> list[Output]:
+        """Let ``seconds`` of engine time pass; pending requests may time out
+        (D-ASYNC)."""
+        if not 0 <= seconds < float("inf"):
+            raise LocalProtocolError(f"clock advance {seconds!r} must be finite and >= 0", "D-ASYNC")
+        self._out = []
+        self.clock += seconds
+        while self._deadlines and self._deadlines[0][0] <= self.clock:
+            _, interaction_id, request_id = heapq.heappop(self._deadlines)
+            interaction = self.interactions.get(interaction_id)
+            if interaction is None or interaction.executing is None:
+                continue
+            if interaction.executing.request.request_id != request_id:
+                continue
+            self._time_out(interaction)
+        return self._take()
+
+    def _take(self) -> list[Output]:
+        out, self._out = self._out, []
+        return out
+
+    # ------------------------------------------------------------------
+    # Bridge messages.
+
+    def _bridge_message(self, raw: object) -> None:
+        read = read_message(raw, self.policy.max_frame_size)
+        if isinstance(read, Defect):
+            if read.echo is None:
+                self._out.append(BridgeError(read.rule, read.message))
+            else:
+                self._refuse(read.echo, read.rule, read.message, prefix=False)
+            return
+        headers, spec = read.headers, read.spec
+        assert headers.request_id is not None
+        target = headers.target
+        dest = self.destinations.get(target)
+        if dest is None:
+            if target in self.disposed_targets:
+                self._refuse(headers, "D-LIFE-4", f"destination {target} was disposed")
+            else:
+                self._refuse(headers, "D-TARGET", f"no destination {target!r} is known")
+            return
+        if spec.destination == "interaction" and not isinstance(dest, Interaction):
+            self._refuse(headers, "D-TARGET", f"{target} is a conversation, not an interaction")
+            return
+        if spec.destination == "conversation" and not isinstance(dest, Conversation):
+            self._refuse(headers, "D-TARGET", f"{target} is an interaction, not a conversation")
+            return
+        if headers.request_id in dest.request_ids:
+            self._refuse(headers, "D-DUP", f"duplicate requestId {headers.request_id}")
+            return
+        if len(dest.request_ids) >= self.policy.max_request_ids:
+            self._refuse(
+                headers,
+                "D-BOUND",
+                f"{target} has seen {len(dest.request_ids)} requestIds, the limit (policy max_request_ids)",
+            )
+            return
+        dest.request_ids[headers.request_id] = None
+        interaction = dest if isinstance(dest, Interaction) else self.interactions[dest.interaction_id]
+        if spec.kind == "cti.query":
+            self._query(headers, spec, interaction, dest)
+            return
+        if dest.lifecycle != m.INITIALIZED and spec.trigger != "dispose":
+            self._refuse(headers, "D-LIFE-5", f"{target} is not initialized; send its init query")
+            return
+        held = len(interaction.waiting) + (interaction.executing is not None)
+        if held >= self.policy.max_pending_requests:
+            self._refuse(
+                headers,
+                "D-BOUND",
+                f"{held} requests are already pending on this interaction (policy max_pending_requests)",
+            )
+            return
+        interaction.waiting.append(
+            Request(
+                name=headers.name,
+                target=target,
+                request_id=headers.request_id,
+                properties=read.properties,
+            )
+        )
+        self._pump(interaction)
+
+    def _query(
+        self,
+        headers: Headers,
+        spec: RequestSpec,
+        interaction: Interaction,
+        dest: Interaction | Conversation,
+    ) -> None:
+        """Queries change nothing and are answered at once (D-SERIAL)."""
+        if spec.name == "interaction.query.data":
+            if dest.lifecycle != m.INITIALIZED:
+                self._refuse(headers, "D-LIFE-5", f"{headers.target} is not initialized")
+                return
+            self._respond(headers, body={"interaction-data": interaction.data})
+            return
+        if isinstance(dest, Interaction):
+            body: dict[str, Any] = self.init_snapshot(dest)
+            listed = [c["id"] for c in body["conversations"].values()]
+            # D-CC-3: the init phase lasts until every listed leg is created.
+            dest.init_pending = {c: None for c in listed if dest.legs[c].bridge_id is None}
+        else:
+            body = self.conversation_snapshot(dest)
+        self._respond(headers, body=body)
+        LIFECYCLE.fire(dest, "init")
+
+    def init_snapshot(self, interaction: Interaction) -> dict[str, Any]:
+        """The interaction.query.init body (S-INIT-1..5, D-INIT-7, D-CONV-ID)."""
+        state = interaction.top
+        conversations: dict[str, dict[str, str]] = {}
+        if state in (m.ALERTING, m.DIALING, m.STARTED) and interaction.primary is not None:
+            conversations["primary"] = {"id": interaction.primary}
+        consult = interaction.leg("consult")
+        if state == m.STARTED and consult is not None and consult.live:
+            conversations["consult"] = {"id": consult.call}
+        return {
+            "interaction-state": state,
+            "interaction-data": interaction.data,
+            "conversations": conversations,
+        }
+
+    @staticmethod
+    def conversation_snapshot(leg: Conversation) -> dict[str, Any]:
+        return {"conversation-state": leg.state, "nativeid": leg.call, "role": leg.role}
+
+    # ------------------------------------------------------------------
+    # Executing requests, one at a time per interaction (D-SERIAL).
+
+    def _pump(self, interaction: Interaction) -> None:
+        while interaction.executing is None and interaction.waiting:
+            if interaction.lifecycle == m.DISPOSED:
+                return
+            self._execute(interaction, interaction.waiting.pop(0))
+
+    def _execute(self, interaction: Interaction, request: Request) -> None:
+        spec = CATALOG[request.name]
+        headers = _headers_of(request)
+        dest = self.destinations.get(request.target)
+        if dest is None:
+            self._refuse(headers, "D-LIFE-4", f"destination {request.target} was disposed")
+            return
+        if spec.machine == "lifecycle":
+            self._dispose(headers, interaction, dest)
+            return
+        conversation = dest if isinstance(dest, Conversation) else None
+        machine = CONVERSATION if conversation is not None else INTERACTION
+        model: Interaction | Conversation = conversation or interaction
+        assert spec.trigger is not None
+        checked = machine.check(model.state, spec.trigger, self.policy)
+        if isinstance(checked, Refusal):
+            self._refuse(headers, *_explain(machine, spec, model.state, checked))
+            return
+        props = read_properties(spec, request.properties)
+        context = GuardContext(interaction, conversation, props, self.policy)
+        for name in spec.guards:
+            guard = GUARDS[name]
+            reason_or_none = guard.check(context)
+            if reason_or_none is not None:
+                self._refuse(headers, guard.rule, reason_or_none)
+                return
+        effect = getattr(self, f"_do_{spec.short}", None)
+        if effect is not None:
+            effect(headers, interaction, conversation, props)
+            return
+        if conversation is not None:
+            CONVERSATION.fire(conversation, spec.trigger)
+        else:
+            self._fire(interaction, spec.trigger)
+        self._send_for(headers, spec, interaction, conversation, props)
+
+    def _send_for(
+        self,
+        headers: Headers,
+        spec: RequestSpec,
+        interaction: Interaction,
+        conversation: Conversation | None,
+        props: Any,
+    ) -> None:
+        """Issue the request's switch operation and wait for it to be done,
+        or answer at once when it asks nothing of the switch."""
+        if spec.op is None:
+            self._respond(headers)
+            return
+        pending = Pending(request=_request_of(headers))
+        extra: dict[str, str] = {}
+        if conversation is not None:
+            pending.call = conversation.call
+            for field in ("destination", "digits"):
+                if hasattr(props, field):
+                    extra[field] = getattr(props, field)
+        elif spec.op == "alternate":
+            primary_active = interaction.state == m.S_PRIMARY
+            pending.call = interaction.primary if primary_active else interaction.consult
+            pending.other = interaction.consult if primary_active else interaction.primary
+            assert pending.other is not None
+            extra["other"] = pending.other
+        else:
+            pending.call = interaction.primary
+            if spec.op in ("transfer", "conference"):
+                pending.other = interaction.consult
+                assert pending.other is not None
+                extra["consult"] = pending.other
+            if spec.op == "consult":
+                extra["destination"] = props.destination
+        assert pending.call is not None
+        command = self._command(spec.op, pending.call, **extra)
+        pending.command = command.id
+        if spec.done is None and not self.switch_acknowledges and spec.op != "consult":
+            self._respond(headers)  # the switch takes it at once, reporting nothing
+            return
+        pending.deadline = self.clock + self.policy.request_timeout
+        interaction.executing = pending
+        self.awaited[command.id] = interaction.id
+        heapq.heappush(self._deadlines, (pending.deadline, interaction.id, headers.request_id or ""))
+
+    def _command(self, op: str, call: str, **extra: str) -> Command:
+        self.commands_issued += 1
+        command = Command(id=f"cmd-{self.commands_issued}", op=op, call=call, **extra)
+        self._out.append(ToSwitch(command))
+        return command
+
+    def _finish(self, interaction: Interaction, *, error: str | None = None, rule: str = "") -> None:
+        """Answer the executing request and start the next one."""
+        pending = interaction.executing
+        assert pending is not None
+        interaction.executing = None
+        if pending.command is not None:
+            self.awaited.pop(pending.command, None)
+        headers = _headers_of(pending.request)
+        if error is None:
+            props = {}
+            if pending.request.name == "interaction.request.consult" and interaction.consult:
+                props = {"nativeid": interaction.consult}
+            self._respond(headers, properties=props)
+        else:
+            self._refuse(headers, rule, error)
+
+    def _check_done(self, interaction: Interaction) -> None:
+        pending = interaction.executing
+        if pending is None:
+            return
+        spec = CATALOG[pending.request.name]
+        if spec.done is None:
+            return
+        outcome = DONE_WHEN[spec.done](interaction, pending)
+        if outcome is True:
+            self._finish(interaction)
+        elif isinstance(outcome, str):
+            self._finish(interaction, error=outcome, rule="D-ASYNC")
+
+    def _time_out(self, interaction: Interaction) -> None:
+        pending = interaction.executing
+        assert pending is not None
+        if interaction.state == m.S_REQUESTED:
+            self._abandon(interaction, pending)
+            self._fire(interaction, "consult_refused")
+        self._finish(
+            interaction,
+            error=f"the switch did not complete {pending.request.name.rpartition('.')[2]} within "
+            f"{self.policy.request_timeout:g} seconds",
+            rule="D-ASYNC",
+        )
+        self._pump(interaction)
+
+    # Effects of requests that do more than fire a trigger and ask the switch.
+
+    def _do_setdata(
+        self, headers: Headers, interaction: Interaction, _: object, props: dict[str, str]
+    ) -> None:
+        self._fire(interaction, "setdata")
+        self._respond(headers)
+        self._merge_data(interaction, props)
+
+    def _do_complete(
+        self, headers: Headers, interaction: Interaction, _: object, props: dict[str, str]
+    ) -> None:
+        self._merge_data(interaction, props)
+        self._fire(interaction, "complete")
+        self._respond(headers)
+
+    def _merge_data(self, interaction: Interaction, props: dict[str, str]) -> None:
+        changed = {k: v for k, v in props.items() if interaction.data.get(k) != v}
+        if not changed:
+            return
+        interaction.data.update(changed)
+        if interaction.lifecycle == m.INITIALIZED:
+            self._emit(event("interaction.datachanged", interaction.target, changed))
+
+    def _do_createconversation(
+        self, headers: Headers, interaction: Interaction, _: object, props: Any
+    ) -> None:
+        leg = interaction.legs[props.nativeid]
+        self._fire(interaction, "createconversation")
+        if leg.bridge_id is None:
+            leg.bridge_id = props.id
+            leg.target = self.targets.conversation(interaction.target, props.id)
+            LIFECYCLE.fire(leg, "create")
+            self.destinations[leg.target] = leg
+        interaction.init_pending.pop(leg.call, None)
+        interaction.creatable.pop(leg.call, None)
+        self._respond(headers)
+
+    def _dispose(self, headers: Headers, interaction: Interaction, dest: Interaction | Conversation) -> None:
+        """D-LIFE-4: forget the destination; calls are not hung up."""
+        self._respond(headers)
+        LIFECYCLE.fire(dest, "dispose")
+        if isinstance(dest, Conversation):
+            assert dest.target is not None
+            self._forget_target(dest.target)
+            return
+        for leg in interaction.legs.values():
+            if leg.target is not None and leg.lifecycle != m.DISPOSED:
+                LIFECYCLE.fire(leg, "dispose")
+                self._forget_target(leg.target)
+            self.calls.pop(leg.call, None)
+            _bounded_add(self.disposed_calls, leg.call, self.policy.max_disposed)
+        self._forget_target(interaction.target)
+        del self.interactions[interaction.id]
+        for request in interaction.waiting:
+            self._refuse(_headers_of(request), "D-LIFE-4", f"destination {request.target} was disposed")
+        interaction.waiting.clear()
+
+    def _forget_target(self, target: str) -> None:
+        self.destinations.pop(target, None)
+        _bounded_add(self.disposed_targets, target, self.policy.max_disposed)
+
+    # ------------------------------------------------------------------
+    # Switch events.
+
+    def _switch_event(self, ev: SwitchEvent) -> None:
+        if ev.kind == "result":
+            self._result(ev)
+            return
+        call = ev.call
+        if call in self.disposed_calls or call in self.released:
+            why = (
+                "belongs to a disposed interaction"
+                if call in self.disposed_calls
+                else ("was released by the engine")
+            )
+            self._out.append(SwitchError("D-LIFE-4", f"ignored {ev.kind} for call {call}: it {why}"))
+            return
+        leg = self.calls.get(call)
+        if ev.kind == "offered":
+            if leg is not None:
+                self._out.append(SwitchError("D-BAD", f"offered: call {call} is already known"))
+                return
+            self._new_interaction(ev, m.ALERTING)
+            return
+        if leg is None:
+            if ev.kind == "dialing":
+                self._new_dialing(ev)
+            else:
+                self._out.append(SwitchError("D-BAD", f"{ev.kind}: call {call} is not known"))
+            return
+        self._leg_event(leg, ev.kind)
+
+    def _new_interaction(self, ev: SwitchEvent, state: str) -> None:
+        """D-NEW: a call that belongs to no interaction starts one."""
+        if len(self.interactions) >= self.policy.max_interactions:
+            self._out.append(
+                SwitchError(
+                    "D-BOUND",
+                    f"{ev.kind}: call {ev.call} refused, {len(self.interactions)} interactions "
+                    "are live (policy max_interactions)",
+                )
+            )
+            return
+        target = self.targets.interaction(ev.call)
+        if target in self.destinations or target in self.disposed_targets:
+            self._out.append(SwitchError("D-NEW", f"{ev.kind}: interaction {ev.call} already exists"))
+            return
+        data: dict[str, DataValue] = {}
+        for key in ("ani", "dnis", "destination"):
+            value = getattr(ev, key)
+            if value:
+                data[key] = value
+        data.update(ev.data)
+        self.interactions_started += 1
+        interaction = Interaction(
+            id=ev.call,
+            target=target,
+            state=state,
+            lifecycle=m.ABSENT,
+            data=data,
+            primary=ev.call,
+            started_at=self.interactions_started,
+        )
+        LIFECYCLE.fire(interaction, "create")
+        leg = Conversation(call=ev.call, interaction_id=ev.call, role="primary", state=state)
+        interaction.legs[ev.call] = leg
+        self.interactions[interaction.id] = interaction
+        self.destinations[target] = interaction
+        self.calls[ev.call] = leg
+        self._emit(
+            event(
+                "interaction.created",
+                self.targets.channel,
+                {"interactionid": interaction.id, "type": "telephony"},
+            )
+        )
+
+    def _new_dialing(self, ev: SwitchEvent) -> None:
+        """A new leg dialing: a pending consult's leg, a late leg of a failed
+        consult, a consult made on the phone, or a new outbound call."""
+        for command_id, interaction_id in self.awaited.items():
+            interaction = self.interactions[interaction_id]
+            if interaction.state == m.S_REQUESTED:
+                assert interaction.executing is not None
+                assert interaction.executing.command == command_id
+                self._name_consult(interaction, ev.call)
+                return
+        if self.abandoned:
+            del self.abandoned[next(iter(self.abandoned))]
+            self._release_orphan(ev.call)
+            return
+        candidates = [i for i in self.interactions.values() if i.state == m.S_NONE and i.executing is None]
+        if not candidates:
+            self._new_interaction(ev, m.DIALING)
+            return
+
+        def held_then_newest(i: Interaction) -> tuple[bool, int]:
+            primary = i.leg("primary")
+            return (primary is not None and primary.state == m.HELD, i.started_at)
+
+        interaction = max(candidates, key=held_then_newest)
+        self._add_consult_leg(interaction, ev.call)
+        self._fire(interaction, "phone_consult")
+        if interaction.lifecycle == m.INITIALIZED:  # S-EVT-1
+            self._emit(event("interaction.consult", interaction.target, {"nativeid": ev.call}))
+
+    def _add_consult_leg(self, interaction: Interaction, call: str) -> Conversation:
+        leg = Conversation(call=call, interaction_id=interaction.id, role="consult", state=m.DIALING)
+        interaction.legs[call] = leg
+        interaction.consult = call
+        interaction.creatable[call] = None  # S-CC-1, D-CC-4
+        self.calls[call] = leg
+        return leg
+
+    def _name_consult(self, interaction: Interaction, call: str) -> None:
+        """D-ASYNC: a consult succeeds as soon as the switch names its leg."""
+        self._add_consult_leg(interaction, call)
+        self._fire(interaction, "consult_named")
+        self._finish(interaction)
+        self._pump(interaction)
+
+    def _abandon(self, interaction: Interaction, pending: Pending) -> None:
+        if pending.command is not None:
+            self.abandoned[pending.command] = interaction.id
+            while len(self.abandoned) > self.policy.max_disposed:
+                del self.abandoned[next(iter(self.abandoned))]
+
+    def _release_orphan(self, call: str) -> None:
+        _bounded_add(self.released, call, self.policy.max_disposed)
+        self._command("release", call)
+
+    def _leg_event(self, leg: Conversation, kind: str) -> None:
+        checked = CONVERSATION.check(leg.state, kind)
+        if isinstance(checked, Refusal):
+            self._out.append(SwitchError(checked.rule, f"{kind} for call {leg.call}: {checked.reason}"))
+            return
+        before = leg.state
+        CONVERSATION.fire(leg, kind)
+        if leg.state != before and leg.lifecycle == m.INITIALIZED:
+            assert leg.target is not None
+            self._emit(event(f"conversation.{leg.state.lower()}", leg.target))
+        interaction = self.interactions[leg.interaction_id]
+        trigger = _derived_trigger(interaction, leg, before)
+        if trigger is not None and INTERACTION.edges_from(interaction.state, trigger):
+            self._fire(interaction, trigger)
+        self._check_done(interaction)
+        self._pump(interaction)
+
+    def _result(self, ev: SwitchEvent) -> None:
+        interaction_id = self.awaited.get(ev.command)
+        if interaction_id is None:
+            if _issued(ev.command, self.commands_issued):
+                self._late_result(ev)
+                return
+            self._out.append(SwitchError("D-BAD", f"result: command {ev.command!r} was never sent"))
+            return
+        interaction = self.interactions[interaction_id]
+        pending = interaction.executing
+        assert pending is not None and pending.command == ev.command
+        if not ev.ok:
+            if interaction.state == m.S_REQUESTED:
+                self._fire(interaction, "consult_refused")
+            reason = ev.reason or "no reason given"
+            self._finish(interaction, error=f"the switch refused: {reason}", rule="D-ASYNC")
+        elif interaction.state == m.S_REQUESTED:
+            if not ev.call:
+                return  # acknowledged; the leg's name comes with its dialing event
+            if ev.call in self.calls or ev.call in self.released:
+                self._out.append(SwitchError("D-BAD", f"result: call {ev.call} is already known"))
+                return
+            self._name_consult(interaction, ev.call)
+            return
+        else:
+            self._finish(interaction)
+        self._pump(interaction)
+
+    def _late_result(self, ev: SwitchEvent) -> None:
+        """A result for a command no request awaits any more: an abandoned
+        consult that names its leg now has that leg released (D-ASYNC);
+        any other is an acknowledgement with nothing left to do."""
+        abandoned = self.abandoned.pop(ev.command, None) is not None
+        if abandoned and ev.ok and ev.call and ev.call not in self.calls:
+            self._release_orphan(ev.call)
+
+    # ------------------------------------------------------------------
+    # Firing interaction triggers, and the actions of their edges.
+
+    def _fire(self, interaction: Interaction, trigger: str) -> None:
+        before = interaction.top
+        edge = INTERACTION.fire(interaction, trigger, self.policy)
+        if interaction.top != before and interaction.lifecycle == m.INITIALIZED:
+            self._emit(event(f"interaction.{interaction.top.lower()}", interaction.target))
+        if edge.action is not None:
+            getattr(self, f"_action_{edge.action}")(interaction)
+
+    def _action_promote_consult(self, interaction: Interaction) -> None:
+        """D-PRIMARY-LOSS: the live consult leg becomes the primary."""
+        consult = interaction.leg("consult")
+        assert consult is not None
+        consult.role = "primary"
+        interaction.primary, interaction.consult = consult.call, None
+
+    def _action_consult_over(self, interaction: Interaction) -> None:
+        """D-CONSULT-END: the primary stays held, unless policy retrieves it.
+        While a request is executing it owns the legs and nothing is retrieved."""
+        interaction.consult = None
+        primary = interaction.leg("primary")
+        if (
+            self.policy.reconnect_on_consult_end
+            and interaction.executing is None
+            and primary is not None
+            and primary.state == m.HELD
+        ):
+            self._command("retrieve", primary.call)
+
+    def _action_abandon_consult(self, interaction: Interaction) -> None:
+        """The primary ended while a consult waited for its leg: the consult
+        fails, and a leg named for it later is released."""
+        pending = interaction.executing
+        if pending is not None and pending.request.name == "interaction.request.consult":
+            self._abandon(interaction, pending)
+            self._finish(
+                interaction,
+                error="the primary call ended before the consult call was placed",
+                rule="D-PRIMARY-LOSS",
+            )
+
+    # ------------------------------------------------------------------
+    # Emitting.
+
+    def _emit(self, message: Message) -> None:
+        self._out.append(ToBridge(message))
+
+    def _respond(
+        self,
+        headers: Headers,
+        properties: dict[str, str] | None = None,
+        body: Any = None,
+    ) -> None:
+        self._out.append(ToBridge(response(headers, properties=properties, body=body)))
+
+    def _refuse(self, headers: Headers, rule: str, reason: str, *, prefix: bool = True) -> None:
+        short = headers.name.rpartition(".")[2] or "message"
+        text = f"{short} refused: {reason}" if prefix else reason
+        self._out.append(ToBridge(response(headers, error=text), rule=rule))
+
+
+# --------------------------------------------------------------------------
+# Helpers.
+
+
+def _explain(machine: m.StateMachine, spec: RequestSpec, state: str, refusal: Refusal) -> tuple[str, str]:
+    """The rule and reason of a refusal by a transition table. A request
+    whose top-level state is right but whose substate is not cites the
+    request's substate rule (consult while one is active: D-CONS-2)."""
+    if refusal.guard is not None:
+        return refusal.rule, refusal.reason
+    assert spec.trigger is not None
+    sources = machine.sources(spec.trigger)
+    rule = refusal.rule
+    if spec.substate_rule and top(state) in {top(s) for s in sources}:
+        rule = spec.substate_rule
+    allowed = m.join_words(dict.fromkeys(describe(s) for s in sources))
+    return rule, f"the {machine.name} is {describe(state)}; {spec.short} needs {allowed}"
+
+
+def read_properties(spec: RequestSpec, properties: dict[str, str]) -> Any:
+    """The structured properties of an already validated request."""
+    if spec.properties is FreeProperties:
+        return dict(properties)
+    if spec.properties is NoProperties:
+        return NoProperties()
+    return spec.properties(**properties)
+
+
+def _derived_trigger(interaction: Interaction, leg: Conversation, before: str) -> str | None:
+    """What a leg's new state means for its interaction."""
+    state = leg.state
+    if state == before:
+        return None
+    if leg.call == interaction.primary:
+        if state == m.TALKING:
+            return "primary_connected" if interaction.top in (m.ALERTING, m.DIALING) else ("primary_talking")
+        return "primary_ended" if state == m.ENDED else None
+    if leg.call == interaction.consult:
+        if state == m.TALKING:
+            return "consult_connected" if interaction.state == m.S_RINGING else "consult_talking"
+        return "consult_ended" if state == m.ENDED else None
+    return None
+
+
+def _headers_of(request: Request) -> Headers:
+    kind = CATALOG[request.name].kind
+    return Headers(type=kind, name=request.name, target=request.target, request_id=request.request_id)
+
+
+def _request_of(headers: Headers) -> Request:
+    assert headers.request_id is not None
+    return Request(name=headers.name, target=headers.target, request_id=headers.request_id)
+
+
+def _issued(command_id: str, count: int) -> bool:
+    prefix, _, number = command_id.partition("-")
+    return prefix == "cmd" and number.isdigit() and 1 <= int(number) <= count
+
+
+def _bounded_add(store: dict[str, None], key: str, limit: int) -> None:
+    store[key] = None
+    while len(store) > limit:
+        del store[next(iter(store))]

@@ -1,0 +1,140 @@
+"""Decoding and validating what the bridge sends (D-BAD).
+
+:func:`read_message` turns raw input (bytes, text or an already decoded
+object) into a :class:`Valid` message, or a :class:`Defect` that says what
+is wrong and, when the input has a usable ``requestId``, the headers a
+FAILURE response must echo (S-REQ-2). Nothing here touches engine state.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+
+from fsm.catalog import CATALOG, FreeProperties, NoProperties, RequestSpec
+from fsm.errors import RemoteProtocolError
+from fsm.messages import QUERY, REQUEST, Headers, structure
+
+#: Longest requestId accepted; a longer one is a defect (D-BOUND).
+MAX_REQUEST_ID = 256
+
+
+@attrs.frozen
+class Valid:
+    """A well-formed query or request of the catalog."""
+
+    headers: Headers
+    spec: RequestSpec
+    properties: dict[str, str]
+
+
+@attrs.frozen
+class Defect:
+    """Input that cannot be executed. ``echo`` holds the headers to answer
+    with when the input had a usable requestId, else None (then it is a
+    protocol error output)."""
+
+    rule: str
+    message: str
+    echo: Headers | None
+
+
+def read_message(raw: object, max_size: int) -> Valid | Defect:
+    if isinstance(raw, bytes | bytearray | memoryview):
+        raw = bytes(raw)
+        if len(raw) > max_size:
+            return _oversized(len(raw), max_size)
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Defect("D-BAD", f"message is not UTF-8: {exc.reason} at byte {exc.start}", None)
+    if isinstance(raw, str):
+        if len(raw) > max_size:
+            return _oversized(len(raw), max_size)
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            return Defect("D-BAD", f"message is not JSON: {exc.msg} at column {exc.colno}", None)
+        except RecursionError:
+            return Defect("D-BAD", "message is not JSON: nested too deeply", None)
+    return _read_object(raw)
+
+
+def _oversized(size: int, limit: int) -> Defect:
+    return Defect("D-BOUND", f"message of {size} bytes exceeds the limit of {limit} (max_frame_size)", None)
+
+
+def _read_object(raw: object) -> Valid | Defect:
+    if not isinstance(raw, dict):
+        return Defect("D-BAD", "message must be a JSON object with headers", None)
+    unknown = sorted(set(raw) - {"headers", "properties", "body"})
+    headers = raw.get("headers")
+    if not isinstance(headers, dict):
+        return Defect("D-BAD", "message has no headers object", None)
+    request_id = headers.get("requestId")
+    echo: Headers | None = None
+    if isinstance(request_id, str) and request_id and len(request_id) <= MAX_REQUEST_ID:
+        name, target = headers.get("name"), headers.get("target")
+        echo = Headers(
+            type=str(headers.get("type", "")),
+            name=name if isinstance(name, str) else "",
+            target=target if isinstance(target, str) else "",
+            request_id=request_id,
+        )
+    try:
+        if unknown:
+            raise RemoteProtocolError(f"unknown top-level key {', '.join(unknown)}", "D-BAD")
+        parsed: Headers = structure(headers, Headers, "headers")
+        return _read_headers(parsed, raw)
+    except RemoteProtocolError as exc:
+        message = exc.message
+        if echo is None:
+            message = f"{message} ({_why_unanswerable(request_id)})"
+        return Defect(exc.rule, message, echo)
+
+
+def _why_unanswerable(request_id: object) -> str:
+    if request_id is None:
+        return "no requestId: cannot be answered"
+    if isinstance(request_id, str) and len(request_id) > MAX_REQUEST_ID:
+        return f"requestId longer than {MAX_REQUEST_ID} characters: cannot be answered"
+    return "requestId is not a non-empty string: cannot be answered"
+
+
+def _read_headers(headers: Headers, raw: dict[str, Any]) -> Valid:
+    if headers.type not in (QUERY, REQUEST):
+        raise RemoteProtocolError(
+            f"header type {headers.type!r}: the bridge sends only {QUERY} and {REQUEST}", "D-BAD"
+        )
+    if headers.request_id is None:
+        raise RemoteProtocolError(f"a {headers.type} needs a requestId header", "D-BAD")
+    for field, value in (("result", headers.result), ("errorMessage", headers.error_message)):
+        if value is not None:
+            raise RemoteProtocolError(f"a {headers.type} carries no {field} header", "D-BAD")
+    spec = CATALOG.get(headers.name)
+    if spec is None:
+        raise RemoteProtocolError(f"unknown message name {headers.name!r}", "D-BAD")
+    if spec.kind != headers.type:
+        raise RemoteProtocolError(
+            f"{headers.name} is a {spec.kind}, but its type header says {headers.type}", "D-BAD"
+        )
+    body = raw.get("body")
+    if body not in (None, "", {}):
+        raise RemoteProtocolError(f"{headers.name} takes no body", "D-BAD")
+    properties = raw.get("properties", {})
+    if properties is None:
+        properties = {}
+    where = f"properties of {headers.name}"
+    if spec.properties is FreeProperties:
+        structure(properties, FreeProperties, where)
+    elif spec.properties is NoProperties:
+        if properties:
+            if not isinstance(properties, dict):
+                raise RemoteProtocolError(f"malformed {where}: expected an object", "D-BAD")
+            extra = ", ".join(sorted(properties))
+            raise RemoteProtocolError(f"{headers.name} takes no properties (got {extra})", "D-BAD")
+    else:
+        structure(properties, spec.properties, where)
+    return Valid(headers, spec, dict(properties))

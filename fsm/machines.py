@@ -1,0 +1,403 @@
+"""The state machines: declarative tables, and one shared `transitions` machine each.
+
+What may live here (in the spirit of h11's ``_state.py``): the states, the
+edges ``(source, trigger, dest, rule, guard, action)`` and the named guards
+on edges; nothing that does I/O, reads a clock or builds messages. The
+engine, the diagrams and the trace checker all read these tables, so every
+edge is written once.
+
+Three machines:
+
+- ``INTERACTION``: ALERTING, DIALING, STARTED with its consult substates,
+  ENDED, COMPLETED. ``STARTED.none`` has no consult leg; ``STARTED.requested``
+  has a consult asked of the switch and no leg named yet; ``STARTED.ringing``
+  has a consult leg that is DIALING or ALERTING; ``STARTED.connected.primary``
+  and ``STARTED.connected.consult`` have a connected consult leg, the suffix
+  naming the active leg (the last one that was TALKING, S-ALT-1). The
+  top-level state (before the first dot) is what the protocol reports.
+- ``CONVERSATION``: DIALING, ALERTING, TALKING, HELD, ENDED.
+- ``LIFECYCLE``: a destination's setup, initialization and teardown
+  (S-LIFE-1), driven on the ``lifecycle`` attribute of both kinds of model.
+
+Edges whose ``dest`` is None are internal: the request is allowed from that
+state, and the state then follows what the switch reports.
+
+Models are not registered with the machines (no ``add_model``): an edge is
+fired with ``machine.events[trigger].trigger(model)``, which `transitions`
+supports for any object with the state attribute. That keeps creating and
+removing a call free of the model-list scan and of per-model bound methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+import attrs
+from transitions import Machine
+
+from fsm.errors import LocalProtocolError
+
+# --------------------------------------------------------------------------
+# States.
+
+ALERTING: Final = "ALERTING"
+DIALING: Final = "DIALING"
+STARTED: Final = "STARTED"
+ENDED: Final = "ENDED"
+COMPLETED: Final = "COMPLETED"
+TALKING: Final = "TALKING"
+HELD: Final = "HELD"
+
+S_NONE: Final = "STARTED.none"
+S_REQUESTED: Final = "STARTED.requested"
+S_RINGING: Final = "STARTED.ringing"
+S_PRIMARY: Final = "STARTED.connected.primary"
+S_CONSULT: Final = "STARTED.connected.consult"
+S_CONNECTED: Final = (S_PRIMARY, S_CONSULT)
+
+INTERACTION_STATES: Final = (
+    ALERTING,
+    DIALING,
+    S_NONE,
+    S_REQUESTED,
+    S_RINGING,
+    S_PRIMARY,
+    S_CONSULT,
+    ENDED,
+    COMPLETED,
+)
+CONVERSATION_STATES: Final = (DIALING, ALERTING, TALKING, HELD, ENDED)
+LIVE_LEG_STATES: Final = (DIALING, ALERTING, TALKING, HELD)
+
+ABSENT: Final = "ABSENT"
+SETUP: Final = "SETUP"
+INITIALIZED: Final = "INITIALIZED"
+DISPOSED: Final = "DISPOSED"
+LIFECYCLE_STATES: Final = (ABSENT, SETUP, INITIALIZED, DISPOSED)
+
+
+def top(state: str) -> str:
+    """The protocol's name of a state: ``STARTED.ringing`` -> ``STARTED``."""
+    return state.partition(".")[0]
+
+
+# --------------------------------------------------------------------------
+# Edges.
+
+
+@attrs.frozen(kw_only=True)
+class Edge:
+    """One row of a transition table."""
+
+    source: str
+    trigger: str
+    dest: str | None
+    rule: str
+    guard: str | None = None
+    action: str | None = None
+    #: "request": fired by a bridge request; "switch": by what the switch
+    #: reports; "lifecycle": by init queries and dispose.
+    origin: str = "request"
+
+
+def _rows(
+    trigger: str,
+    sources: Iterable[str],
+    dest: str | None,
+    rule: str,
+    *,
+    guard: str | None = None,
+    action: str | None = None,
+    origin: str = "request",
+) -> list[Edge]:
+    return [
+        Edge(
+            source=s,
+            trigger=trigger,
+            dest=dest,
+            rule=rule,
+            guard=guard,
+            action=action,
+            origin=origin,
+        )
+        for s in sources
+    ]
+
+
+_NOT_COMPLETED = tuple(s for s in INTERACTION_STATES if s != COMPLETED)
+
+#: The interaction machine. Request triggers are named after the request;
+#: switch triggers after what a call leg did.
+INTERACTION_EDGES: Final[tuple[Edge, ...]] = tuple(
+    # Generic interaction destination (spec: "Generic interaction destination").
+    _rows("accept", [ALERTING], None, "D-GENERIC")
+    + _rows("reject", [ALERTING], None, "D-GENERIC")
+    + _rows("complete", [ENDED], COMPLETED, "D-GENERIC")
+    + _rows("setdata", _NOT_COMPLETED, None, "D-GENERIC")
+    # Telephony requests.
+    + _rows("createconversation", _NOT_COMPLETED, None, "S-CC-1")
+    + _rows("consult", [S_NONE], S_REQUESTED, "S-CONS-1")
+    + _rows("consulttransfer", S_CONNECTED, None, "D-XFER-1")
+    + _rows(
+        "consulttransfer",
+        [S_RINGING],
+        None,
+        "D-XFER-1",
+        guard="transfer_while_consult_ringing",
+    )
+    + _rows("consultconference", S_CONNECTED, None, "D-CONF-1")
+    + _rows("alternate", S_CONNECTED, None, "D-ALT-1")
+    # What the switch reports, seen from the interaction.
+    + _rows("primary_connected", [ALERTING, DIALING], S_NONE, "D-EVT-2", origin="switch")
+    + _rows(
+        "primary_ended",
+        [ALERTING, DIALING, S_NONE],
+        ENDED,
+        "D-PRIMARY-LOSS",
+        origin="switch",
+    )
+    + _rows(
+        "primary_ended",
+        [S_REQUESTED],
+        ENDED,
+        "D-PRIMARY-LOSS",
+        action="abandon_consult",
+        origin="switch",
+    )
+    + _rows(
+        "primary_ended",
+        [S_RINGING],
+        DIALING,
+        "D-PRIMARY-LOSS",
+        action="promote_consult",
+        origin="switch",
+    )
+    + _rows(
+        "primary_ended",
+        S_CONNECTED,
+        S_NONE,
+        "D-PRIMARY-LOSS",
+        action="promote_consult",
+        origin="switch",
+    )
+    + _rows("consult_named", [S_REQUESTED], S_RINGING, "D-CONS-3", origin="switch")
+    + _rows("consult_refused", [S_REQUESTED], S_NONE, "D-ASYNC", origin="switch")
+    + _rows("phone_consult", [S_NONE], S_RINGING, "S-EVT-1", origin="switch")
+    + _rows("consult_connected", [S_RINGING], S_CONSULT, "S-ALT-1", origin="switch")
+    + _rows(
+        "consult_ended",
+        [S_RINGING, *S_CONNECTED],
+        S_NONE,
+        "D-CONSULT-END",
+        action="consult_over",
+        origin="switch",
+    )
+    + _rows("primary_talking", [S_CONSULT], S_PRIMARY, "S-ALT-1", origin="switch")
+    + _rows("consult_talking", [S_PRIMARY], S_CONSULT, "S-ALT-1", origin="switch")
+)
+
+_LIVE = LIVE_LEG_STATES
+
+#: The conversation machine.
+CONVERSATION_EDGES: Final[tuple[Edge, ...]] = tuple(
+    _rows("answer", [ALERTING], None, "D-CONV")
+    + _rows("release", _LIVE, None, "D-CONV")
+    + _rows("hold", [TALKING], None, "D-CONV")
+    + _rows("retrieve", [HELD], None, "D-CONV")
+    + _rows("blindtransfer", [TALKING, HELD], None, "D-CONV")
+    + _rows("blindconference", [TALKING], None, "D-CONV")
+    + _rows("senddtmf", [TALKING], None, "D-CONV")
+    # A repeated `dialing` confirms a leg already named by a `result`.
+    + _rows("dialing", [DIALING], None, "D-ASYNC", origin="switch")
+    + _rows("alerting", [DIALING], ALERTING, "D-CONV", origin="switch")
+    + _rows("connected", [DIALING, ALERTING], TALKING, "D-CONV", origin="switch")
+    + _rows("held", [TALKING], HELD, "D-CONV", origin="switch")
+    + _rows("retrieved", [HELD], TALKING, "D-CONV", origin="switch")
+    + _rows("ended", _LIVE, ENDED, "D-CONV", origin="switch")
+    + _rows("failed", _LIVE, ENDED, "D-CONSULT-END", origin="switch")
+)
+
+#: The destination lifecycle (S-LIFE-1), for interactions and conversations.
+LIFECYCLE_EDGES: Final[tuple[Edge, ...]] = tuple(
+    _rows("create", [ABSENT], SETUP, "S-CC-1", origin="lifecycle")
+    + _rows("init", [SETUP], INITIALIZED, "S-LIFE-2", origin="lifecycle")
+    + _rows("init", [INITIALIZED], None, "D-LIFE-5", origin="lifecycle")
+    + _rows("dispose", [ABSENT, SETUP, INITIALIZED], DISPOSED, "D-LIFE-4", origin="lifecycle")
+)
+
+
+# --------------------------------------------------------------------------
+# Guards on edges: name -> predicate over (model, context) returning the
+# reason for refusing, or None.
+
+
+def _transfer_while_ringing(model: Any, policy: Any) -> str | None:
+    if getattr(policy, "transfer_while_consult_ringing", False):
+        return None
+    return (
+        "the consult call is still ringing; consulttransfer needs it connected "
+        "(policy transfer_while_consult_ringing is off)"
+    )
+
+
+EDGE_GUARDS: Final[dict[str, Callable[[Any, Any], str | None]]] = {
+    "transfer_while_consult_ringing": _transfer_while_ringing,
+}
+
+
+# --------------------------------------------------------------------------
+# The machines.
+
+
+@attrs.frozen
+class Refusal:
+    """Why a trigger may not fire: the rule and a reason a person can act on.
+    ``guard`` names the edge guard that refused; None when no edge leaves
+    the state on that trigger."""
+
+    rule: str
+    reason: str
+    guard: str | None = None
+
+
+class StateMachine:
+    """A table plus the one shared `transitions` machine built from it."""
+
+    def __init__(
+        self,
+        name: str,
+        states: tuple[str, ...],
+        initial: str,
+        edges: tuple[Edge, ...],
+        attribute: str = "state",
+    ) -> None:
+        self.name = name
+        self.states = states
+        self.initial = initial
+        self.edges = edges
+        self.attribute = attribute
+        self.finals = tuple(s for s in states if not any(e.source == s for e in edges))
+        self._by_key: dict[tuple[str, str], tuple[Edge, ...]] = {}
+        for edge in edges:
+            key = (edge.source, edge.trigger)
+            self._by_key[key] = (*self._by_key.get(key, ()), edge)
+        self.triggers = tuple(dict.fromkeys(e.trigger for e in edges))
+        self._sources = {t: tuple(e.source for e in edges if e.trigger == t) for t in self.triggers}
+        self.machine = Machine(
+            model=None,
+            states=list(states),
+            initial=initial,
+            auto_transitions=False,
+            send_event=True,
+            model_attribute=attribute,
+        )
+        for edge in edges:
+            conditions: list[str | Callable[..., bool | None]] = (
+                [_condition(edge.guard)] if edge.guard else []
+            )
+            self.machine.add_transition(
+                edge.trigger,
+                edge.source,
+                edge.dest if edge.dest is not None else None,
+                conditions=conditions,
+            )
+        self._events = self.machine.events
+
+    def edges_from(self, state: str, trigger: str) -> tuple[Edge, ...]:
+        return self._by_key.get((state, trigger), ())
+
+    def sources(self, trigger: str) -> tuple[str, ...]:
+        return self._sources.get(trigger, ())
+
+    def check(self, state: str, trigger: str, context: Any = None) -> Edge | Refusal:
+        """The edge ``trigger`` would take from ``state``, or why it may not.
+
+        A refusal from the table itself names the states that allow the
+        trigger; one from a guard gives the guard's reason."""
+        edges = self.edges_from(state, trigger)
+        if not edges:
+            allowed = join_words(dict.fromkeys(self.sources(trigger)))
+            rule = self.rule_for(trigger)
+            return Refusal(rule, f"the {self.name} is {state}; {trigger} needs {allowed}")
+        refusal: Refusal | None = None
+        for edge in edges:
+            if edge.guard is None:
+                return edge
+            reason = EDGE_GUARDS[edge.guard](None, context)
+            if reason is None:
+                return edge
+            refusal = Refusal(edge.rule, reason, edge.guard)
+        assert refusal is not None
+        return refusal
+
+    def rule_for(self, trigger: str) -> str:
+        for edge in self.edges:
+            if edge.trigger == trigger:
+                return edge.rule
+        raise LocalProtocolError(f"{self.name} machine has no trigger {trigger!r}", "D-BAD")
+
+    def fire(self, model: Any, trigger: str, context: Any = None) -> Edge:
+        """Fire ``trigger`` on ``model`` through `transitions`. The caller has
+        checked it is allowed; a refusal here is a bug and raises."""
+        outcome = self.check(getattr(model, self.attribute), trigger, context)
+        if isinstance(outcome, Refusal):
+            raise LocalProtocolError(
+                f"{self.name} {trigger} fired while refused: {outcome.reason}", outcome.rule
+            )
+        if not self._events[trigger].trigger(model, context=context):
+            raise LocalProtocolError(  # pragma: no cover - check() agreed above
+                f"transitions refused {self.name} {trigger}", outcome.rule
+            )
+        return outcome
+
+
+def _condition(guard: str) -> Callable[[Any], bool]:
+    predicate = EDGE_GUARDS[guard]
+
+    def condition(event_data: Any) -> bool:
+        return predicate(event_data.model, event_data.kwargs.get("context")) is None
+
+    condition.__name__ = guard
+    return condition
+
+
+def join_words(states: Iterable[str]) -> str:
+    items = list(states)
+    if not items:
+        return "no state"
+    if len(items) == 1:
+        return items[0]
+    return ", ".join(items[:-1]) + " or " + items[-1]
+
+
+INTERACTION: Final = StateMachine("interaction", INTERACTION_STATES, ALERTING, INTERACTION_EDGES)
+CONVERSATION: Final = StateMachine("conversation", CONVERSATION_STATES, ALERTING, CONVERSATION_EDGES)
+LIFECYCLE: Final = StateMachine(
+    "destination", LIFECYCLE_STATES, ABSENT, LIFECYCLE_EDGES, attribute="lifecycle"
+)
+MACHINES: Final = (INTERACTION, CONVERSATION, LIFECYCLE)
+
+
+def structure_problems(machine: StateMachine, starts: Iterable[str]) -> list[str]:
+    """Checks in the manner of python-statemachine: every state reachable
+    from ``starts``, every edge between known states, nothing leaves a final
+    state, every guard known. Returns the problems found (empty when sound)."""
+    problems: list[str] = []
+    known = set(machine.states)
+    for edge in machine.edges:
+        for end in (edge.source, edge.dest):
+            if end is not None and end not in known:
+                problems.append(f"{machine.name}: edge {edge.trigger} names unknown state {end}")
+        if edge.guard is not None and edge.guard not in EDGE_GUARDS:
+            problems.append(f"{machine.name}: edge {edge.trigger} names unknown guard {edge.guard}")
+    seen = set(starts)
+    frontier = list(seen)
+    while frontier:
+        state = frontier.pop()
+        for edge in machine.edges:
+            if edge.source == state and edge.dest is not None and edge.dest not in seen:
+                seen.add(edge.dest)
+                frontier.append(edge.dest)
+    problems += [f"{machine.name}: {s} is unreachable" for s in machine.states if s not in seen]
+    return problems

@@ -1,0 +1,217 @@
+"""Messages between the bridge and the client, and the one strict cattrs converter.
+
+Every message has headers, string properties and an optional JSON body
+(spec: "Messages"). Messages are frozen, slotted, keyword-only attrs classes;
+:data:`converter` structures and unstructures them. The converter is strict
+(D-BAD): a string field refuses an integer, an unknown key is refused, and
+each defect is reported as ``what @ where`` with the wire name of the field.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final, TypeAlias
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from fsm.errors import RemoteProtocolError
+
+JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
+#: interaction-data values: strings, or objects of the same kind (S-INIT-1)
+DataValue: TypeAlias = "str | dict[str, DataValue]"
+
+QUERY: Final = "cti.query"
+REQUEST: Final = "cti.request"
+RESPONSE: Final = "cti.response"
+EVENT: Final = "cti.event"
+SUCCESS: Final = "SUCCESS"
+FAILURE: Final = "FAILURE"
+
+#: Python attribute name -> wire header key, where they differ.
+_WIRE_NAMES: Final = {"request_id": "requestId", "error_message": "errorMessage"}
+
+
+@attrs.frozen(kw_only=True)
+class Headers:
+    """The headers of a message (spec table "Messages")."""
+
+    type: str
+    name: str
+    target: str
+    request_id: str | None = None
+    result: str | None = None
+    error_message: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Message:
+    """One message: headers, string properties, optional JSON body."""
+
+    headers: Headers
+    properties: dict[str, str] = attrs.field(factory=dict)
+    body: JsonValue = None
+
+    @property
+    def name(self) -> str:
+        return self.headers.name
+
+    @property
+    def target(self) -> str:
+        return self.headers.target
+
+
+def response(
+    original: Headers,
+    *,
+    error: str | None = None,
+    properties: dict[str, str] | None = None,
+    body: JsonValue = None,
+) -> Message:
+    """The one response to ``original`` (S-REQ-1, S-REQ-2): same name, target
+    and requestId; FAILURE with a person-readable ``errorMessage`` when
+    ``error`` is given."""
+    return Message(
+        headers=Headers(
+            type=RESPONSE,
+            name=original.name,
+            target=original.target,
+            request_id=original.request_id,
+            result=FAILURE if error is not None else SUCCESS,
+            error_message=error,
+        ),
+        properties=properties or {},
+        body=body,
+    )
+
+
+def event(name: str, target: str, properties: dict[str, str] | None = None) -> Message:
+    """An event: type, name and target, never a requestId (S-EVT-0)."""
+    return Message(headers=Headers(type=EVENT, name=name, target=target), properties=properties or {})
+
+
+# --------------------------------------------------------------------------
+# The converter.
+
+
+def _strict_str(value: object, _: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {_json_type(value)}")
+    return value
+
+
+def _strict_bool(value: object, _: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {_json_type(value)}")
+    return value
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def check_data(value: object, where: str) -> None:
+    """Raise TypeError naming the first value that is not a string or an
+    object of strings (S-INIT-1)."""
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, got {_json_type(value)} @ {where}")
+    for key, item in value.items():
+        if not isinstance(key, str):  # pragma: no cover - JSON keys are strings
+            raise TypeError(f"keys must be strings @ {where}")
+        if isinstance(item, dict):
+            check_data(item, f"{where}.{key}")
+        elif not isinstance(item, str):
+            raise TypeError(f"data values must be strings or objects, got {_json_type(item)} @ {where}.{key}")
+
+
+def _build_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    conv.register_structure_hook(str, _strict_str)
+    conv.register_structure_hook(bool, _strict_bool)
+    conv.register_structure_hook(
+        Headers,
+        make_dict_structure_fn(
+            Headers,
+            conv,
+            _cattrs_forbid_extra_keys=True,
+            request_id=override(rename="requestId"),
+            error_message=override(rename="errorMessage"),
+        ),
+    )
+    conv.register_unstructure_hook(
+        Headers,
+        make_dict_unstructure_fn(
+            Headers,
+            conv,
+            _cattrs_omit_if_default=True,
+            request_id=override(rename="requestId", omit_if_default=True),
+            error_message=override(rename="errorMessage", omit_if_default=True),
+        ),
+    )
+    return conv
+
+
+#: The project's one converter (design.md: "structured and unstructured by one
+#: cattrs converter").
+converter: Final = _build_converter()
+
+
+def _format(exc: BaseException, _: object) -> str:
+    if isinstance(exc, KeyError):
+        return "is missing"
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        return f"unknown key {', '.join(sorted(exc.extra_fields))}"
+    return str(exc) or type(exc).__name__
+
+
+def describe_error(exc: BaseException) -> str:
+    """Turn a cattrs structuring error into one precise sentence with the
+    wire names of the fields, e.g. ``destination: expected a string, got the
+    number 5`` (D-BAD)."""
+    if not isinstance(exc, cattrs.BaseValidationError):
+        return str(exc)
+    parts = []
+    for line in cattrs.transform_error(exc, format_exception=_format):
+        text, _, path = line.rpartition(" @ ")
+        path = path.removeprefix("$").removeprefix(".")
+        for py_name, wire in _WIRE_NAMES.items():
+            path = path.replace(py_name, wire)
+        parts.append(f"{path}: {text}" if path else text)
+    return "; ".join(parts)
+
+
+def structure(value: object, cls: type[Any], where: str) -> Any:
+    """Structure ``value`` into ``cls`` or raise a D-BAD error that says
+    where (``where``: "headers", "properties", ...) and what was wrong."""
+    try:
+        return converter.structure(value, cls)
+    except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
+        raise RemoteProtocolError(f"malformed {where}: {describe_error(exc)}", "D-BAD") from exc
+
+
+def to_wire(message: Message) -> dict[str, Any]:
+    """The JSON-ready dict of a message: properties and body only when set."""
+    out: dict[str, Any] = {"headers": converter.unstructure(message.headers)}
+    if message.properties:
+        out["properties"] = dict(message.properties)
+    if message.body is not None:
+        out["body"] = message.body
+    return out
+
+
+def dumps(value: object) -> str:
+    """Compact, deterministic JSON (one line, keys in insertion order)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

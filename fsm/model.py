@@ -1,0 +1,92 @@
+"""The light model objects that the shared machines drive.
+
+An :class:`Interaction` and each of its :class:`Conversation` legs carry a
+``state`` (driven by the interaction or conversation machine) and a
+``lifecycle`` (driven by the destination lifecycle machine). Models compare
+by identity (``eq=False``) and are slotted; they are never registered with a
+machine (see ``fsm.machines``). Everything here is plain data that cattrs
+turns into JSON and back (``fsm.snapshot``).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from fsm.machines import ABSENT, ENDED, SETUP, top
+from fsm.messages import DataValue
+
+
+@attrs.define(eq=False, slots=True, kw_only=True)
+class Conversation:
+    """One call leg, and the conversation destination the bridge made for it."""
+
+    call: str
+    interaction_id: str
+    role: str
+    state: str
+    lifecycle: str = ABSENT
+    bridge_id: str | None = None
+    target: str | None = None
+    request_ids: dict[str, None] = attrs.field(factory=dict)
+
+    @property
+    def live(self) -> bool:
+        return self.state != ENDED
+
+
+@attrs.define(kw_only=True)
+class Request:
+    """A request accepted for execution, waiting its turn (D-SERIAL)."""
+
+    name: str
+    target: str
+    request_id: str
+    properties: dict[str, str] = attrs.field(factory=dict)
+
+
+@attrs.define(kw_only=True)
+class Pending:
+    """The request an interaction is executing, and what it waits for."""
+
+    request: Request
+    #: id of the switch command it sent, when it waits for the switch
+    command: str | None = None
+    #: engine-clock time at which it fails (D-ASYNC)
+    deadline: float | None = None
+    #: the leg it acts on (hold, alternate's active leg, transfer's primary)
+    call: str | None = None
+    #: the second leg (alternate's leg to retrieve, transfer's consult leg)
+    other: str | None = None
+
+
+@attrs.define(eq=False, slots=True, kw_only=True)
+class Interaction:
+    """One interaction: its state, its data, its legs and its request queue."""
+
+    id: str
+    target: str
+    state: str
+    lifecycle: str = SETUP
+    data: dict[str, DataValue] = attrs.field(factory=dict)
+    #: every leg it has known, by call id, in order of appearance
+    legs: dict[str, Conversation] = attrs.field(factory=dict)
+    primary: str | None = None
+    consult: str | None = None
+    #: legs listed in the last init response and not yet created (D-CC-3)
+    init_pending: dict[str, None] = attrs.field(factory=dict)
+    #: legs a consult response or interaction.consult event named (S-CC-1, D-CC-4)
+    creatable: dict[str, None] = attrs.field(factory=dict)
+    request_ids: dict[str, None] = attrs.field(factory=dict)
+    waiting: list[Request] = attrs.field(factory=list)
+    executing: Pending | None = None
+    #: when it started, for choosing the interaction of a consult made on
+    #: the phone
+    started_at: int = 0
+
+    @property
+    def top(self) -> str:
+        return top(self.state)
+
+    def leg(self, role: str) -> Conversation | None:
+        call = self.primary if role == "primary" else self.consult
+        return self.legs[call] if call is not None else None

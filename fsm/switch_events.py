@@ -1,0 +1,118 @@
+"""What the switch reports (events) and what the engine asks of it (commands).
+
+The shapes are those of spec/harness.md ("Switch events", "Switch
+commands"). Only ``kind`` and ``call`` are required (``command`` and ``ok``
+for ``result``); a missing required field or a value of the wrong type is a
+D-BAD error that names the field, and the event changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import attrs
+
+from fsm.errors import RemoteProtocolError
+from fsm.messages import check_data, converter, structure
+
+
+@attrs.frozen(kw_only=True)
+class SwitchEvent:
+    """One switch event. Fields a kind does not use keep their defaults."""
+
+    kind: str
+    call: str = ""
+    ani: str = ""
+    dnis: str = ""
+    #: interaction data: strings or objects of the same kind (S-INIT-1),
+    #: checked by :func:`parse_switch_event`
+    data: dict[str, Any] = attrs.field(factory=dict)
+    destination: str = ""
+    cause: str = ""
+    reason: str = ""
+    command: str = ""
+    ok: bool = False
+
+
+#: kind -> (required fields, optional fields), harness.md "Switch events".
+EVENT_FIELDS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
+    "offered": (("call",), ("ani", "dnis", "data")),
+    "dialing": (("call",), ("destination",)),
+    "alerting": (("call",), ()),
+    "connected": (("call",), ()),
+    "held": (("call",), ()),
+    "retrieved": (("call",), ()),
+    "ended": (("call",), ("cause",)),
+    "failed": (("call",), ("reason",)),
+    "result": (("command", "ok"), ("call", "reason")),
+}
+
+
+def parse_switch_event(raw: object) -> SwitchEvent:
+    """Validate a decoded switch event; raise a D-BAD error naming the defect."""
+    if not isinstance(raw, dict):
+        raise RemoteProtocolError("a switch event must be a JSON object", "D-BAD")
+    kind = raw.get("kind")
+    if not isinstance(kind, str):
+        raise RemoteProtocolError("switch event: 'kind' is missing or not a string", "D-BAD")
+    if kind not in EVENT_FIELDS:
+        known = ", ".join(EVENT_FIELDS)
+        raise RemoteProtocolError(f"switch event: unknown kind {kind!r} (known: {known})", "D-BAD")
+    required, optional = EVENT_FIELDS[kind]
+    missing = [name for name in required if name not in raw]
+    if missing:
+        raise RemoteProtocolError(
+            f"switch event {kind}: missing required field {', '.join(missing)}", "D-BAD"
+        )
+    extra = sorted(set(raw) - {"kind", *required, *optional})
+    if extra:
+        raise RemoteProtocolError(f"switch event {kind}: unexpected field {', '.join(extra)}", "D-BAD")
+    if "data" in raw:
+        try:
+            check_data(raw["data"], "data")
+        except TypeError as exc:
+            raise RemoteProtocolError(f"switch event {kind}: {exc}", "D-BAD") from None
+    event: SwitchEvent = structure(raw, SwitchEvent, f"switch event {kind}")
+    if "call" in required and not event.call:
+        raise RemoteProtocolError(f"switch event {kind}: 'call' is empty", "D-BAD")
+    return event
+
+
+def event_to_wire(event: SwitchEvent) -> dict[str, Any]:
+    """The harness.md shape of an event: its kind's fields only."""
+    required, optional = EVENT_FIELDS[event.kind]
+    wire: dict[str, Any] = {"kind": event.kind}
+    for name in required:
+        wire[name] = getattr(event, name)
+    for name in optional:
+        value = getattr(event, name)
+        if value:
+            wire[name] = converter.unstructure(value)
+    return wire
+
+
+@attrs.frozen(kw_only=True)
+class Command:
+    """A command to the switch (harness.md "Switch commands").
+
+    ``consult`` (transfer, conference) names the consult leg and ``other``
+    (alternate) the leg to retrieve, so that a switch need not remember
+    which legs belong together.
+    """
+
+    id: str
+    op: str
+    call: str
+    destination: str | None = None
+    digits: str | None = None
+    consult: str | None = None
+    other: str | None = None
+
+
+def command_to_wire(command: Command) -> dict[str, str]:
+    return {k: v for k, v in attrs.asdict(command).items() if v is not None}
+
+
+def command_from_wire(raw: object) -> Command:
+    result: Command = structure(raw, Command, "switch command")
+    return result
