@@ -122,16 +122,12 @@ def _check_max_frame_size(max_frame_size: int) -> int:
             f"the maximum frame size must be an int, not {type(max_frame_size).__name__}", RULE
         )
     if max_frame_size < 0:
-        raise LocalProtocolError(
-            f"the maximum frame size must not be negative (got {max_frame_size})", RULE
-        )
+        raise LocalProtocolError(f"the maximum frame size must not be negative (got {max_frame_size})", RULE)
     return min(max_frame_size, _MAX_LENGTH)
 
 
 def _too_large(length: int, max_frame_size: int) -> FrameTooLarge:
-    return FrameTooLarge(
-        f"frame of {length} bytes exceeds the maximum frame size of {max_frame_size} bytes"
-    )
+    return FrameTooLarge(f"frame of {length} bytes exceeds the maximum frame size of {max_frame_size} bytes")
 
 
 def encode_frame(
@@ -147,9 +143,7 @@ def encode_frame(
     """
     limit = _check_max_frame_size(max_frame_size)
     if isinstance(index, bool) or not isinstance(index, int):
-        raise LocalProtocolError(
-            f"the protocol index must be an int, not {type(index).__name__}", RULE
-        )
+        raise LocalProtocolError(f"the protocol index must be an int, not {type(index).__name__}", RULE)
     if not 0 <= index <= _MAX_INDEX:
         raise LocalProtocolError(f"the protocol index must be in 0..255 (got {index})", RULE)
     length = len(contents)
@@ -173,9 +167,7 @@ def encode_json(
         text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         contents = text.encode("utf-8")
     except (TypeError, ValueError) as error:  # UnicodeEncodeError is a ValueError
-        raise LocalProtocolError(
-            f"cannot encode the message as UTF-8 JSON: {error}", RULE
-        ) from error
+        raise LocalProtocolError(f"cannot encode the message as UTF-8 JSON: {error}", RULE) from error
     return encode_frame(contents, index, max_frame_size)
 
 
@@ -297,9 +289,7 @@ class FrameDecoder:
         if got == 0:
             return
         if got < HEADER_SIZE:
-            error = TruncatedFrame(
-                f"stream ended inside a frame header: got {got} of {HEADER_SIZE} bytes"
-            )
+            error = TruncatedFrame(f"stream ended inside a frame header: got {got} of {HEADER_SIZE} bytes")
         else:
             (length,) = _LENGTH.unpack_from(buffer, _LENGTH_OFFSET)
             error = TruncatedFrame(
@@ -312,9 +302,7 @@ class FrameDecoder:
     @staticmethod
     def _check_boundary(seen: memoryview) -> None:
         if seen != BOUNDARY[: len(seen)]:
-            raise BadBoundary(
-                f"frame does not start with the boundary {BOUNDARY!r} (got {bytes(seen)!r})"
-            )
+            raise BadBoundary(f"frame does not start with the boundary {BOUNDARY!r} (got {bytes(seen)!r})")
 
     def _break(self, error: FramingError) -> None:
         self._error = error

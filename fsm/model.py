@@ -10,10 +10,11 @@ turns into JSON and back (``fsm.snapshot``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from fsm.machines import ABSENT, ENDED, SETUP, top
-from fsm.messages import DataValue
 
 
 @attrs.define(eq=False, slots=True, kw_only=True)
@@ -67,7 +68,8 @@ class Interaction:
     target: str
     state: str
     lifecycle: str = SETUP
-    data: dict[str, DataValue] = attrs.field(factory=dict)
+    #: interaction-data: strings or objects of the same kind (S-INIT-1)
+    data: dict[str, Any] = attrs.field(factory=dict)
     #: every leg it has known, by call id, in order of appearance
     legs: dict[str, Conversation] = attrs.field(factory=dict)
     primary: str | None = None

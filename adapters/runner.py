@@ -1,0 +1,124 @@
+"""The line protocol of ``telephony-fsm run`` (spec/harness.md).
+
+:class:`Runner` owns an engine and a switch driver. It reads one JSON
+object per input line, feeds it to the engine, runs the commands the engine
+issues on the switch (feeding back the events they cause), and returns
+every output followed by ``{"done": SEQ}``. It also writes the merged trace.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from typing import IO, Any
+
+from adapters.switch import Switch, dispatch
+from fsm.engine import BridgeError, Engine, Output, SwitchError, ToBridge, ToSwitch
+from fsm.errors import RemoteProtocolError
+from fsm.messages import dumps, to_wire
+from fsm.switch_events import SwitchEvent, command_to_wire, event_to_wire, parse_switch_event
+
+
+class Runner:
+    def __init__(self, engine: Engine, switch: Switch, trace: IO[str] | None = None) -> None:
+        self.engine = engine
+        self.switch = switch
+        self.trace = trace
+
+    def feed(self, line: str, lineno: int) -> list[dict[str, Any]]:
+        """Process one input line completely; return its outputs and done."""
+        out: list[dict[str, Any]] = []
+        seq: Any = lineno
+        limit = self.engine.policy.max_frame_size
+        if len(line) > limit:
+            out.append(_error(seq, f"input line of {len(line)} characters exceeds {limit}"))
+        else:
+            try:
+                item = json.loads(line)
+            except (json.JSONDecodeError, RecursionError) as exc:
+                message = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+                out.append(_error(seq, f"input is not JSON: {message}"))
+            else:
+                if isinstance(item, dict) and "seq" in item:
+                    seq = item["seq"]
+                self._record(item)
+                out += self._input(item, seq)
+        for entry in out:
+            self._record(entry)
+        out.append({"done": seq})
+        return out
+
+    def _input(self, item: object, seq: Any) -> list[dict[str, Any]]:
+        if not isinstance(item, dict):
+            return [_error(seq, "input must be a JSON object with a 'from' field")]
+        source = item.get("from")
+        if source == "bridge":
+            if "message" not in item:
+                return [_error(seq, "bridge input has no 'message'")]
+            return self._drain(self.engine.receive_bridge(item["message"]), seq)
+        if source == "switch":
+            try:
+                ev = parse_switch_event(item.get("event"))
+            except RemoteProtocolError as exc:
+                return [_error(seq, exc.message)]
+            self.switch.observe(ev)
+            return self._drain(self.engine.receive_switch(ev), seq)
+        if source == "clock":
+            advance = item.get("advance")
+            if isinstance(advance, bool) or not isinstance(advance, int | float):
+                return [_error(seq, "clock input needs 'advance': a number of seconds")]
+            if not 0 <= advance < float("inf"):
+                return [_error(seq, f"clock advance {advance!r} must be finite and >= 0")]
+            return self._drain(self.engine.advance(float(advance)), seq)
+        return [_error(seq, f"unknown 'from' {source!r}: expected bridge, switch or clock")]
+
+    def _drain(self, first: list[Output], seq: Any) -> list[dict[str, Any]]:
+        """Write outputs in order; run each command on the switch after the
+        outputs before it, feeding the events it causes back to the engine."""
+        out: list[dict[str, Any]] = []
+        batches: deque[list[Output]] = deque([first])
+        while batches:
+            commands = []
+            for output in batches.popleft():
+                out.append(_wire(output, seq))
+                if isinstance(output, ToSwitch):
+                    commands.append(output.command)
+            for command in commands:
+                for ev in dispatch(self.switch, command):
+                    self._record({"from": "switch", "event": event_to_wire(ev)})
+                    batches.append(self.engine.receive_switch(ev))
+        return out
+
+    def _record(self, entry: object) -> None:
+        if self.trace is not None:
+            self.trace.write(dumps(entry) + "\n")
+
+    def run(self, stdin: IO[str], stdout: IO[str]) -> None:
+        for lineno, line in enumerate(stdin, start=1):
+            if not line.strip():
+                stdout.write(dumps({"done": lineno}) + "\n")
+                stdout.flush()
+                continue
+            for entry in self.feed(line, lineno):
+                stdout.write(dumps(entry) + "\n")
+            stdout.flush()
+
+
+def _wire(output: Output, seq: Any) -> dict[str, Any]:
+    if isinstance(output, ToBridge):
+        return {"to": "bridge", "message": to_wire(output.message)}
+    if isinstance(output, ToSwitch):
+        return {"to": "switch", "command": command_to_wire(output.command)}
+    if isinstance(output, BridgeError):
+        return {"protocol_error": {"rule": output.rule, "message": output.message, "input": seq}}
+    assert isinstance(output, SwitchError)
+    return _error(seq, f"{output.rule}: {output.message}")
+
+
+def _error(seq: Any, message: str) -> dict[str, Any]:
+    return {"error": {"input": seq, "message": message}}
+
+
+def event_of(entry: dict[str, Any]) -> SwitchEvent:
+    """The switch event of a trace line ``{"from": "switch", "event": ...}``."""
+    return parse_switch_event(entry["event"])
