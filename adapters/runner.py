@@ -24,6 +24,8 @@ class Runner:
         self.engine = engine
         self.switch = switch
         self.trace = trace
+        #: (requestId, rule ID) of every FAILURE response, for logs and tests
+        self.refusals: list[tuple[str, str]] = []
 
     def feed(self, line: str, lineno: int) -> list[dict[str, Any]]:
         """Process one input line completely; return its outputs and done."""
@@ -81,6 +83,8 @@ class Runner:
             commands = []
             for output in batches.popleft():
                 out.append(_wire(output, seq))
+                if isinstance(output, ToBridge) and output.rule is not None:
+                    self.refusals.append((output.message.headers.request_id or "", output.rule))
                 if isinstance(output, ToSwitch):
                     commands.append(output.command)
             for command in commands:

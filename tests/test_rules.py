@@ -1,0 +1,681 @@
+"""One or more tests per rule of spec/protocol.md (and D-NEW of harness.md),
+each through the real engine, switch driver and runner."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from fsm.engine import Targets
+from fsm.snapshot import snapshot
+from tests.drive import (
+    CH,
+    Drive,
+    body,
+    commands,
+    error_message,
+    errors,
+    event_names,
+    events,
+    messages,
+    ok,
+    responses,
+    result,
+)
+
+T = f"{CH}.c1"
+
+
+def test_d_new_offered_call_announced_on_channel() -> None:
+    """D-NEW: interaction.created on the channel target, id = the call id."""
+    d = Drive()
+    out = d.sw("offered", "c1")
+    expected = [
+        {
+            "headers": {"type": "cti.event", "name": "interaction.created", "target": CH},
+            "properties": {"interactionid": "c1", "type": "telephony"},
+        }
+    ]
+    assert expected == messages(out)
+
+
+def test_s_req_1_exactly_one_response_per_request_over_a_full_call() -> None:
+    """S-REQ-1: every query and request is answered exactly once, including a
+    duplicate id (its own refusal) and requests answered later by the switch."""
+    d = Drive()
+    d.sw("offered")
+    out = d.msg("interaction.query.init")
+    out += d.create("b1", "c1")
+    out += d.req("accept")
+    out += d.req("consult", destination="200")
+    out += d.create("b2", "sim-1")
+    out += d.req("alternate")
+    out += d.req("consultconference")
+    out += d.conv("release")
+    out += d.req("complete")
+    out += d.req("complete", rid="r3")  # duplicate of createconversation's id
+    seen = Counter(r["headers"]["requestId"] for r in responses(out))
+    expected = {f"r{n}": 1 for n in range(1, 10)} | {"r3": 2}
+    assert expected == dict(seen)
+
+
+def test_s_req_2_response_echoes_headers_and_failure_explains() -> None:
+    """S-REQ-2: name, target and requestId echoed; FAILURE has a readable errorMessage."""
+    d = Drive()
+    d.sw("offered")
+    d.init()
+    out = d.req("consult", rid="{A-1}", destination="200")
+    headers = responses(out)[0]["headers"]
+    expected = {
+        "type": "cti.response",
+        "name": "interaction.request.consult",
+        "target": T,
+        "requestId": "{A-1}",
+        "result": "FAILURE",
+    }
+    assert expected == {k: v for k, v in headers.items() if k != "errorMessage"}
+    assert "consult refused: the interaction is ALERTING" in headers["errorMessage"]
+    assert "Traceback" not in headers["errorMessage"]
+
+
+def test_s_req_2a_consulttransfer_response_named_after_the_request() -> None:
+    """S-REQ-2a: the consulttransfer response is named consulttransfer, not reject."""
+    d = Drive()
+    d.consulting_call()
+    out = d.req("consulttransfer")
+    assert [r["headers"]["name"] for r in responses(out)] == ["interaction.request.consulttransfer"]
+
+
+def test_s_evt_0_events_carry_no_request_id() -> None:
+    """S-EVT-0: type cti.event, a name and a target, never a requestId."""
+    d = Drive()
+    d.talking_call()
+    out = d.req("consult", destination="200") + d.sw("ended", "c1")
+    for message in events(out) + events(d.sw("offered", "c9")):
+        assert message["headers"]["type"] == "cti.event"
+        assert {"type", "name", "target"} == set(message["headers"])
+
+
+def test_s_life_1_conversation_destination_exists_only_after_creation() -> None:
+    """S-LIFE-1: set up (createconversation), then init, then tear down."""
+    d = Drive()
+    d.sw("offered")
+    d.init()
+    before = d.msg("conversation.query.init", f"{T}.b1")
+    assert result(before) == "FAILURE" and d.rule(before) == "D-TARGET"
+    assert ok(d.create("b1", "c1"))
+    assert d.conv_init("b1")["conversation-state"] == "ALERTING"
+    assert ok(d.msg("conversation.request.dispose", f"{T}.b1"))
+    after = d.msg("conversation.query.init", f"{T}.b1")
+    assert result(after) == "FAILURE" and d.rule(after) == "D-LIFE-4"
+
+
+def test_s_life_2_no_event_before_init_answered() -> None:
+    """S-LIFE-2: no interaction or conversation event before its init query is answered."""
+    d = Drive()
+    d.sw("offered")
+    assert event_names(d.sw("connected")) == []  # interaction not initialized
+    d.init()
+    assert ok(d.create("b1", "c1"))
+    assert event_names(d.req("setdata", k="v")) == ["interaction.datachanged"]
+    assert event_names(d.sw("held")) == []  # conversation b1 not initialized yet
+    d.conv_init("b1")
+    assert event_names(d.sw("retrieved")) == ["conversation.talking"]
+
+
+def test_d_life_3_pre_init_changes_folded_into_snapshot() -> None:
+    """D-LIFE-3: changes before init appear in the snapshot and never as events."""
+    d = Drive()
+    d.sw("offered")
+    d.sw("connected")
+    d.sw("held")
+    snap = d.init()
+    assert snap["interaction-state"] == "STARTED"
+    d.create("b1", "c1")
+    assert d.conv_init("b1")["conversation-state"] == "HELD"
+    assert event_names(d.send({"from": "clock", "advance": 1})) == []
+
+
+def test_d_life_5_request_before_init_refused_and_reinit_allowed() -> None:
+    """D-LIFE-5: a request before init is refused; a repeated init is answered
+    with the current snapshot and changes nothing."""
+    d = Drive()
+    d.sw("offered")
+    out = d.req("accept")
+    assert result(out) == "FAILURE" and d.rule(out) == "D-LIFE-5"
+    assert commands(out) == []
+    first = d.init()
+    state = snapshot(d.engine)
+    assert first == d.init()
+    after = snapshot(d.engine)
+    for snap in (state, after):
+        for interaction in snap["interactions"]:
+            interaction["request_ids"] = {}
+    assert state == after
+
+
+def test_d_life_4_dispose_forgets_without_hanging_up() -> None:
+    """D-LIFE-4: dispose answers SUCCESS, issues no switch command, later
+    messages get "destination disposed", later switch events are ignored."""
+    d = Drive()
+    d.talking_call()
+    out = d.req("dispose")
+    assert ok(out) and commands(out) == []
+    later = d.msg("interaction.query.init")
+    assert result(later) == "FAILURE" and d.rule(later) == "D-LIFE-4"
+    assert "disposed" in error_message(later)
+    again = d.req("dispose")
+    assert result(again) == "FAILURE"
+    ignored = d.sw("ended", "c1")
+    assert messages(ignored) == []
+    assert errors(ignored) == ["D-LIFE-4: ignored ended for call c1: it belongs to a disposed interaction"]
+
+
+def test_d_life_4_dispose_before_init_is_allowed() -> None:
+    """D-LIFE-4: dispose is valid in any state, before init too."""
+    d = Drive()
+    d.sw("offered")
+    assert ok(d.req("dispose"))
+
+
+def test_s_init_1_keys_and_nested_data() -> None:
+    """S-INIT-1: interaction-state, interaction-data (strings or nested objects), conversations."""
+    d = Drive()
+    d.sw("offered", ani="5551000", data={"account": {"id": "42", "tier": "gold"}})
+    snap = d.init()
+    assert {"interaction-state", "interaction-data", "conversations"} == set(snap)
+    expected = {"ani": "5551000", "account": {"id": "42", "tier": "gold"}}
+    assert expected == snap["interaction-data"]
+
+
+def test_s_init_1_data_of_other_types_is_refused() -> None:
+    """S-INIT-1 / D-BAD: switch data that is not strings or objects is refused."""
+    d = Drive()
+    out = d.sw("offered", data={"n": 5})
+    assert messages(out) == []
+    assert "data values must be strings or objects" in errors(out)[0]
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        ([], {"primary": {"id": "c1"}}),
+        ([("connected", "c1")], {"primary": {"id": "c1"}}),
+        ([("ended", "c1")], {}),
+    ],
+)
+def test_s_init_2_3_5_conversations_by_state(steps: list[tuple[str, str]], expected: object) -> None:
+    """S-INIT-2 (always present), S-INIT-3 (primary in ALERTING/DIALING/STARTED),
+    S-INIT-5 (empty when ENDED)."""
+    d = Drive()
+    d.sw("offered")
+    for kind, call in steps:
+        d.sw(kind, call)
+    assert expected == d.init()["conversations"]
+
+
+def test_s_init_3_primary_listed_while_dialing() -> None:
+    """S-INIT-3: an outbound call from the phone is DIALING with its primary."""
+    d = Drive()
+    d.sw("dialing", "c1", destination="5552000")
+    snap = d.init()
+    assert (snap["interaction-state"], snap["conversations"]) == ("DIALING", {"primary": {"id": "c1"}})
+
+
+def test_s_init_4_d_init_7_consult_listed_only_while_live() -> None:
+    """S-INIT-4, D-INIT-7: consult listed in STARTED while the leg is not ENDED."""
+    d = Drive()
+    d.talking_call()
+    d.req("consult", destination="ring-200")
+    assert d.init()["conversations"] == {"primary": {"id": "c1"}, "consult": {"id": "sim-1"}}
+    d.sw("connected", "sim-1")
+    d.sw("held", "sim-1")
+    assert "consult" in d.init()["conversations"]
+    d.sw("ended", "sim-1")
+    assert d.init()["conversations"] == {"primary": {"id": "c1"}}
+
+
+def test_s_init_5_completed_has_no_conversations() -> None:
+    """S-INIT-5: COMPLETED lists no conversation."""
+    d = Drive()
+    d.talking_call()
+    d.sw("ended", "c1")
+    assert ok(d.req("complete"))
+    snap = d.init()
+    assert (snap["interaction-state"], snap["conversations"]) == ("COMPLETED", {})
+
+
+def test_d_conv_id_init_ids_are_native_ids() -> None:
+    """D-CONV-ID: init lists nativeids, also after createconversation with another bridge id."""
+    d = Drive()
+    d.consulting_call()
+    assert d.init()["conversations"] == {"primary": {"id": "c1"}, "consult": {"id": "sim-1"}}
+    assert d.conv_init("b2")["nativeid"] == "sim-1"
+
+
+def test_s_init_6_engine_sends_interaction_events_at_once() -> None:
+    """S-INIT-6: the engine does not queue interaction events while the listed
+    conversations are not yet created; the bridge queues them."""
+    d = Drive()
+    d.sw("offered")
+    d.init()  # lists primary c1, not yet created
+    assert event_names(d.sw("connected")) == ["interaction.started"]
+
+
+def test_s_cc_1_createconversation_only_in_init_phase_or_after_consult() -> None:
+    """S-CC-1: after the init phase, a known leg not named by a consult cannot be created."""
+    d = Drive()
+    d.talking_call()  # init phase over: c1 created as b1
+    d.sw("ended", "c1")
+    out = d.create("b9", "c1")
+    assert result(out) == "FAILURE"  # c1 is registered as b1: D-CC-3
+    assert d.rule(out) == "D-CC-3"
+
+
+def test_s_cc_1_phase_closed_refuses_uncreated_leg() -> None:
+    """S-CC-1: a leg listed in init but the phase reopened only by re-init."""
+    d = Drive()
+    d.sw("offered")
+    d.init()
+    assert ok(d.create("b1", "c1"))
+    d.sw("connected")
+    d.req("consult", destination="200")
+    assert ok(d.create("b2", "sim-1"))
+    assert ok(d.req("consultconference"))
+    # a second consult leg named by consult can be created; a third party never named cannot
+    out = d.create("b3", "c1x")
+    assert result(out) == "FAILURE" and d.rule(out) == "D-CC-2"
+
+
+def test_s_cc_1_refusal_outside_phase() -> None:
+    """S-CC-1: a re-init that no longer lists a leg closes the init phase for
+    it; createconversation for it is then refused with S-CC-1."""
+    d = Drive()
+    d.sw("offered")
+    d.init()  # lists c1: the init phase is open for it
+    d.sw("ended", "c1")
+    assert d.init()["conversations"] == {}  # ENDED: nothing listed, phase closed
+    out = d.create("b1", "c1")
+    assert result(out) == "FAILURE" and d.rule(out) == "S-CC-1"
+
+
+def test_d_cc_2_unknown_nativeid_refused() -> None:
+    """D-CC-2: createconversation for a nativeid the client does not know."""
+    d = Drive()
+    d.sw("offered")
+    d.init()
+    out = d.create("b1", "nope")
+    assert result(out) == "FAILURE" and d.rule(out) == "D-CC-2"
+
+
+def test_d_cc_3_reregistration_and_conflicts() -> None:
+    """D-CC-3: the same id+nativeid again is SUCCESS; a conflicting one is FAILURE;
+    an ENDED leg listed in init can still be created."""
+    d = Drive()
+    d.talking_call()
+    assert ok(d.create("b1", "c1"))
+    conflict = d.create("b7", "c1")
+    assert result(conflict) == "FAILURE" and d.rule(conflict) == "D-CC-3"
+    d.req("consult", destination="busy-1")  # named, then fails at once: ENDED
+    assert ok(d.create("b2", "sim-1"))
+    assert d.conv_init("b2")["conversation-state"] == "ENDED"
+    clash = d.create("b1", "sim-1")
+    assert result(clash) == "FAILURE" and d.rule(clash) == "D-CC-3"
+
+
+def test_d_cc_4_create_after_interaction_consult_event() -> None:
+    """D-CC-4: createconversation may follow the interaction.consult event."""
+    d = Drive()
+    d.talking_call()
+    d.sw("held")
+    out = d.sw("dialing", "p2", destination="300")
+    assert [(e["headers"]["name"], e["properties"]) for e in events(out) if "properties" in e] == [
+        ("interaction.consult", {"nativeid": "p2"})
+    ]
+    assert ok(d.create("b2", "p2"))
+
+
+def test_s_evt_1_consult_made_on_the_phone() -> None:
+    """S-EVT-1: a new leg dialing while STARTED with no consult pending is an
+    outside consult: interaction.consult with its nativeid."""
+    d = Drive()
+    d.talking_call()
+    assert event_names(d.sw("held") + d.sw("dialing", "p2")) == ["conversation.held", "interaction.consult"]
+
+
+def test_s_cons_1_consult_needs_started_and_holds_primary() -> None:
+    """S-CONS-1: refused in ALERTING; in STARTED the primary is held and the
+    response carries the new leg's nativeid."""
+    d = Drive()
+    d.sw("offered")
+    d.init()
+    refused = d.req("consult", destination="200")
+    assert result(refused) == "FAILURE" and d.rule(refused) == "S-CONS-1"
+    d.create("b1", "c1")
+    d.conv_init()
+    d.req("accept")
+    out = d.req("consult", destination="200")
+    assert commands(out) == [{"id": "cmd-2", "op": "consult", "call": "c1", "destination": "200"}]
+    assert "conversation.held" in event_names(out)
+    assert responses(out)[0]["properties"] == {"nativeid": "sim-1"}
+
+
+def test_d_cons_2_one_consult_at_a_time_and_destination_needed() -> None:
+    """D-CONS-2: a second consult, or an empty destination, is refused."""
+    d = Drive()
+    d.consulting_call()
+    again = d.req("consult", destination="300")
+    assert result(again) == "FAILURE" and d.rule(again) == "D-CONS-2"
+    e = Drive()
+    e.talking_call()
+    empty = e.req("consult", destination="  ")
+    assert result(empty) == "FAILURE" and e.rule(empty) == "D-CONS-2"
+
+
+def test_d_cons_3_consult_conversation_events_flow_after_its_init() -> None:
+    """D-CONS-3: response (nativeid) -> createconversation -> init -> events."""
+    d = Drive()
+    d.talking_call()
+    out = d.req("consult", destination="ring-200")
+    assert not any(e["headers"]["target"].endswith(".b2") for e in events(out))
+    assert ok(d.create("b2", "sim-1"))
+    assert d.conv_init("b2")["conversation-state"] == "ALERTING"
+    assert event_names(d.sw("connected", "sim-1")) == ["conversation.talking"]
+
+
+def test_s_xfer_1_d_xfer_1_transfer_ends_both_legs() -> None:
+    """S-XFER-1, D-XFER-1: transfer names both legs; on success both end and
+    the interaction is ENDED."""
+    d = Drive()
+    d.consulting_call()
+    out = d.req("consulttransfer")
+    assert commands(out) == [{"id": "cmd-3", "op": "transfer", "call": "c1", "consult": "sim-1"}]
+    assert ok(out)
+    assert "interaction.ended" in event_names(out)
+    assert d.init()["interaction-state"] == "ENDED"
+
+
+def test_d_xfer_1_refused_without_connected_consult() -> None:
+    """D-XFER-1: refused with no consult, and while the consult rings unless the policy allows."""
+    d = Drive()
+    d.talking_call()
+    out = d.req("consulttransfer")
+    assert result(out) == "FAILURE" and d.rule(out) == "D-XFER-1"
+    d.req("consult", destination="ring-1")
+    ringing = d.req("consulttransfer")
+    assert result(ringing) == "FAILURE" and "transfer_while_consult_ringing" in error_message(ringing)
+    p = Drive(transfer_while_consult_ringing=True)
+    p.talking_call()
+    p.req("consult", destination="ring-1")
+    assert ok(p.req("consulttransfer"))
+
+
+def test_s_conf_1_d_conf_1_conference_folds_consult_into_primary() -> None:
+    """S-CONF-1, D-CONF-1: the consult leg ends (its last event), the primary is
+    TALKING, and the interaction is back to no consult."""
+    d = Drive()
+    d.consulting_call()
+    out = d.req("consultconference")
+    assert ok(out)
+    assert event_names(out) == ["conversation.talking", "conversation.ended"]
+    assert events(out)[-1]["headers"]["name"] == "conversation.ended"
+    assert d.init()["conversations"] == {"primary": {"id": "c1"}}
+    assert ok(d.req("consult", destination="300"))  # a new consult is possible again
+
+
+def test_d_conf_1_refused_without_consult() -> None:
+    """D-CONF-1: conference needs a connected consult."""
+    d = Drive()
+    d.talking_call()
+    out = d.req("consultconference")
+    assert result(out) == "FAILURE" and d.rule(out) == "D-CONF-1"
+
+
+def test_s_alt_1_active_leg_is_last_talking() -> None:
+    """S-ALT-1: alternate holds the last TALKING leg and retrieves the other."""
+    d = Drive()
+    d.consulting_call()  # consult connected last: it is active
+    first = d.req("alternate")
+    assert commands(first) == [{"id": "cmd-3", "op": "alternate", "call": "sim-1", "other": "c1"}]
+    assert ok(first)
+    second = d.req("alternate")
+    assert commands(second) == [{"id": "cmd-4", "op": "alternate", "call": "c1", "other": "sim-1"}]
+
+
+def test_d_alt_1_alternate_needs_connected_consult() -> None:
+    """D-ALT-1: refused with no consult or a ringing one."""
+    d = Drive()
+    d.talking_call()
+    out = d.req("alternate")
+    assert result(out) == "FAILURE" and d.rule(out) == "D-ALT-1"
+    d.req("consult", destination="ring-1")
+    assert result(d.req("alternate")) == "FAILURE"
+
+
+def test_d_evt_2_one_event_per_interaction_state_change() -> None:
+    """D-EVT-2: events named after the new state, one per change."""
+    d = Drive()
+    d.sw("offered")
+    d.init()
+    names = event_names(d.sw("connected") + d.sw("ended"))
+    names += event_names(d.req("complete"))
+    assert names == ["interaction.started", "interaction.ended", "interaction.completed"]
+
+
+def test_d_evt_3_datachanged_carries_changed_keys() -> None:
+    """D-EVT-3: interaction.datachanged with the changed keys only."""
+    d = Drive()
+    d.sw("offered", ani="1")
+    d.init()
+    out = d.req("setdata", ani="1", note="vip")
+    assert [e["properties"] for e in events(out)] == [{"note": "vip"}]
+    assert events(d.req("setdata", note="vip")) == []
+
+
+def test_d_primary_loss_consult_becomes_primary() -> None:
+    """D-PRIMARY-LOSS: primary ends while the consult is connected: STARTED,
+    consult listed as primary; while ringing: DIALING then STARTED."""
+    d = Drive()
+    d.consulting_call()
+    assert [n for n in event_names(d.sw("ended", "c1")) if n.startswith("interaction.")] == []
+    snap = d.init()
+    assert (snap["interaction-state"], snap["conversations"]) == ("STARTED", {"primary": {"id": "sim-1"}})
+    assert d.conv_init("b2")["role"] == "primary"
+    r = Drive()
+    r.talking_call()
+    r.req("consult", destination="ring-1")
+    assert event_names(r.sw("ended", "c1")) == ["conversation.ended", "interaction.dialing"]
+    assert event_names(r.sw("connected", "sim-1")) == ["interaction.started"]
+
+
+def test_d_primary_loss_no_leg_left_ends() -> None:
+    """D-PRIMARY-LOSS: no leg left -> ENDED."""
+    d = Drive()
+    d.talking_call()
+    assert "interaction.ended" in event_names(d.sw("ended", "c1"))
+
+
+def test_d_consult_end_primary_stays_held_unless_policy() -> None:
+    """D-CONSULT-END: a failed consult leaves the primary HELD; the policy retrieves it."""
+    d = Drive()
+    d.talking_call()
+    out = d.req("consult", destination="busy-1")
+    assert ok(out)
+    assert [c["op"] for c in commands(out)] == ["consult"]
+    assert d.conv_init("b1")["conversation-state"] == "HELD"
+    p = Drive(reconnect_on_consult_end=True)
+    p.talking_call()
+    out = p.req("consult", destination="busy-1")
+    assert [c["op"] for c in commands(out)] == ["consult", "retrieve"]
+    assert p.conv_init("b1")["conversation-state"] == "TALKING"
+
+
+def test_d_async_timeout_then_late_leg_released() -> None:
+    """D-ASYNC: no answer from the switch -> FAILURE after request_timeout of
+    engine clock, not before; a leg named afterwards is released."""
+    d = Drive(scripted=True, request_timeout=5)
+    d.sw("offered")
+    d.init()
+    d.create("b1", "c1")
+    accept = d.req("accept")
+    assert responses(accept) == []
+    d.sw("result", "", command="cmd-1", ok=True)
+    d.sw("connected")
+    out = d.req("consult", destination="200")
+    assert responses(out) == []
+    assert responses(d.send({"from": "clock", "advance": 4.9})) == []
+    late = d.send({"from": "clock", "advance": 0.2})
+    assert result(late) == "FAILURE" and d.rule(late) == "D-ASYNC"
+    released = d.sw("dialing", "x9")
+    assert commands(released) == [{"id": "cmd-3", "op": "release", "call": "x9"}]
+
+
+def test_d_async_switch_refusal_fails_the_request() -> None:
+    """D-ASYNC: a result with ok=false answers FAILURE with the switch's reason."""
+    d = Drive(scripted=True)
+    d.sw("offered")
+    d.init()
+    d.req("accept")
+    out = d.sw("result", "", command="cmd-1", ok=False, reason="no such call")
+    assert result(out) == "FAILURE" and "no such call" in error_message(out)
+
+
+def test_d_serial_second_request_waits_for_the_first() -> None:
+    """D-SERIAL: a request arriving while one is pending waits, then is judged
+    against the state the first left; queries are answered at once."""
+    d = Drive(scripted=True)
+    d.sw("offered")
+    d.init()
+    assert responses(d.req("accept")) == []
+    waiting = d.req("reject")
+    assert responses(waiting) == []
+    assert body(d.msg("interaction.query.init"))["interaction-state"] == "ALERTING"
+    out = d.sw("connected")
+    assert [r["headers"]["result"] for r in responses(out)] == ["SUCCESS", "FAILURE"]
+    assert "the interaction is STARTED" in error_message(out)
+
+
+def test_d_dup_duplicate_request_id_never_executed_twice() -> None:
+    """D-DUP: a requestId seen before on the destination is refused and not executed."""
+    d = Drive()
+    d.talking_call()
+    first = d.req("consult", rid="X", destination="200")
+    assert ok(first)
+    dup = d.req("consultconference", rid="X")
+    assert result(dup) == "FAILURE" and d.rule(dup) == "D-DUP"
+    assert commands(dup) == []
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ('{"from":"bridge","message":{"headers":{"type":"cti.request"}}}', "no requestId"),
+        ('{"from":"bridge","message":"hello"}', "message is not JSON"),
+        ('{"from":"bridge","message":[1]}', "JSON object"),
+    ],
+)
+def test_d_bad_unanswerable_input_is_a_protocol_error(line: str, fragment: str) -> None:
+    """D-BAD: malformed input without a requestId is a protocol error; nothing changes."""
+    d = Drive()
+    d.sw("offered")
+    before = snapshot(d.engine)
+    out = d.raw(line)
+    assert len(out) == 1 and out[0]["protocol_error"]["rule"] == "D-BAD"
+    assert fragment in out[0]["protocol_error"]["message"]
+    assert before == snapshot(d.engine)
+
+
+@pytest.mark.parametrize(
+    ("headers", "properties", "fragment"),
+    [
+        ({"type": "cti.request", "name": "interaction.request.nope"}, None, "unknown message name"),
+        ({"type": "cti.event", "name": "interaction.request.accept"}, None, "header type"),
+        ({"type": "cti.query", "name": "interaction.request.accept"}, None, "is a cti.request"),
+        ({"type": "cti.request", "name": 7}, None, "name: expected a string"),
+        (
+            {"type": "cti.request", "name": "interaction.request.consult"},
+            {"destination": 5},
+            "destination: expected a string, got the number 5",
+        ),
+        ({"type": "cti.request", "name": "interaction.request.consult"}, {}, "destination: is missing"),
+        ({"type": "cti.request", "name": "interaction.request.accept"}, {"x": "1"}, "takes no properties"),
+    ],
+)
+def test_d_bad_answerable_input_gets_failure_naming_the_defect(
+    headers: dict[str, object], properties: dict[str, object] | None, fragment: str
+) -> None:
+    """D-BAD: with a requestId, a FAILURE naming the defect; no state change."""
+    d = Drive()
+    d.talking_call()
+    before = snapshot(d.engine)
+    message: dict[str, object] = {"headers": {"target": T, "requestId": "bad-1", **headers}}
+    if properties is not None:
+        message["properties"] = properties
+    out = d.send({"from": "bridge", "message": message})
+    assert result(out) == "FAILURE"
+    assert fragment in error_message(out)
+    assert commands(out) == []
+    assert before == snapshot(d.engine)
+
+
+def test_d_bad_switch_event_with_wrong_type_changes_nothing() -> None:
+    """D-BAD: a switch event with a missing or mistyped field is an error output."""
+    d = Drive()
+    d.sw("offered")
+    before = snapshot(d.engine)
+    out = d.send({"from": "switch", "event": {"kind": "connected", "call": 5}})
+    expected = ["malformed switch event connected: call: expected a string, got the number 5"]
+    assert expected == errors(out)
+    assert before == snapshot(d.engine)
+
+
+def test_d_bound_pending_requests_and_message_size() -> None:
+    """D-BOUND: too many pending requests, and an oversized message, are refused clearly."""
+    d = Drive(scripted=True, max_pending_requests=2)
+    d.sw("offered")
+    d.init()
+    d.req("accept")
+    d.req("reject")
+    out = d.req("setdata", k="v")
+    assert result(out) == "FAILURE" and d.rule(out) == "D-BOUND"
+    assert "max_pending_requests" in error_message(out)
+    s = Drive(max_frame_size=200)
+    s.sw("offered")
+    big = s.req("setdata", k="v" * 300)
+    assert "line of" in errors(big)[0] or "exceeds" in str(big)
+
+
+def test_d_bound_engine_refuses_oversized_bytes() -> None:
+    """D-BOUND: raw bytes beyond max_frame_size are refused before parsing."""
+    d = Drive(max_frame_size=64)
+    out = d.engine.receive_bridge(b"{" + b" " * 100 + b"}")
+    assert len(out) == 1
+    assert out[0].rule == "D-BOUND"  # type: ignore[union-attr]
+
+
+def test_d_target_unknown_target_refused_and_rule_replaceable() -> None:
+    """D-TARGET: an unknown target is FAILURE; the addressing rule can be replaced."""
+    d = Drive()
+    d.sw("offered")
+    out = d.msg("interaction.query.init", f"{CH}.zzz")
+    assert result(out) == "FAILURE" and d.rule(out) == "D-TARGET"
+
+    class Slash(Targets):
+        def interaction(self, interaction_id: str) -> str:
+            return f"{self.channel}/{interaction_id}"
+
+    s = Drive(targets=Slash("chan"))
+    s.sw("offered")
+    assert s.init("chan/c1")["interaction-state"] == "ALERTING"
+
+
+def test_d_wire_codec_is_tested_in_test_framing() -> None:
+    """D-WIRE: the framing codec is the subject of tests/test_framing.py; here a
+    round trip of an engine message through it."""
+    from adapters.framing import FrameDecoder, decode_json, encode_json
+    from fsm.messages import event, to_wire
+
+    wire = to_wire(event("interaction.started", T))
+    frames = FrameDecoder().feed(encode_json(wire))
+    assert [wire] == [decode_json(f) for f in frames]
