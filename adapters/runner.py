@@ -9,7 +9,6 @@ every output followed by ``{"done": SEQ}``. It also writes the merged trace.
 from __future__ import annotations
 
 import json
-from collections import deque
 from typing import IO, Any
 
 from adapters.switch import Switch, dispatch
@@ -33,65 +32,70 @@ class Runner:
         seq: Any = lineno
         limit = self.engine.policy.max_frame_size
         if len(line) > limit:
-            out.append(_error(seq, f"input line of {len(line)} characters exceeds {limit}"))
+            out.append(self._error(seq, f"input line of {len(line)} characters exceeds {limit}"))
         else:
             try:
                 item = json.loads(line)
             except (json.JSONDecodeError, RecursionError) as exc:
                 message = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-                out.append(_error(seq, f"input is not JSON: {message}"))
+                out.append(self._error(seq, f"input is not JSON: {message}"))
             else:
                 if isinstance(item, dict) and "seq" in item:
                     seq = item["seq"]
                 self._record(item)
                 out += self._input(item, seq)
-        for entry in out:
-            self._record(entry)
         out.append({"done": seq})
         return out
 
     def _input(self, item: object, seq: Any) -> list[dict[str, Any]]:
         if not isinstance(item, dict):
-            return [_error(seq, "input must be a JSON object with a 'from' field")]
+            return [self._error(seq, "input must be a JSON object with a 'from' field")]
         source = item.get("from")
         if source == "bridge":
             if "message" not in item:
-                return [_error(seq, "bridge input has no 'message'")]
+                return [self._error(seq, "bridge input has no 'message'")]
             return self._drain(self.engine.receive_bridge(item["message"]), seq)
         if source == "switch":
             try:
                 ev = parse_switch_event(item.get("event"))
             except RemoteProtocolError as exc:
-                return [_error(seq, exc.message)]
+                return [self._error(seq, exc.message)]
             self.switch.observe(ev)
             return self._drain(self.engine.receive_switch(ev), seq)
         if source == "clock":
             advance = item.get("advance")
             if isinstance(advance, bool) or not isinstance(advance, int | float):
-                return [_error(seq, "clock input needs 'advance': a number of seconds")]
+                return [self._error(seq, "clock input needs 'advance': a number of seconds")]
             if not 0 <= advance < float("inf"):
-                return [_error(seq, f"clock advance {advance!r} must be finite and >= 0")]
+                return [self._error(seq, f"clock advance {advance!r} must be finite and >= 0")]
             return self._drain(self.engine.advance(float(advance)), seq)
-        return [_error(seq, f"unknown 'from' {source!r}: expected bridge, switch or clock")]
+        return [self._error(seq, f"unknown 'from' {source!r}: expected bridge, switch or clock")]
 
-    def _drain(self, first: list[Output], seq: Any) -> list[dict[str, Any]]:
-        """Write outputs in order; run each command on the switch after the
-        outputs before it, feeding the events it causes back to the engine."""
-        out: list[dict[str, Any]] = []
-        batches: deque[list[Output]] = deque([first])
-        while batches:
-            commands = []
-            for output in batches.popleft():
-                out.append(_wire(output, seq))
-                if isinstance(output, ToBridge) and output.rule is not None:
-                    self.refusals.append((output.message.headers.request_id or "", output.rule))
-                if isinstance(output, ToSwitch):
-                    commands.append(output.command)
-            for command in commands:
-                for ev in dispatch(self.switch, command):
-                    self._record({"from": "switch", "event": event_to_wire(ev)})
-                    batches.append(self.engine.receive_switch(ev))
+    def _drain(
+        self, outputs: list[Output], seq: Any, out: list[dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
+        """Write outputs in order; then run each command on the switch, each
+        event it causes followed at once by what the engine made of it."""
+        out = [] if out is None else out
+        commands = []
+        for output in outputs:
+            entry = _wire(output, seq)
+            out.append(entry)
+            self._record(entry)
+            if isinstance(output, ToBridge) and output.rule is not None:
+                self.refusals.append((output.message.headers.request_id or "", output.rule))
+            if isinstance(output, ToSwitch):
+                commands.append(output.command)
+        for command in commands:
+            for ev in dispatch(self.switch, command):
+                self._record({"from": "switch", "event": event_to_wire(ev)})
+                self._drain(self.engine.receive_switch(ev), seq, out)
         return out
+
+    def _error(self, seq: Any, message: str) -> dict[str, Any]:
+        entry = _error(seq, message)
+        self._record(entry)
+        return entry
 
     def _record(self, entry: object) -> None:
         if self.trace is not None:
