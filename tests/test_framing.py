@@ -37,9 +37,7 @@ deterministic = settings(derandomize=True, database=None, deadline=None, max_exa
 
 # Contents built from random binary chunks interleaved with boundaries, so that
 # contents containing ~!OM (even at their start or end) are frequent.
-contents_strategy = st.lists(st.one_of(st.binary(max_size=40), st.just(BOUNDARY)), max_size=6).map(
-    b"".join
-)
+contents_strategy = st.lists(st.one_of(st.binary(max_size=40), st.just(BOUNDARY)), max_size=6).map(b"".join)
 index_strategy = st.integers(min_value=0, max_value=255)
 frame_strategy = st.builds(Frame, index=index_strategy, contents=contents_strategy)
 
@@ -107,9 +105,7 @@ def test_encode_frame_respects_custom_maximum() -> None:
     assert expected == encode_frame(b"0123456789", max_frame_size=10)
     with pytest.raises(FrameTooLarge) as excinfo:
         encode_frame(b"0123456789a", max_frame_size=10)
-    assert_d_wire_error(
-        "frame of 11 bytes exceeds the maximum frame size of 10 bytes", excinfo.value
-    )
+    assert_d_wire_error("frame of 11 bytes exceeds the maximum frame size of 10 bytes", excinfo.value)
 
 
 @pytest.mark.parametrize("index", [-1, 256, 1000])
@@ -231,9 +227,7 @@ def test_stream_fed_byte_by_byte() -> None:
         completed_at += [position + 1] * len(new)
     assert sample_frames == decoded
     # Each frame is returned by the feed that delivers its last byte, not later.
-    expected_ends = list(
-        itertools.accumulate(HEADER_SIZE + len(frame.contents) for frame in sample_frames)
-    )
+    expected_ends = list(itertools.accumulate(HEADER_SIZE + len(frame.contents) for frame in sample_frames))
     assert expected_ends == completed_at
     decoder.end_of_stream()
 
@@ -280,9 +274,7 @@ def test_bad_boundary_at_first_frame() -> None:
     decoder = FrameDecoder()
     with pytest.raises(BadBoundary) as excinfo:
         decoder.feed(b"HTTP/1.1 200 OK\r\n\r\n")
-    assert_d_wire_error(
-        "frame does not start with the boundary b'~!OM' (got b'HTTP')", excinfo.value
-    )
+    assert_d_wire_error("frame does not start with the boundary b'~!OM' (got b'HTTP')", excinfo.value)
 
 
 def test_bad_boundary_after_a_valid_frame() -> None:
@@ -291,17 +283,13 @@ def test_bad_boundary_after_a_valid_frame() -> None:
     assert expected == decoder.feed(encode_frame(b"ok"))
     with pytest.raises(BadBoundary) as excinfo:
         decoder.feed(b"~!OX" + b"\x01\x00\x00\x00\x00")
-    assert_d_wire_error(
-        "frame does not start with the boundary b'~!OM' (got b'~!OX')", excinfo.value
-    )
+    assert_d_wire_error("frame does not start with the boundary b'~!OM' (got b'~!OX')", excinfo.value)
 
 
 def test_bad_boundary_after_a_valid_frame_in_the_same_feed() -> None:
     with pytest.raises(BadBoundary) as excinfo:
         FrameDecoder().feed(encode_frame(b"ok") + b"garbage")
-    assert_d_wire_error(
-        "frame does not start with the boundary b'~!OM' (got b'garb')", excinfo.value
-    )
+    assert_d_wire_error("frame does not start with the boundary b'~!OM' (got b'garb')", excinfo.value)
 
 
 def test_length_not_boundary_delimits_contents() -> None:
@@ -313,9 +301,7 @@ def test_length_not_boundary_delimits_contents() -> None:
     broken = header(1, 4) + b"~!OMx" + encode_frame(b"next")
     with pytest.raises(BadBoundary) as excinfo:
         FrameDecoder().feed(broken)
-    assert_d_wire_error(
-        "frame does not start with the boundary b'~!OM' (got b'x~!O')", excinfo.value
-    )
+    assert_d_wire_error("frame does not start with the boundary b'~!OM' (got b'x~!O')", excinfo.value)
 
 
 def test_bad_boundary_detected_on_the_first_byte() -> None:
@@ -331,9 +317,7 @@ def test_bad_boundary_detected_on_a_partial_boundary() -> None:
     assert expected == (decoder.feed(b"~"), decoder.feed(b"!"))
     with pytest.raises(BadBoundary) as excinfo:
         decoder.feed(b"X")
-    assert_d_wire_error(
-        "frame does not start with the boundary b'~!OM' (got b'~!X')", excinfo.value
-    )
+    assert_d_wire_error("frame does not start with the boundary b'~!OM' (got b'~!X')", excinfo.value)
 
 
 def test_bad_boundary_detected_on_a_partial_boundary_after_a_frame() -> None:
@@ -361,9 +345,7 @@ def test_oversized_length_refused_when_the_header_arrives_in_pieces() -> None:
     assert expected == decoder.feed(oversized[:8])
     with pytest.raises(FrameTooLarge) as excinfo:
         decoder.feed(oversized[8:])
-    assert_d_wire_error(
-        "frame of 11 bytes exceeds the maximum frame size of 10 bytes", excinfo.value
-    )
+    assert_d_wire_error("frame of 11 bytes exceeds the maximum frame size of 10 bytes", excinfo.value)
 
 
 def test_largest_length_field_refused() -> None:
@@ -513,6 +495,4 @@ def test_decode_json_empty_contents() -> None:
 def test_decode_json_refuses_non_standard_constants(constant: str) -> None:
     with pytest.raises(BadContents) as excinfo:
         decode_json(Frame(1, f'{{"a":{constant}}}'.encode()))
-    assert_d_wire_error(
-        f"frame contents are not valid JSON: {constant} is not a JSON value", excinfo.value
-    )
+    assert_d_wire_error(f"frame contents are not valid JSON: {constant} is not a JSON value", excinfo.value)
