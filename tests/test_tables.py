@@ -1,0 +1,664 @@
+"""The transition tables, the request catalog and the engine that enforces them.
+
+1. Structure of every machine of ``fsm.machines.MACHINES`` (python-statemachine
+   style checks; the shared `transitions` machines equal their tables).
+2. Every (state, request) pair of the interaction and conversation machines,
+   tried on a real engine brought into that state by switch events and
+   bridge messages (h2 style): a request the table allows is not refused for
+   its state; one it refuses is answered FAILURE with the edge's rule and
+   changes nothing but the requestIds seen (D-DUP).
+3. The named request guards of ``fsm.catalog.GUARDS``, each passing once and
+   refusing once with its rule, through the engine.
+
+Assertions are written ``expected == actual``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from fsm import machines as m
+from fsm.catalog import CATALOG, GUARDS, GuardContext, RequestSpec
+from fsm.engine import Engine, describe, read_properties
+from fsm.machines import (
+    CONVERSATION,
+    CONVERSATION_STATES,
+    EDGE_GUARDS,
+    INTERACTION,
+    INTERACTION_STATES,
+    LIFECYCLE,
+    MACHINES,
+    Edge,
+    Refusal,
+    StateMachine,
+    structure_problems,
+    top,
+)
+from fsm.messages import FAILURE, SUCCESS
+from fsm.model import Conversation
+from fsm.policy import Policy
+from fsm.snapshot import snapshot
+from tests.engine_helpers import (
+    CONSULT_CALL,
+    CONSULT_ID,
+    CONSULT_NUMBER,
+    INBOUND_CALL,
+    PRIMARY_ID,
+    Driver,
+    Scene,
+    Sent,
+    conversation_in,
+    interaction_in,
+    place_consult,
+    request_ids_of,
+    start_inbound,
+)
+
+# --------------------------------------------------------------------------
+# 1. Structure.
+
+STARTS = {
+    "interaction": (m.ALERTING, m.DIALING),
+    "conversation": (m.ALERTING, m.DIALING),
+    "destination": (m.ABSENT, m.SETUP),
+}
+FINALS = {
+    "interaction": (m.COMPLETED,),
+    "conversation": (m.ENDED,),
+    "destination": (m.DISPOSED,),
+}
+MACHINE_IDS = [machine.name for machine in MACHINES]
+
+
+def test_machines_are_the_three_kinds() -> None:
+    """S-LIFE-1: an interaction machine, a conversation machine, a destination lifecycle."""
+    expected = [INTERACTION, CONVERSATION, LIFECYCLE]
+    assert expected == list(MACHINES)
+    assert sorted(STARTS) == sorted(MACHINE_IDS)
+
+
+@pytest.mark.parametrize("machine", MACHINES, ids=MACHINE_IDS)
+def test_structure_has_no_problems(machine: StateMachine) -> None:
+    """Every state reachable from the starts, every edge between known states (S-LIFE-1)."""
+    expected: list[str] = []
+    assert expected == structure_problems(machine, STARTS[machine.name])
+
+
+@pytest.mark.parametrize("machine", MACHINES, ids=MACHINE_IDS)
+def test_structure_problems_can_report(machine: StateMachine) -> None:
+    """The checker itself finds an unreachable state when started from the final one only."""
+    finals = FINALS[machine.name]
+    problems = structure_problems(machine, finals)
+    assert problems, f"{machine.name}: starting at {finals} should leave states unreachable"
+
+
+@pytest.mark.parametrize("machine", MACHINES, ids=MACHINE_IDS)
+def test_nothing_leaves_a_final_state(machine: StateMachine) -> None:
+    """Final states: COMPLETED (D-GENERIC), ENDED (D-CONV), DISPOSED (D-LIFE-4); no edge leaves them."""
+    expected = FINALS[machine.name]
+    assert expected == machine.finals
+    leaving = [e for e in machine.edges if e.source in expected]
+    none: list[Edge] = []
+    assert none == leaving
+
+
+@pytest.mark.parametrize("machine", MACHINES, ids=MACHINE_IDS)
+def test_every_edge_guard_exists(machine: StateMachine) -> None:
+    """D-XFER-1: a guard named on an edge is a known edge guard."""
+    expected: list[Edge] = []
+    assert expected == [e for e in machine.edges if e.guard is not None and e.guard not in EDGE_GUARDS]
+
+
+def test_every_edge_guard_is_used() -> None:
+    """No edge guard is dead code (D-XFER-1 is the only one)."""
+    used = {e.guard for machine in MACHINES for e in machine.edges if e.guard is not None}
+    assert set(EDGE_GUARDS) == used
+
+
+def _machine_of(spec: RequestSpec) -> StateMachine:
+    if spec.machine == "lifecycle":
+        return LIFECYCLE
+    return INTERACTION if spec.destination == "interaction" else CONVERSATION
+
+
+@pytest.mark.parametrize("spec", list(CATALOG.values()), ids=list(CATALOG))
+def test_catalog_trigger_exists_in_its_machine(spec: RequestSpec) -> None:
+    """Every request fires a trigger of its own machine; queries fire none (D-SERIAL)."""
+    if spec.kind == "cti.query":
+        assert spec.trigger is None
+        return
+    assert spec.trigger is not None
+    machine = _machine_of(spec)
+    assert spec.trigger in machine.triggers
+    origins = {e.origin for e in machine.edges if e.trigger == spec.trigger}
+    expected = {"lifecycle"} if spec.machine == "lifecycle" else {"request"}
+    assert expected == origins
+
+
+@pytest.mark.parametrize("spec", list(CATALOG.values()), ids=list(CATALOG))
+def test_catalog_guards_exist(spec: RequestSpec) -> None:
+    """Each request guard the catalog names is a known guard with a rule ID."""
+    expected: list[str] = []
+    assert expected == [name for name in spec.guards if name not in GUARDS]
+    assert all(GUARDS[name].rule for name in spec.guards)
+
+
+#: The rule each request's edges cite, read off spec/protocol.md.
+REQUEST_RULES = {
+    "accept": "D-GENERIC",
+    "reject": "D-GENERIC",
+    "complete": "D-GENERIC",
+    "setdata": "D-GENERIC",
+    "createconversation": "S-CC-1",
+    "consult": "S-CONS-1",
+    "consulttransfer": "D-XFER-1",
+    "consultconference": "D-CONF-1",
+    "alternate": "D-ALT-1",
+    "answer": "D-CONV",
+    "release": "D-CONV",
+    "hold": "D-CONV",
+    "retrieve": "D-CONV",
+    "blindtransfer": "D-CONV",
+    "blindconference": "D-CONV",
+    "senddtmf": "D-CONV",
+}
+
+
+@pytest.mark.parametrize("trigger", list(REQUEST_RULES))
+def test_request_edges_cite_the_spec_rule(trigger: str) -> None:
+    """Each request's edges cite the rule of its "valid when" column."""
+    machine = INTERACTION if trigger in INTERACTION.triggers else CONVERSATION
+    rules = {e.rule for e in machine.edges if e.trigger == trigger}
+    assert {REQUEST_RULES[trigger]} == rules
+
+
+def _table_rows(machine: StateMachine) -> list[tuple[str, str, str | None, tuple[str, ...]]]:
+    return sorted(
+        ((e.trigger, e.source, e.dest, (e.guard,) if e.guard else ()) for e in machine.edges),
+        key=repr,
+    )
+
+
+def _transitions_rows(machine: StateMachine) -> list[tuple[str, str, str | None, tuple[str, ...]]]:
+    rows = []
+    for trigger, ev in machine.machine.events.items():
+        for source, transitions in ev.transitions.items():
+            for t in transitions:
+                assert source == t.source
+                guards = tuple(str(getattr(c.func, "__name__", c.func)) for c in t.conditions)
+                rows.append((trigger, t.source, t.dest, guards))
+    return sorted(rows, key=repr)
+
+
+@pytest.mark.parametrize("machine", MACHINES, ids=MACHINE_IDS)
+def test_transitions_machine_equals_its_table(machine: StateMachine) -> None:
+    """The shared `transitions` machine holds exactly the table's edges, no auto
+    transitions, and the table's states (design.md: the transitions are data)."""
+    assert _table_rows(machine) == _transitions_rows(machine)
+    assert list(machine.states) == list(machine.machine.states)
+    assert machine.initial == machine.machine.initial
+
+
+def _drive_a_whole_call() -> Engine:
+    """Offered, answered, consult, alternate, conference, hang up, complete, dispose."""
+    scene = interaction_in(m.S_PRIMARY)
+    driver = scene.driver
+    sent = driver.send("interaction.request.consultconference", scene.target)
+    [command] = sent.commands()
+    assert command.consult is not None
+    outputs = driver.switch("ended", command.consult, cause="conferenced")
+    expected = SUCCESS
+    assert expected == Sent(sent.request_id, outputs).result, outputs
+    driver.switch("ended", INBOUND_CALL)
+    driver.succeed("interaction.request.complete", scene.target, {"disposition": "sale"})
+    driver.succeed("interaction.request.dispose", scene.target)
+    assert not scene.engine.interactions
+    return scene.engine
+
+
+def test_models_are_never_registered() -> None:
+    """design.md: models are driven without add_model; the shared machines hold none."""
+    _drive_a_whole_call()
+    expected: list[object] = []
+    for machine in MACHINES:
+        assert expected == list(machine.machine.models), machine.name
+
+
+# --------------------------------------------------------------------------
+# 2. Every (state, request) pair.
+
+INTERACTION_REQUESTS = [
+    spec
+    for spec in CATALOG.values()
+    if spec.destination == "interaction" and spec.machine == "state" and spec.trigger is not None
+]
+CONVERSATION_REQUESTS = [
+    spec
+    for spec in CATALOG.values()
+    if spec.destination == "conversation" and spec.machine == "state" and spec.trigger is not None
+]
+
+
+def test_requests_under_test_are_the_catalogs() -> None:
+    """The pairs below cover every request with a state trigger, none forgotten."""
+    expected_interaction = [
+        "accept",
+        "reject",
+        "complete",
+        "setdata",
+        "createconversation",
+        "consult",
+        "consulttransfer",
+        "consultconference",
+        "alternate",
+    ]
+    expected_conversation = [
+        "answer",
+        "release",
+        "hold",
+        "retrieve",
+        "blindtransfer",
+        "blindconference",
+        "senddtmf",
+    ]
+    assert expected_interaction == [s.short for s in INTERACTION_REQUESTS]
+    assert expected_conversation == [s.short for s in CONVERSATION_REQUESTS]
+
+
+FIXED_PROPERTIES = {
+    "complete": {"disposition": "sale"},
+    "setdata": {"note": "vip"},
+    "consult": {"destination": CONSULT_NUMBER},
+    "blindtransfer": {"destination": "3000"},
+    "blindconference": {"destination": "3000"},
+    "senddtmf": {"digits": "12#*AD"},
+}
+
+
+def valid_properties(spec: RequestSpec, scene: Scene) -> dict[str, str]:
+    """Properties that pass the request's own guards; createconversation
+    re-registers the primary conversation (D-CC-3: SUCCESS, changes nothing)."""
+    if spec.short == "createconversation":
+        return {"id": PRIMARY_ID, "nativeid": scene.primary_call}
+    return dict(FIXED_PROPERTIES.get(spec.short, {}))
+
+
+def guard_reasons(
+    spec: RequestSpec, scene: Scene, conversation: Conversation | None, properties: dict[str, str]
+) -> list[str]:
+    """What the request's own guards say, judged on the live engine (read only)."""
+    context = GuardContext(
+        scene.interaction, conversation, read_properties(spec, properties), scene.engine.policy
+    )
+    reasons = [GUARDS[name].check(context) for name in spec.guards]
+    return [r for r in reasons if r is not None]
+
+
+def check_refused(sent: Sent, rule: str) -> None:
+    """FAILURE citing ``rule``, and no switch command (S-REQ-2)."""
+    expected: tuple[str, str, list[object]] = (FAILURE, rule, [])
+    assert expected == (sent.result, sent.refusal_rule(), sent.commands()), sent.outputs
+
+
+def expected_rule(machine: StateMachine, spec: RequestSpec, state: str, refusal: Refusal) -> str:
+    """The edge's rule, or the catalog's substate rule when the top-level state
+    is one the request needs (consult in STARTED.ringing: D-CONS-2)."""
+    assert spec.trigger is not None
+    needed = {top(s) for s in machine.sources(spec.trigger)}
+    if refusal.guard is None and spec.substate_rule is not None and top(state) in needed:
+        return spec.substate_rule
+    return refusal.rule
+
+
+def without_request_id(snap: dict[str, Any], target: str, request_id: str) -> dict[str, Any]:
+    """``snap`` with ``request_id`` taken out of ``target``'s requestIds (it must be there: D-DUP)."""
+    snap = copy.deepcopy(snap)
+    ids = request_ids_of(snap, target)
+    assert request_id in ids, f"{request_id} was not recorded for {target}"
+    del ids[request_id]
+    return snap
+
+
+def check_pair(
+    scene: Scene,
+    machine: StateMachine,
+    state: str,
+    spec: RequestSpec,
+    target: str,
+    conversation: Conversation | None,
+) -> None:
+    """Send ``spec`` in ``state`` and hold the engine to the table's verdict."""
+    assert spec.trigger is not None
+    properties = valid_properties(spec, scene)
+    verdict = machine.check(state, spec.trigger, scene.engine.policy)
+    before = snapshot(scene.engine)
+    issued_before = scene.engine.commands_issued
+    reasons = guard_reasons(spec, scene, conversation, properties)
+
+    sent = scene.driver.send(spec.name, target, properties)
+    response = sent.response()
+
+    if isinstance(verdict, Edge):
+        no_reasons: list[str] = []
+        assert no_reasons == reasons, "the test's properties should pass the request's guards"
+        failure = None if response is None else response.headers.error_message
+        assert failure is None, f"{spec.short} in {state} is allowed by {verdict}, but: {failure}"
+        ops = [] if spec.op is None else [spec.op]
+        assert ops == [c.op for c in sent.commands()]
+        if response is None:
+            # pending on its switch command (D-ASYNC)
+            assert spec.op is not None, sent.outputs
+            executing = scene.interaction.executing
+            assert executing is not None
+            assert sent.request_id == executing.request.request_id
+        else:
+            expected = SUCCESS
+            assert expected == response.headers.result
+        return
+
+    check_refused(sent, expected_rule(machine, spec, state, verdict))
+    assert response is not None
+    error = response.headers.error_message
+    assert error, "a FAILURE carries an errorMessage (S-REQ-2)"
+    assert error.startswith(f"{spec.short} refused: ")
+    if verdict.guard is None:
+        assert describe(state) in error, error
+    assert issued_before == scene.engine.commands_issued
+    assert before == without_request_id(snapshot(scene.engine), target, sent.request_id)
+
+
+INTERACTION_PAIRS = [
+    pytest.param(state, spec, id=f"{state}-{spec.short}")
+    for state in INTERACTION_STATES
+    if state != m.S_REQUESTED
+    for spec in INTERACTION_REQUESTS
+]
+CONVERSATION_PAIRS = [
+    pytest.param(state, spec, id=f"{state}-{spec.short}")
+    for state in CONVERSATION_STATES
+    for spec in CONVERSATION_REQUESTS
+]
+
+
+@pytest.mark.parametrize(("state", "spec"), INTERACTION_PAIRS)
+def test_interaction_request_in_state(state: str, spec: RequestSpec) -> None:
+    """S-CONS-1, D-CONS-2, D-XFER-1, D-CONF-1, D-ALT-1, S-CC-1, D-GENERIC: the
+    interaction table decides; a refusal is FAILURE with its rule and changes
+    nothing (S-REQ-2, D-DUP)."""
+    scene = interaction_in(state)
+    check_pair(scene, INTERACTION, state, spec, scene.target, None)
+
+
+@pytest.mark.parametrize("spec", INTERACTION_REQUESTS, ids=[s.short for s in INTERACTION_REQUESTS])
+def test_interaction_request_in_started_requested_waits(spec: RequestSpec) -> None:
+    """D-SERIAL: STARTED.requested exists only while the consult that made it
+    executes, so a request sent then waits its turn: no response, no switch
+    command; only its requestId and its place in the queue are recorded. When
+    the switch refuses the consult, the request is judged against STARTED.none."""
+    scene = interaction_in(m.S_REQUESTED)
+    before = snapshot(scene.engine)
+    properties = valid_properties(spec, scene)
+    sent = scene.driver.send(spec.name, scene.target, properties)
+    nothing: list[object] = []
+    assert nothing == sent.outputs
+    after = without_request_id(snapshot(scene.engine), scene.target, sent.request_id)
+    [queued] = after["interactions"][0]["waiting"]
+    expected_queued = {"name": spec.name, "target": scene.target, "request_id": sent.request_id}
+    assert expected_queued == {k: queued[k] for k in expected_queued}
+    after["interactions"][0]["waiting"] = []
+    assert before == after
+
+    executing = scene.interaction.executing
+    assert executing is not None and executing.command is not None
+    outputs = scene.engine.receive_switch({"kind": "result", "command": executing.command, "ok": False})
+    later = Sent(sent.request_id, outputs)
+    assert spec.trigger is not None
+    verdict = INTERACTION.check(m.S_NONE, spec.trigger)
+    if isinstance(verdict, Refusal):
+        check_refused(later, expected_rule(INTERACTION, spec, m.S_NONE, verdict))
+    else:
+        assert later.result in (None, SUCCESS), outputs
+
+
+@pytest.mark.parametrize(("state", "spec"), CONVERSATION_PAIRS)
+def test_conversation_request_in_state(state: str, spec: RequestSpec) -> None:
+    """D-CONV: the conversation table decides; a refusal is FAILURE with its
+    rule and changes nothing (S-REQ-2, D-DUP)."""
+    scene = conversation_in(state)
+    leg = scene.leg(scene.primary_call)
+    check_pair(scene, CONVERSATION, state, spec, scene.primary_target, leg)
+
+
+@pytest.mark.parametrize(
+    ("state", "rule"),
+    [
+        (m.ALERTING, "S-CONS-1"),
+        (m.DIALING, "S-CONS-1"),
+        (m.S_RINGING, "D-CONS-2"),
+        (m.S_PRIMARY, "D-CONS-2"),
+        (m.S_CONSULT, "D-CONS-2"),
+        (m.ENDED, "S-CONS-1"),
+        (m.COMPLETED, "S-CONS-1"),
+    ],
+)
+def test_consult_refusal_rule(state: str, rule: str) -> None:
+    """S-CONS-1 outside STARTED; D-CONS-2 in STARTED with a consult active."""
+    scene = interaction_in(state)
+    sent = scene.driver.send("interaction.request.consult", scene.target, {"destination": "2000"})
+    check_refused(sent, rule)
+
+
+def test_consulttransfer_while_ringing_refused_by_default() -> None:
+    """D-XFER-1: policy transfer_while_consult_ringing off: refused, nothing changes."""
+    scene = interaction_in(m.S_RINGING)
+    before = snapshot(scene.engine)
+    sent = scene.driver.send("interaction.request.consulttransfer", scene.target)
+    check_refused(sent, "D-XFER-1")
+    response = sent.response()
+    assert response is not None and "transfer_while_consult_ringing" in (response.headers.error_message or "")
+    assert before == without_request_id(snapshot(scene.engine), scene.target, sent.request_id)
+
+
+def test_consulttransfer_while_ringing_allowed_by_policy() -> None:
+    """D-XFER-1: with transfer_while_consult_ringing on, consulttransfer goes to the
+    switch while the consult rings; both legs end and the interaction is ENDED."""
+    scene = interaction_in(m.S_RINGING, Policy(transfer_while_consult_ringing=True))
+    sent = scene.driver.send("interaction.request.consulttransfer", scene.target)
+    assert sent.response() is None
+    [command] = sent.commands()
+    expected = ("transfer", INBOUND_CALL, CONSULT_CALL)
+    assert expected == (command.op, command.call, command.consult)
+    scene.driver.switch("ended", CONSULT_CALL, cause="transferred")
+    outputs = scene.driver.switch("ended", INBOUND_CALL, cause="transferred")
+    expected_end = (SUCCESS, m.ENDED)
+    assert expected_end == (Sent(sent.request_id, outputs).result, scene.interaction.state)
+
+
+# --------------------------------------------------------------------------
+# 3. The named request guards, through the engine.
+
+
+def test_guard_names_and_rules() -> None:
+    """Each guard cites its rule (D-CONS-2, D-BOUND, D-CONV, D-CC-2, D-CC-3, D-LIFE-4, S-CC-1)."""
+    expected = {
+        "destination_given": "D-CONS-2",
+        "leg_room": "D-BOUND",
+        "blind_destination_given": "D-CONV",
+        "digits_valid": "D-CONV",
+        "nativeid_known": "D-CC-2",
+        "registration_consistent": "D-CC-3",
+        "conversation_not_disposed": "D-LIFE-4",
+        "creation_allowed": "S-CC-1",
+    }
+    assert expected == {name: guard.rule for name, guard in GUARDS.items()}
+
+
+@pytest.mark.parametrize("destination", ["", "   "])
+def test_destination_given_refuses(destination: str) -> None:
+    """D-CONS-2: consult with an empty destination is FAILURE and changes nothing."""
+    scene = interaction_in(m.S_NONE)
+    before = snapshot(scene.engine)
+    sent = scene.driver.send("interaction.request.consult", scene.target, {"destination": destination})
+    check_refused(sent, "D-CONS-2")
+    assert before == without_request_id(snapshot(scene.engine), scene.target, sent.request_id)
+
+
+def test_destination_given_passes() -> None:
+    """D-CONS-2, S-CONS-1: consult with a number goes to the switch with that number."""
+    scene = interaction_in(m.S_NONE)
+    sent = scene.driver.send("interaction.request.consult", scene.target, {"destination": "2000"})
+    assert sent.response() is None
+    [command] = sent.commands()
+    expected = ("consult", INBOUND_CALL, "2000")
+    assert expected == (command.op, command.call, command.destination)
+
+
+def test_leg_room_refuses() -> None:
+    """D-BOUND: consult when the interaction already has max_legs legs."""
+    scene = interaction_in(m.S_NONE, Policy(max_legs=1))
+    sent = scene.driver.send("interaction.request.consult", scene.target, {"destination": "2000"})
+    check_refused(sent, "D-BOUND")
+
+
+def test_leg_room_passes() -> None:
+    """D-BOUND: one leg below the limit, consult goes to the switch."""
+    scene = interaction_in(m.S_NONE, Policy(max_legs=2))
+    sent = scene.driver.send("interaction.request.consult", scene.target, {"destination": "2000"})
+    expected = (None, ["consult"])
+    assert expected == (sent.result, [c.op for c in sent.commands()])
+
+
+@pytest.mark.parametrize("name", ["blindtransfer", "blindconference"])
+def test_blind_destination_given_refuses(name: str) -> None:
+    """D-CONV: a blind transfer or conference needs a destination."""
+    scene = conversation_in(m.TALKING)
+    sent = scene.driver.send(f"conversation.request.{name}", scene.primary_target, {"destination": " "})
+    check_refused(sent, "D-CONV")
+
+
+@pytest.mark.parametrize("name", ["blindtransfer", "blindconference"])
+def test_blind_destination_given_passes(name: str) -> None:
+    """D-CONV: with a destination the operation goes to the switch."""
+    scene = conversation_in(m.TALKING)
+    sent = scene.driver.send(f"conversation.request.{name}", scene.primary_target, {"destination": "3000"})
+    [command] = sent.commands()
+    expected = (name, INBOUND_CALL, "3000")
+    assert expected == (command.op, command.call, command.destination)
+
+
+@pytest.mark.parametrize("digits", ["", "12x", "1 2", "e", "a"])
+def test_digits_valid_refuses(digits: str) -> None:
+    """D-CONV: DTMF digits are one or more of 0-9, *, #, A-D."""
+    scene = conversation_in(m.TALKING)
+    sent = scene.driver.send("conversation.request.senddtmf", scene.primary_target, {"digits": digits})
+    check_refused(sent, "D-CONV")
+
+
+def test_digits_valid_passes() -> None:
+    """D-CONV: every DTMF symbol is accepted and sent to the switch; SUCCESS at once."""
+    scene = conversation_in(m.TALKING)
+    digits = "0123456789*#ABCD"
+    sent = scene.driver.succeed("conversation.request.senddtmf", scene.primary_target, {"digits": digits})
+    [command] = sent.commands()
+    expected = ("senddtmf", INBOUND_CALL, digits)
+    assert expected == (command.op, command.call, command.digits)
+
+
+def test_nativeid_known_refuses() -> None:
+    """D-CC-2: an unknown nativeid is FAILURE and changes nothing."""
+    scene = interaction_in(m.S_NONE)
+    before = snapshot(scene.engine)
+    properties = {"id": "conv-x", "nativeid": "nobody"}
+    sent = scene.driver.send("interaction.request.createconversation", scene.target, properties)
+    check_refused(sent, "D-CC-2")
+    assert before == without_request_id(snapshot(scene.engine), scene.target, sent.request_id)
+
+
+def test_nativeid_known_passes() -> None:
+    """D-CC-2, S-CC-1: a nativeid of the init snapshot is created during the init phase."""
+    driver = Driver()
+    scene = start_inbound(driver, answer=True, create=False)
+    properties = {"id": PRIMARY_ID, "nativeid": INBOUND_CALL}
+    driver.succeed("interaction.request.createconversation", scene.target, properties)
+    leg = scene.leg(INBOUND_CALL)
+    expected = (PRIMARY_ID, m.SETUP)
+    assert expected == (leg.bridge_id, leg.lifecycle)
+
+
+@pytest.mark.parametrize(
+    ("bridge_id", "nativeid"),
+    [(PRIMARY_ID, CONSULT_CALL), ("conv-other", INBOUND_CALL)],
+    ids=["id-taken-by-other-nativeid", "nativeid-taken-by-other-id"],
+)
+def test_registration_consistent_refuses(bridge_id: str, nativeid: str) -> None:
+    """D-CC-3: a registered id with another nativeid, or a registered nativeid
+    with another id, is FAILURE and changes nothing."""
+    driver = Driver()
+    scene = start_inbound(driver, answer=True)
+    driver.send("interaction.request.consult", scene.target, {"destination": "2000"})
+    driver.switch("held", INBOUND_CALL)
+    driver.switch("dialing", CONSULT_CALL)
+    assert scene.interaction.state == m.S_RINGING, "set-up"
+    before = snapshot(scene.engine)
+    properties = {"id": bridge_id, "nativeid": nativeid}
+    sent = driver.send("interaction.request.createconversation", scene.target, properties)
+    check_refused(sent, "D-CC-3")
+    assert before == without_request_id(snapshot(scene.engine), scene.target, sent.request_id)
+
+
+def test_registration_consistent_passes() -> None:
+    """D-CC-3: re-registration (same id, same nativeid) is SUCCESS and changes nothing."""
+    scene = interaction_in(m.S_RINGING)
+    before = snapshot(scene.engine)
+    properties = {"id": CONSULT_ID, "nativeid": CONSULT_CALL}
+    sent = scene.driver.succeed("interaction.request.createconversation", scene.target, properties)
+    no_events: list[object] = []
+    assert no_events == sent.events()
+    assert before == without_request_id(snapshot(scene.engine), scene.target, sent.request_id)
+
+
+def test_conversation_not_disposed_refuses() -> None:
+    """D-LIFE-4: a disposed conversation is not created again."""
+    scene = interaction_in(m.S_NONE)
+    scene.driver.succeed("conversation.request.dispose", scene.primary_target)
+    properties = {"id": PRIMARY_ID, "nativeid": INBOUND_CALL}
+    sent = scene.driver.send("interaction.request.createconversation", scene.target, properties)
+    check_refused(sent, "D-LIFE-4")
+    assert scene.primary_target not in scene.engine.destinations
+
+
+def test_conversation_not_disposed_passes() -> None:
+    """D-LIFE-4: the same re-registration without the dispose is SUCCESS."""
+    scene = interaction_in(m.S_NONE)
+    properties = {"id": PRIMARY_ID, "nativeid": INBOUND_CALL}
+    scene.driver.succeed("interaction.request.createconversation", scene.target, properties)
+    assert scene.primary_target in scene.engine.destinations
+
+
+def test_creation_allowed_refuses() -> None:
+    """S-CC-1, D-CC-3: a leg that ended before init is not listed (S-INIT-5), so the
+    init phase has nothing to create and no consult named it: FAILURE."""
+    driver = Driver()
+    driver.switch("offered", INBOUND_CALL)
+    driver.switch("ended", INBOUND_CALL)
+    target = driver.engine.targets.interaction(INBOUND_CALL)
+    init = driver.succeed("interaction.query.init", target).response()
+    assert init is not None and isinstance(init.body, dict)
+    no_conversations: dict[str, object] = {}
+    assert no_conversations == init.body["conversations"]
+    properties = {"id": PRIMARY_ID, "nativeid": INBOUND_CALL}
+    sent = driver.send("interaction.request.createconversation", target, properties)
+    check_refused(sent, "S-CC-1")
+
+
+def test_creation_allowed_passes_after_consult() -> None:
+    """S-CC-1: createconversation after a successful consult, for its nativeid."""
+    driver = Driver()
+    scene = start_inbound(driver, answer=True)
+    place_consult(scene)  # createconversation for the consult's nativeid: SUCCESS
+    leg = scene.leg(CONSULT_CALL)
+    expected = (CONSULT_ID, m.INITIALIZED)
+    assert expected == (leg.bridge_id, leg.lifecycle)
