@@ -6,8 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
+from pathlib import Path
 from typing import IO
 
+from adapters.diagrams import main as diagrams_main
 from adapters.runner import Runner
 from adapters.simulated import ScriptedSwitch, SimulatedSwitch
 from adapters.switch import Switch
@@ -44,6 +46,15 @@ def _parser() -> argparse.ArgumentParser:
         help="set a policy or bound, repeatable (e.g. transfer_while_consult_ringing=true)",
     )
     run.add_argument("--trace", metavar="FILE", help="also write the merged trace (JSONL)")
+    run.set_defaults(subparser=run)
+    diagrams = commands.add_parser(
+        "diagrams",
+        help="write the state diagrams into diagrams/ (generated from the machine tables)",
+        description="Write diagrams/*.mmd (and *.svg when Graphviz's dot is on PATH) from the "
+        "machines' tables; with --check, write nothing and exit 1 if a committed one is stale.",
+    )
+    diagrams.add_argument("--check", action="store_true", help="only report stale diagrams")
+    diagrams.add_argument("--root", default=".", help="the project root holding diagrams/ (default .)")
     return parser
 
 
@@ -58,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "run":
-        policy = make_policy(parser, args.policy)
+        policy = make_policy(args.subparser, args.policy)
         switch: Switch = SimulatedSwitch() if args.switch == "simulated" else ScriptedSwitch()
         engine = Engine(policy, Targets(args.channel_target), switch_acknowledges=switch.acknowledges)
         with ExitStack() as stack:
@@ -67,9 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 try:
                     trace = stack.enter_context(open(args.trace, "w", encoding="utf-8"))
                 except OSError as exc:
-                    parser.error(f"cannot write trace {args.trace}: {exc.strerror}")
+                    args.subparser.error(f"cannot write trace {args.trace}: {exc.strerror}")
             Runner(engine, switch, trace).run(sys.stdin, sys.stdout)
         return 0
+    if args.command == "diagrams":
+        return diagrams_main(["--check"] if args.check else [], Path(args.root))
     parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse refuses first
 
 

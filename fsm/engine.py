@@ -252,7 +252,7 @@ class Engine:
             if dest.lifecycle != m.INITIALIZED:
                 self._refuse(headers, "D-LIFE-5", f"{headers.target} is not initialized")
                 return
-            self._respond(headers, body={"interaction-data": interaction.data})
+            self._respond(headers, body={"interaction-data": copy_data(interaction.data)})
             return
         if isinstance(dest, Interaction):
             body: dict[str, Any] = self.init_snapshot(dest)
@@ -275,7 +275,7 @@ class Engine:
             conversations["consult"] = {"id": consult.call}
         return {
             "interaction-state": state,
-            "interaction-data": interaction.data,
+            "interaction-data": copy_data(interaction.data),
             "conversations": conversations,
         }
 
@@ -535,7 +535,7 @@ class Engine:
             value = getattr(ev, key)
             if value:
                 data[key] = value
-        data.update(ev.data)
+        data.update(copy_data(ev.data))
         self.interactions_started += 1
         interaction = Interaction(
             id=ev.call,
@@ -732,6 +732,12 @@ class Engine:
 
 # --------------------------------------------------------------------------
 # Helpers.
+
+
+def copy_data(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of interaction data (strings and nested objects, S-INIT-1), so
+    that no output shares a dict with the live model."""
+    return {k: copy_data(v) if isinstance(v, dict) else v for k, v in data.items()}
 
 
 def _explain(machine: m.StateMachine, spec: RequestSpec, state: str, refusal: Refusal) -> tuple[str, str]:
