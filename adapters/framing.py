@@ -199,6 +199,8 @@ def decode_json(frame: Frame) -> object:
         ) from error
     except ValueError as error:  # raised by _reject_constant
         raise BadContents(f"frame contents are not valid JSON: {error}") from error
+    except RecursionError:
+        raise BadContents("frame contents are not valid JSON: nested too deeply") from None
 
 
 def error_frame(message: str) -> bytes:

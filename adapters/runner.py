@@ -40,10 +40,15 @@ class Runner:
                 message = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
                 out.append(self._error(seq, f"input is not JSON: {message}"))
             else:
-                if isinstance(item, dict) and "seq" in item:
-                    seq = item["seq"]
-                self._record(item)
-                out += self._input(item, seq)
+                return self.feed_item(item, lineno)
+        out.append({"done": seq})
+        return out
+
+    def feed_item(self, item: object, lineno: int) -> list[dict[str, Any]]:
+        """Process one decoded input (what a line holds); return its outputs and done."""
+        seq: Any = item["seq"] if isinstance(item, dict) and "seq" in item else lineno
+        self._record(item)
+        out = self._input(item, seq)
         out.append({"done": seq})
         return out
 

@@ -1,0 +1,369 @@
+"""``telephony-fsm serve``: the engine and a switch driver, talking to a bridge
+over the framed TCP transport (spec/harness.md, protocol.md "Transport").
+
+Every input goes through :class:`adapters.runner.Runner` as a line of the
+``run`` protocol, so the adapter behaves exactly as ``run`` does and writes
+the same trace:
+
+- each CTI message received becomes ``{"from": "bridge", "message": ...}``;
+  every ``{"to": "bridge"}`` output is sent as a frame, in order; switch
+  commands run on the driver, and the events they cause are fed back;
+- switch events from outside (the customer and far parties; the ``result``
+  events of a scripted switch) come from ``--switch-events FILE`` (``-``:
+  stdin), one harness line ``{"from": "switch", "event": ...}`` per line;
+- the engine clock follows the event loop's monotonic clock: before each
+  input, and every ``tick`` seconds while a request waits on the switch, the
+  elapsed time is fed as ``{"from": "clock", "advance": ...}`` (D-ASYNC).
+
+On connection loss the adapter reconnects with bounded exponential backoff
+and keeps its engine: the bridge re-initializes (D-LIFE-5), and a re-sent
+requestId gets D-DUP. While disconnected, messages for the bridge are
+dropped (the re-init snapshot supersedes them, D-LIFE-3), except
+``interaction.created`` (D-NEW), which is held (bounded) and sent after
+reconnecting. It exits 0 on the bridge's ``transport.bye`` or on
+SIGTERM/SIGINT (saying bye itself), 1 when it cannot (re)connect within
+``--max-reconnects``, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import ssl as _ssl
+import sys
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from contextlib import ExitStack
+from typing import IO, Any, Final
+
+from adapters.framing import BadContents, FramingError, decode_json
+from adapters.runner import Runner
+from adapters.simulated import ScriptedSwitch, SimulatedSwitch
+from adapters.switch import Switch
+from adapters.transport import (
+    FramedConnection,
+    TransportError,
+    client_ssl_context,
+    connect_with_backoff,
+)
+from fsm.engine import Engine, Targets
+from fsm.errors import LocalProtocolError
+from fsm.messages import dumps
+from fsm.policy import Policy
+
+logger = logging.getLogger("telephony_fsm.serve")
+
+_CONNECT_ERRORS: Final = (OSError, TimeoutError, TransportError, FramingError)
+
+
+class Adapter:
+    """The engine's runner, fed from the connection, the switch and the clock."""
+
+    def __init__(self, runner: Runner, *, max_held: int = 10_000) -> None:
+        self.runner = runner
+        self.conn: FramedConnection | None = None
+        self.inputs = 0
+        self.held: deque[object] = deque(maxlen=max_held)
+        self._lock = asyncio.Lock()
+        self._synced = asyncio.get_running_loop().time()
+
+    async def feed(self, item: dict[str, Any]) -> None:
+        """Feed one ``run`` input; deliver everything it caused, in order."""
+        async with self._lock:
+            for entry in self._catch_up() + self._feed(item):
+                await self._deliver(entry)
+
+    async def tick(self) -> None:
+        async with self._lock:
+            for entry in self._catch_up():
+                await self._deliver(entry)
+
+    def _feed(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        self.inputs += 1
+        out = self.runner.feed_item(item, self.inputs)
+        if self.runner.trace is not None:
+            self.runner.trace.flush()
+        return out
+
+    def _catch_up(self) -> list[dict[str, Any]]:
+        """Advance the engine clock by the time elapsed while a request waited
+        on the switch (engine time matters only to those deadlines)."""
+        now = asyncio.get_running_loop().time()
+        elapsed, self._synced = now - self._synced, now
+        if not self.runner.engine.awaited or elapsed <= 0:
+            return []
+        return self._feed({"from": "clock", "advance": elapsed})
+
+    async def _deliver(self, entry: dict[str, Any]) -> None:
+        if entry.get("to") == "bridge":
+            message = entry["message"]
+            conn = self.conn
+            if conn is None or conn.closed:
+                if message["headers"]["name"] == "interaction.created":
+                    self.held.append(message)  # D-NEW: sent after reconnecting
+                else:
+                    logger.info("not connected: dropped %s", message["headers"]["name"])
+                return
+            try:
+                await conn.send(message)
+            except TransportError as error:
+                logger.warning("sending to the bridge failed: %s", error)
+        elif "protocol_error" in entry or "error" in entry:
+            logger.warning("%s", dumps(entry))
+
+    async def switch_events(self, source: AsyncIterable[object]) -> None:
+        """Feed switch events from outside: event objects or harness lines."""
+        async for item in source:
+            if not (isinstance(item, dict) and item.get("from") == "switch"):
+                item = {"from": "switch", "event": item}
+            await self.feed(item)
+
+    async def ticking(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            await self.tick()
+
+    async def session(self, conn: FramedConnection, stop: asyncio.Event) -> str:
+        """Serve one connection: ``"bye"``, ``"stopped"`` or ``"lost"``."""
+        async with self._lock:
+            self.conn = conn
+            while self.held and not conn.closed:
+                try:
+                    await conn.send(self.held.popleft())
+                except TransportError as error:
+                    logger.warning("sending to the bridge failed: %s", error)
+        reading = asyncio.create_task(self._read(conn))
+        stopping = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        stopped = reading not in done
+        if stopped:
+            reading.cancel()
+            await asyncio.gather(reading, return_exceptions=True)
+        async with self._lock:
+            self.conn = None
+            if stopped:
+                await conn.bye()
+                return "stopped"
+            await conn.close()
+        return reading.result()
+
+    async def _read(self, conn: FramedConnection) -> str:
+        while True:
+            try:
+                frame = await conn.recv_frame()
+            except (TransportError, FramingError) as error:
+                logger.warning("connection to the bridge failed: %s", error)
+                return "lost"
+            if frame is None:
+                return "bye" if conn.bye_received else "lost"
+            try:
+                message: object = decode_json(frame)
+            except BadContents:  # the engine reports it (D-BAD)
+                message = frame.contents.decode("utf-8", "replace")
+            await self.feed({"from": "bridge", "message": message})
+
+
+def make_switch(kind: str) -> Switch:
+    if kind == "simulated":
+        return SimulatedSwitch()
+    if kind == "scripted":
+        return ScriptedSwitch()
+    raise LocalProtocolError(f"unknown switch {kind!r}: expected simulated or scripted", "D-BAD")
+
+
+async def run_serve(
+    host: str,
+    port: int,
+    *,
+    switch: str | Switch = "simulated",
+    channel_target: str = "session-1.channel-1",
+    policy: Policy | None = None,
+    trace: IO[str] | None = None,
+    switch_events: AsyncIterable[object] | None = None,
+    stop: asyncio.Event | None = None,
+    max_reconnects: int | None = None,
+    backoff: tuple[float, float, float] = (0.5, 2.0, 30.0),
+    tick: float = 1.0,
+    **connect_options: Any,
+) -> int:
+    """Run the adapter until the bridge says bye or ``stop`` is set (0), or it
+    cannot (re)connect (1). ``max_reconnects`` bounds the connection attempts
+    after the first one, over the whole run (None: forever); ``backoff`` is
+    (base, factor, cap) in seconds; ``connect_options`` go to
+    :func:`adapters.transport.connect` (``ssl``, ``server_hostname``,
+    ``idle_timeout``, ``keepalive``, ...)."""
+    policy = policy or Policy()
+    driver = make_switch(switch) if isinstance(switch, str) else switch
+    engine = Engine(policy, Targets(channel_target), switch_acknowledges=driver.acknowledges)
+    adapter = Adapter(Runner(engine, driver, trace), max_held=policy.max_queued_events)
+    stop = stop or asyncio.Event()
+    background = [asyncio.create_task(adapter.ticking(tick))]
+    if switch_events is not None:
+        background.append(asyncio.create_task(adapter.switch_events(switch_events)))
+    base, factor, cap = backoff
+    remaining = None if max_reconnects is None else max_reconnects + 1
+    try:
+        while True:
+            attempts = 1
+
+            def count(*_: object) -> None:
+                nonlocal attempts
+                attempts += 1
+
+            connecting = asyncio.create_task(
+                connect_with_backoff(
+                    host,
+                    port,
+                    base=base,
+                    factor=factor,
+                    cap=cap,
+                    max_attempts=remaining,
+                    on_retry=count,
+                    max_frame_size=policy.max_frame_size,
+                    **connect_options,
+                )
+            )
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not connecting.done():
+                connecting.cancel()
+                await asyncio.gather(connecting, return_exceptions=True)
+                return 0
+            try:
+                conn = connecting.result()
+            except _CONNECT_ERRORS as error:
+                logger.error("cannot connect to the bridge at %s:%s: %s", host, port, error)
+                return 1
+            if remaining is not None:
+                remaining -= attempts
+            logger.info("connected to the bridge at %s:%s", host, port)
+            outcome = await adapter.session(conn, stop)
+            if outcome != "lost":
+                logger.info("done: %s", "the bridge said bye" if outcome == "bye" else "stopped")
+                return 0
+            if remaining == 0:
+                logger.error("connection to the bridge lost; no reconnection left (--max-reconnects)")
+                return 1
+            logger.warning("connection to the bridge lost; reconnecting")
+    finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+
+
+async def read_switch_events(path: str) -> AsyncIterator[object]:
+    """The JSON objects of a JSONL file (``-``: stdin), as they arrive."""
+    if path == "-":
+        reader = asyncio.StreamReader(limit=1 << 20)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        except ValueError:  # a regular file: read it at once
+            lines: list[str] = sys.stdin.readlines()
+        else:
+            while raw := await reader.readline():
+                if raw.strip():
+                    yield _parse_line(raw.decode("utf-8", "replace"))
+            return
+    else:
+        with open(path, encoding="utf-8") as file:
+            lines = file.readlines()
+    for text in lines:
+        if text.strip():
+            yield _parse_line(text)
+
+
+def _parse_line(text: str) -> object:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return text  # the runner reports it as an error output
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``telephony-fsm serve``."""
+    parser.add_argument("--connect", required=True, metavar="HOST:PORT", help="the bridge to connect to")
+    parser.add_argument("--switch", choices=("simulated", "scripted"), default="simulated", help="as for run")
+    parser.add_argument("--channel-target", default="session-1.channel-1", metavar="T", help="D-NEW")
+    parser.add_argument("--policy", action="append", default=[], metavar="NAME=VALUE", help="repeatable")
+    parser.add_argument("--trace", metavar="FILE", help="also write the merged trace (JSONL)")
+    parser.add_argument("--switch-events", metavar="FILE", help="switch events, JSONL ('-': stdin)")
+    parser.add_argument("--max-reconnects", type=int, metavar="N", help="default: forever")
+    parser.add_argument("--idle-timeout", type=float, metavar="SECONDS", help="drop a silent bridge")
+    parser.add_argument("--keepalive", type=float, metavar="SECONDS", help="ping a silent bridge")
+    parser.add_argument("--tls", action="store_true", help="TLS, verifying the bridge by the system CAs")
+    parser.add_argument("--tls-ca", metavar="FILE", help="TLS, verifying the bridge by these CAs")
+    parser.add_argument("--tls-cert", metavar="FILE", help="client certificate (PEM) for TLS")
+    parser.add_argument("--tls-key", metavar="FILE", help="its private key (PEM)")
+    parser.add_argument("--tls-server-name", metavar="NAME", help="name to check the bridge's cert against")
+
+
+def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run ``serve`` from parsed arguments; usage errors exit 2 via ``parser``."""
+    host, _, port_text = args.connect.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        parser.error(f"--connect takes HOST:PORT, got {args.connect!r}")
+    try:
+        policy = Policy().with_settings(args.policy)
+    except LocalProtocolError as exc:
+        parser.error(exc.message)
+    if args.max_reconnects is not None and args.max_reconnects < 0:
+        parser.error("--max-reconnects must not be negative")
+    context: _ssl.SSLContext | None = None
+    if args.tls or args.tls_ca or args.tls_cert:
+        try:
+            context = client_ssl_context(args.tls_ca, certfile=args.tls_cert, keyfile=args.tls_key)
+        except (OSError, _ssl.SSLError) as exc:
+            parser.error(f"cannot set up TLS: {exc}")
+    with ExitStack() as stack:
+        trace: IO[str] | None = None
+        if args.trace:
+            try:
+                trace = stack.enter_context(open(args.trace, "w", encoding="utf-8"))
+            except OSError as exc:
+                parser.error(f"cannot write trace {args.trace}: {exc.strerror}")
+
+        async def main_async() -> int:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            events = read_switch_events(args.switch_events) if args.switch_events else None
+            return await run_serve(
+                host,
+                int(port_text),
+                switch=args.switch,
+                channel_target=args.channel_target,
+                policy=policy,
+                trace=trace,
+                switch_events=events,
+                stop=stop,
+                max_reconnects=args.max_reconnects,
+                ssl=context,
+                server_hostname=args.tls_server_name,
+                idle_timeout=args.idle_timeout,
+                keepalive=args.keepalive,
+            )
+
+        return asyncio.run(main_async())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="telephony-fsm serve",
+        description="The engine and a switch driver, connected to a bridge over the framed TCP transport.",
+    )
+    add_arguments(parser)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every state change at INFO
+    return run_args(parser.parse_args(argv), parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
