@@ -47,6 +47,53 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--trace", metavar="FILE", help="also write the merged trace (JSONL)")
     run.set_defaults(subparser=run)
+    demo = commands.add_parser(
+        "demo",
+        help="the main job: bridge, engine and simulated switch play a full call",
+        description="The reference bridge, the engine and the simulated switch run an agent session "
+        "in one process (by default the full call: offer, accept, consult, alternate, conference, "
+        "second consult, transfer, complete), showing every message, command, event and state. "
+        "Exit 0 only if no rule was broken and every agent request succeeded.",
+    )
+    demo.add_argument("--steps", metavar="FILE", help="play this session (JSONL steps) instead")
+    demo.add_argument("--channel-target", default="session-1.channel-1", metavar="T")
+    demo.add_argument("--policy", action="append", default=[], metavar="NAME=VALUE")
+    demo.add_argument("--trace", metavar="FILE", help="also write the trace (JSONL)")
+    demo.add_argument(
+        "--colour",
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour the output (auto: when stdout is a terminal)",
+    )
+    demo.set_defaults(subparser=demo)
+    from adapters import bridge_server, serve
+
+    check = commands.add_parser(
+        "check",
+        add_help=False,
+        help="check a recorded trace against the rules; one line per violation",
+        description="telephony-fsm check TRACE.jsonl [--policy NAME=VALUE]... [--channel-target T]",
+    )
+    check.add_argument("rest", nargs=argparse.REMAINDER)
+
+    serve_parser = commands.add_parser(
+        "serve",
+        help="an adapter process: the engine and a switch driver, connected to a bridge over TCP",
+        description="Connect to a bridge over the framed TCP transport (reconnecting with bounded "
+        "backoff) and serve it with the engine and a switch driver.",
+    )
+    serve.add_arguments(serve_parser)
+    serve_parser.set_defaults(subparser=serve_parser, handler=serve.run_args)
+    bridge_parser = commands.add_parser(
+        "bridge",
+        help="the reference bridge: drives any client over TCP and checks every message",
+        description="Listen on the framed TCP transport, drive the client that connects through an "
+        "agent session (default: the demo's call), queue events per S-INIT-6 and check every "
+        "message it receives. Exit 0 only with no rule violation and no failed request.",
+    )
+    bridge_server.add_arguments(bridge_parser)
+    bridge_parser.set_defaults(subparser=bridge_parser, handler=bridge_server.run_args)
     diagrams = commands.add_parser(
         "diagrams",
         help="write the state diagrams into diagrams/ (generated from the machine tables)",
@@ -65,25 +112,65 @@ def make_policy(parser: argparse.ArgumentParser, settings: list[str]) -> Policy:
         parser.error(exc.message)
 
 
+def open_trace(stack: ExitStack, args: argparse.Namespace) -> IO[str] | None:
+    """The --trace file, opened for writing (a usage error if it cannot be)."""
+    if not args.trace:
+        return None
+    parser: argparse.ArgumentParser = args.subparser
+    try:
+        return stack.enter_context(open(args.trace, "w", encoding="utf-8"))
+    except OSError as exc:
+        parser.error(f"cannot write trace {args.trace}: {exc.strerror}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["check"]:  # its own parser takes every option after it
+        from adapters.check import main as check_main
+
+        return check_main(arguments[1:])
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     if args.command == "run":
         policy = make_policy(args.subparser, args.policy)
         switch: Switch = SimulatedSwitch() if args.switch == "simulated" else ScriptedSwitch()
         engine = Engine(policy, Targets(args.channel_target), switch_acknowledges=switch.acknowledges)
         with ExitStack() as stack:
-            trace: IO[str] | None = None
-            if args.trace:
-                try:
-                    trace = stack.enter_context(open(args.trace, "w", encoding="utf-8"))
-                except OSError as exc:
-                    args.subparser.error(f"cannot write trace {args.trace}: {exc.strerror}")
+            trace = open_trace(stack, args)
             Runner(engine, switch, trace).run(sys.stdin, sys.stdout)
         return 0
+    if args.command == "demo":
+        return _demo(args)
+    if args.command in ("serve", "bridge"):
+        code: int = args.handler(args, args.subparser)
+        return code
     if args.command == "diagrams":
         return diagrams_main(["--check"] if args.check else [], Path(args.root))
     parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse refuses first
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from adapters.demo import run_demo
+    from adapters.session import DEMO_CALL, BadSession, load_steps
+
+    policy = make_policy(args.subparser, args.policy)
+    steps = DEMO_CALL
+    if args.steps:
+        try:
+            steps = load_steps(Path(args.steps))
+        except BadSession as exc:
+            args.subparser.error(str(exc))
+    colour = args.colour == "always" or (args.colour == "auto" and sys.stdout.isatty())
+    with ExitStack() as stack:
+        trace = open_trace(stack, args)
+        return run_demo(
+            sys.stdout,
+            steps=steps,
+            colour=colour,
+            trace=trace,
+            policy=policy,
+            channel_target=args.channel_target,
+        )
 
 
 if __name__ == "__main__":

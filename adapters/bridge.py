@@ -1,0 +1,431 @@
+"""The reference bridge: a sans-IO processor bridge that drives any client.
+
+It plays the bridge side of the protocol and trusts nothing the client
+sends. On ``interaction.created`` it sets up the interaction destination and
+sends ``interaction.query.init``; for every conversation the snapshot lists,
+and after every successful consult or ``interaction.consult`` event, it
+sends ``createconversation`` and then ``conversation.query.init`` (S-INIT-6,
+D-CONS-3, D-CC-4). Interaction events that arrive while the interaction's
+conversation destinations are not all initialized are queued and delivered
+afterwards in arrival order (S-INIT-6, bounded by D-BOUND). Every message
+from the client is checked by :class:`fsm.checker.Watcher`, the same rules
+``telephony-fsm check`` applies to a trace; each breach is a
+:class:`Violation` output.
+
+The agent desktop's side is :meth:`ReferenceBridge.request`: accept,
+reject, consult, alternate, conference, transfer, complete, hold, retrieve,
+release, DTMF, set data. Feed the client's messages to
+:meth:`ReferenceBridge.receive`; both return outputs: :class:`Send` (a
+message for the client), :class:`Deliver` (an event handed to the desktop)
+and :class:`Violation`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from fsm.checker import Violation, Watcher
+from fsm.policy import Policy
+
+
+@attrs.frozen
+class Send:
+    """A message for the client."""
+
+    message: dict[str, Any]
+
+
+@attrs.frozen
+class Deliver:
+    """An event from the client, handed to the agent desktop in S-INIT-6 order."""
+
+    event: dict[str, Any]
+
+
+BridgeOutput = Send | Deliver | Violation
+
+#: desktop action -> (destination kind, message name)
+ACTIONS: dict[str, tuple[str, str]] = {
+    "accept": ("interaction", "interaction.request.accept"),
+    "reject": ("interaction", "interaction.request.reject"),
+    "consult": ("interaction", "interaction.request.consult"),
+    "alternate": ("interaction", "interaction.request.alternate"),
+    "conference": ("interaction", "interaction.request.consultconference"),
+    "transfer": ("interaction", "interaction.request.consulttransfer"),
+    "complete": ("interaction", "interaction.request.complete"),
+    "setdata": ("interaction", "interaction.request.setdata"),
+    "data": ("interaction", "interaction.query.data"),
+    "dispose": ("interaction", "interaction.request.dispose"),
+    "answer": ("conversation", "conversation.request.answer"),
+    "hold": ("conversation", "conversation.request.hold"),
+    "retrieve": ("conversation", "conversation.request.retrieve"),
+    "release": ("conversation", "conversation.request.release"),
+    "blindtransfer": ("conversation", "conversation.request.blindtransfer"),
+    "blindconference": ("conversation", "conversation.request.blindconference"),
+    "senddtmf": ("conversation", "conversation.request.senddtmf"),
+}
+
+
+@attrs.define(kw_only=True)
+class BridgeConversation:
+    """A conversation destination the bridge created."""
+
+    bridge_id: str
+    nativeid: str
+    target: str
+    role: str = ""
+    state: str = ""
+    initialized: bool = False
+    disposed: bool = False
+
+
+@attrs.define(kw_only=True)
+class BridgeInteraction:
+    """An interaction destination, as the bridge knows it."""
+
+    id: str
+    target: str
+    state: str = ""
+    data: dict[str, Any] = attrs.field(factory=dict)
+    initialized: bool = False
+    conversations: dict[str, BridgeConversation] = attrs.field(factory=dict)
+    #: S-INIT-6: interaction events held until its conversations initialize
+    queue: list[dict[str, Any]] = attrs.field(factory=list)
+    completed: bool = False
+
+    def conversation(self, role: str) -> BridgeConversation | None:
+        """The live conversation destination of a role (the newest one)."""
+        for conversation in reversed(self.conversations.values()):
+            if conversation.role == role and not conversation.disposed and conversation.state != "ENDED":
+                return conversation
+        return None
+
+    @property
+    def settled(self) -> bool:
+        """Every conversation destination created and initialized (S-INIT-6)."""
+        return all(c.initialized or c.disposed for c in self.conversations.values())
+
+
+@attrs.define(kw_only=True)
+class _Pending:
+    target: str
+    name: str
+    interaction_id: str
+    #: what to do with the response: "init", "create", "conv-init", "consult", "desktop"
+    purpose: str
+    conversation: str | None = None
+    resent: bool = False
+
+
+class ReferenceBridge:
+    def __init__(
+        self,
+        channel_target: str = "session-1.channel-1",
+        policy: Policy | None = None,
+        *,
+        dispose_completed: bool = True,
+    ) -> None:
+        self.channel_target = channel_target
+        self.policy = policy or Policy()
+        self.watcher = Watcher(channel_target, policy=self.policy)
+        self.dispose_completed = dispose_completed
+        self.interactions: dict[str, BridgeInteraction] = {}
+        self.pending: dict[str, _Pending] = {}
+        self.violations: list[Violation] = []
+        #: (request name, result, errorMessage, resent) of every desktop request
+        #: answered; ``resent`` is True for a request re-sent after a reconnect
+        #: that the client refused as a duplicate: it ran before the drop
+        self.outcomes: list[tuple[str, str, str, bool]] = []
+        #: desktop requests unanswered when the connection dropped, by requestId
+        self.lost: dict[str, dict[str, Any]] = {}
+        self._messages: dict[str, dict[str, Any]] = {}
+        self.sent = 0
+        self.received = 0
+        self.requests = 0
+        self.line = 0
+        self._ids = 0
+        self._conversation_ids = 0
+        self._out: list[BridgeOutput] = []
+
+    # ------------------------------------------------------------------
+    # The desktop side.
+
+    def request(
+        self, interaction_id: str, action: str, role: str = "primary", **properties: str
+    ) -> list[BridgeOutput]:
+        """Send the desktop's ``action`` for an interaction (or, for
+        conversation actions, its conversation of ``role``)."""
+        self._out = []
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
+        interaction = self.interactions.get(interaction_id)
+        if interaction is None:
+            raise ValueError(f"no interaction {interaction_id!r}")
+        kind, name = ACTIONS[action]
+        target = interaction.target
+        if kind == "conversation":
+            conversation = interaction.conversation(role)
+            if conversation is None:
+                raise ValueError(f"interaction {interaction_id} has no live {role} conversation")
+            target = conversation.target
+        self._send(name, target, interaction, "desktop", properties)
+        return self._take()
+
+    def connection_lost(self) -> None:
+        """The connection dropped: what was pending will not be answered on
+        it. Desktop requests among them are kept to be re-sent."""
+        for request_id, pending in self.pending.items():
+            if pending.purpose == "desktop" and request_id in self._messages:
+                self.lost[request_id] = self._messages[request_id]
+        self.pending.clear()
+        self._messages.clear()
+        self.watcher.connection_lost()
+
+    def reinitialize(self) -> list[BridgeOutput]:
+        """After a reconnect: init every live interaction again (D-LIFE-5);
+        its conversations are re-registered with the same ids (D-CC-3).
+        Desktop requests lost with the connection are re-sent with their
+        requestId: one the client already ran is refused as a duplicate
+        (D-DUP) instead of running twice."""
+        self._out = []
+        for interaction in self.interactions.values():
+            interaction.initialized = False
+            for conversation in interaction.conversations.values():
+                conversation.initialized = False
+            self._send("interaction.query.init", interaction.target, interaction, "init")
+        lost, self.lost = self.lost, {}
+        for request_id, message in lost.items():
+            headers = message["headers"]
+            interaction_id = next(
+                (i.id for i in self.interactions.values() if headers["target"].startswith(i.target)), None
+            )
+            if interaction_id is None:
+                continue
+            self.pending[request_id] = _Pending(
+                target=headers["target"],
+                name=headers["name"],
+                interaction_id=interaction_id,
+                purpose="desktop",
+                resent=True,
+            )
+            self._messages[request_id] = message
+            self.sent += 1
+            self.line += 1
+            self._check(self.watcher.from_bridge(message, self.line))
+            self._out.append(Send(message))
+        return self._take()
+
+    # ------------------------------------------------------------------
+    # The client side.
+
+    def receive(self, message: dict[str, Any]) -> list[BridgeOutput]:
+        """A message from the client."""
+        self._out = []
+        self.received += 1
+        self.line += 1
+        self._check(self.watcher.from_client(message, self.line))
+        headers = message.get("headers") if isinstance(message, dict) else None
+        if not isinstance(headers, dict):
+            return self._take()
+        if headers.get("type") == "cti.response":
+            self._response(message, headers)
+        elif headers.get("type") == "cti.event":
+            self._event(message, headers)
+        return self._take()
+
+    def finish(self) -> list[Violation]:
+        """End of the run: what is still unanswered breaks S-REQ-1."""
+        self.line += 1
+        found = self.watcher.finish(self.line)
+        self.violations += found
+        return found
+
+    def _response(self, message: dict[str, Any], headers: dict[str, Any]) -> None:
+        pending = self.pending.pop(str(headers.get("requestId")), None)
+        if pending is None:
+            return  # the watcher reported it
+        message_sent = self._messages.pop(str(headers.get("requestId")), None)
+        if pending.purpose == "desktop":
+            error = str(headers.get("errorMessage", ""))
+            ran_before = pending.resent and "duplicate requestId" in error  # D-DUP
+            self.outcomes.append((pending.name, str(headers.get("result")), error, ran_before))
+        del message_sent
+        interaction = self.interactions.get(pending.interaction_id)
+        if interaction is None or headers.get("result") != "SUCCESS":
+            return
+        body = message.get("body") if isinstance(message.get("body"), dict) else {}
+        assert isinstance(body, dict)
+        if pending.purpose == "init":
+            self._initialized(interaction, body)
+        elif pending.purpose == "create":
+            assert pending.conversation is not None
+            conversation = interaction.conversations[pending.conversation]
+            self._send(
+                "conversation.query.init", conversation.target, interaction, "conv-init", None, conversation
+            )
+        elif pending.purpose == "conv-init":
+            assert pending.conversation is not None
+            conversation = interaction.conversations[pending.conversation]
+            conversation.initialized = True
+            conversation.state = str(body.get("conversation-state", ""))
+            conversation.role = str(body.get("role", conversation.role))
+            self._flush(interaction)
+        elif pending.name == "interaction.request.consult":
+            nativeid = (message.get("properties") or {}).get("nativeid")
+            if isinstance(nativeid, str):
+                self._create(interaction, nativeid, "consult")
+        elif pending.name == "interaction.request.dispose":
+            del self.interactions[interaction.id]
+        elif pending.name == "conversation.request.dispose" and pending.conversation:
+            interaction.conversations[pending.conversation].disposed = True
+
+    def _initialized(self, interaction: BridgeInteraction, body: dict[str, Any]) -> None:
+        interaction.initialized = True
+        interaction.state = str(body.get("interaction-state", ""))
+        data = body.get("interaction-data")
+        interaction.data = data if isinstance(data, dict) else {}
+        listed = body.get("conversations")
+        if not isinstance(listed, dict):
+            return
+        for role, item in listed.items():
+            nativeid = item.get("id") if isinstance(item, dict) else None
+            if isinstance(nativeid, str):
+                self._create(interaction, nativeid, role)
+        self._flush(interaction)
+
+    def _create(self, interaction: BridgeInteraction, nativeid: str, role: str) -> None:
+        """createconversation for a leg: a new bridge id, or the same one
+        again for a leg created before (re-registration, D-CC-3)."""
+        existing = [
+            c for c in interaction.conversations.values() if c.nativeid == nativeid and not c.disposed
+        ]
+        if existing:
+            conversation = existing[0]
+        else:
+            self._conversation_ids += 1
+            bridge_id = f"conv-{self._conversation_ids}"
+            conversation = BridgeConversation(
+                bridge_id=bridge_id, nativeid=nativeid, target=f"{interaction.target}.{bridge_id}", role=role
+            )
+            interaction.conversations[bridge_id] = conversation
+        properties = {"id": conversation.bridge_id, "nativeid": nativeid}
+        self._send(
+            "interaction.request.createconversation",
+            interaction.target,
+            interaction,
+            "create",
+            properties,
+            conversation,
+        )
+
+    def _event(self, message: dict[str, Any], headers: dict[str, Any]) -> None:
+        name, target = headers.get("name"), headers.get("target")
+        if name == "interaction.created" and target == self.channel_target:
+            self._created(message)
+            return
+        for interaction in self.interactions.values():
+            if target == interaction.target:
+                if not interaction.settled:
+                    if len(interaction.queue) >= self.policy.max_queued_events:
+                        self._violation(
+                            "D-BOUND",
+                            f"more than {self.policy.max_queued_events} interaction events queued for "
+                            f"{interaction.target} while its conversations initialize",
+                        )
+                        return
+                    interaction.queue.append(message)  # S-INIT-6
+                    return
+                self._deliver(interaction, message)
+                return
+            for conversation in interaction.conversations.values():
+                if target == conversation.target:
+                    if isinstance(name, str) and name.startswith("conversation."):
+                        conversation.state = name.rpartition(".")[2].upper()
+                    self._out.append(Deliver(message))
+                    if name == "conversation.ended" and conversation.role == "consult":
+                        # D-CONF-1: the bridge disposes an ended consult conversation
+                        self._send(
+                            "conversation.request.dispose",
+                            conversation.target,
+                            interaction,
+                            "dispose",
+                            None,
+                            conversation,
+                        )
+                    return
+
+    def _created(self, message: dict[str, Any]) -> None:
+        properties = message.get("properties") or {}
+        interaction_id = properties.get("interactionid")
+        if not isinstance(interaction_id, str) or interaction_id in self.interactions:
+            return
+        interaction = BridgeInteraction(id=interaction_id, target=f"{self.channel_target}.{interaction_id}")
+        self.interactions[interaction_id] = interaction
+        self._out.append(Deliver(message))
+        self._send("interaction.query.init", interaction.target, interaction, "init")
+
+    def _flush(self, interaction: BridgeInteraction) -> None:
+        """S-INIT-6: deliver the queued events once every conversation
+        destination is initialized, in the order they arrived."""
+        while interaction.settled and interaction.queue:
+            self._deliver(interaction, interaction.queue.pop(0))
+
+    def _deliver(self, interaction: BridgeInteraction, message: dict[str, Any]) -> None:
+        self._out.append(Deliver(message))
+        name = message["headers"].get("name")
+        if name == "interaction.consult":
+            nativeid = (message.get("properties") or {}).get("nativeid")
+            if isinstance(nativeid, str):
+                self._create(interaction, nativeid, "consult")  # S-EVT-1, D-CC-4
+        elif isinstance(name, str) and name.startswith("interaction.") and name != "interaction.datachanged":
+            interaction.state = name.rpartition(".")[2].upper()
+            if name == "interaction.completed" and self.dispose_completed:
+                self._send("interaction.request.dispose", interaction.target, interaction, "dispose")
+
+    # ------------------------------------------------------------------
+    # Sending.
+
+    def _send(
+        self,
+        name: str,
+        target: str,
+        interaction: BridgeInteraction,
+        purpose: str,
+        properties: dict[str, str] | None = None,
+        conversation: BridgeConversation | None = None,
+    ) -> None:
+        self._ids += 1
+        request_id = f"{{00000000-0000-4000-8000-{self._ids:012d}}}"
+        kind = "cti.query" if ".query." in name else "cti.request"
+        message: dict[str, Any] = {
+            "headers": {"type": kind, "name": name, "target": target, "requestId": request_id}
+        }
+        if properties:
+            message["properties"] = dict(properties)
+        self.pending[request_id] = _Pending(
+            target=target,
+            name=name,
+            interaction_id=interaction.id,
+            purpose=purpose,
+            conversation=conversation.bridge_id if conversation else None,
+        )
+        self._messages[request_id] = message
+        self.sent += 1
+        if kind == "cti.request":
+            self.requests += 1
+        self.line += 1
+        self._check(self.watcher.from_bridge(message, self.line))
+        self._out.append(Send(message))
+
+    def _check(self, found: list[Violation]) -> None:
+        self.violations += found
+        self._out += found
+
+    def _violation(self, rule: str, explanation: str) -> None:
+        self._check([Violation(self.line, rule, explanation)])
+
+    def _take(self) -> list[BridgeOutput]:
+        out, self._out = self._out, []
+        return out

@@ -1,0 +1,240 @@
+"""``telephony-fsm bridge --listen HOST:PORT``: the reference bridge as a process.
+
+It listens on the framed TCP transport, drives whatever client connects, and
+plays the agent's side of a session (by default the demo's call; ``--steps
+FILE`` for another): each agent step is sent once the interaction is
+initialized with all its conversations (S-INIT-6) and nothing is pending,
+and the next waits for its answer. Customer and clock steps belong to the
+client side (``serve --switch-events``) and are skipped here.
+
+When the connection drops, it keeps listening; on the next connection it
+re-initializes every live destination (D-LIFE-5, D-CC-3) and re-sends a
+desktop request whose answer was lost with the same requestId, so that a
+request the client already executed is refused as a duplicate (D-DUP) and
+never executed twice. Exit 0 when the session ran with no rule violation
+and no failed request, 1 otherwise (or on timeout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from adapters.bridge import ReferenceBridge, Send
+from adapters.session import DEMO_CALL, BadSession, Step, load_steps
+from adapters.transport import FramedConnection, TransportError, serve, server_ssl_context
+from fsm.checker import Violation
+from fsm.messages import dumps
+from fsm.policy import Policy
+
+logger = logging.getLogger("telephony_fsm.bridge")
+
+
+class BridgeProcess:
+    def __init__(
+        self,
+        steps: list[Step],
+        *,
+        policy: Policy | None = None,
+        channel_target: str = "session-1.channel-1",
+        trace: IO[str] | None = None,
+        report: IO[str] | None = None,
+    ) -> None:
+        self.steps = steps
+        self.bridge = ReferenceBridge(channel_target, policy)
+        self.trace = trace
+        self.report = report or sys.stderr
+        self.conn: FramedConnection | None = None
+        self.connections = 0
+        self.changed = asyncio.Event()
+        self.failed: list[str] = []
+
+    # -- the connection
+    async def handle(self, conn: FramedConnection) -> None:
+        if self.conn is not None:
+            logger.warning("a second client connected; refusing it")
+            await conn.close()
+            return
+        self.conn = conn
+        self.connections += 1
+        try:
+            if self.connections > 1:
+                await self.send(self.bridge.reinitialize())
+            self.changed.set()
+            while (message := await conn.recv()) is not None:
+                self.record({"to": "bridge", "message": message})
+                if isinstance(message, dict):
+                    await self.send(self.bridge.receive(message))
+                else:
+                    self.show([Violation(self.bridge.line, "D-BAD", "a message that is not a JSON object")])
+                self.changed.set()
+        except TransportError as error:
+            logger.warning("connection to the client failed: %s", error)
+        finally:
+            self.conn = None
+            self.bridge.connection_lost()
+            self.changed.set()
+
+    async def send(self, outputs: list[Any]) -> None:
+        for output in outputs:
+            if isinstance(output, Send):
+                self.record({"from": "bridge", "message": output.message})
+                if self.conn is not None:
+                    try:
+                        await self.conn.send(output.message)
+                    except TransportError as error:
+                        logger.warning("sending to the client failed: %s", error)
+            elif isinstance(output, Violation):
+                self.show([output])
+
+    def record(self, entry: dict[str, Any]) -> None:
+        if self.trace is not None:
+            self.trace.write(dumps(entry) + "\n")
+            self.trace.flush()
+
+    def show(self, violations: list[Violation]) -> None:
+        for v in violations:
+            self.report.write(f"VIOLATION {v.rule}: {v.explanation}\n")
+
+    # -- the session
+    async def until(self, ready: Callable[[], bool], deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        while not ready():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), remaining)
+
+    def _idle(self) -> bool:
+        bridge = self.bridge
+        return (
+            self.conn is not None
+            and bool(bridge.interactions)
+            and not bridge.pending
+            and not bridge.lost
+            and all(i.settled and i.initialized for i in bridge.interactions.values())
+        )
+
+    async def play(self, timeout: float) -> int:
+        deadline = asyncio.get_running_loop().time() + timeout
+        try:
+            for step in self.steps:
+                if step["actor"] != "agent":
+                    continue
+                await self.until(self._idle, deadline)
+                interaction = step.get("interaction") or list(self.bridge.interactions)[-1]
+                answered = len(self.bridge.outcomes)
+                await self.send(
+                    self.bridge.request(
+                        interaction, step["action"], step.get("role", "primary"), **step.get("properties", {})
+                    )
+                )
+                await self.until(lambda n=answered: len(self.bridge.outcomes) > n, deadline)  # type: ignore[misc]
+            # the session is over when nothing is pending and every interaction is gone or settled
+            await self.until(
+                lambda: not self.bridge.pending and not self.bridge.lost and not self.bridge.interactions,
+                deadline,
+            )
+        except TimeoutError:
+            self.report.write(f"timed out after {timeout:g} s waiting for the client\n")
+            return 1
+        finally:
+            self.show(self.bridge.finish())
+        failed = [o for o in self.bridge.outcomes if o[1] != "SUCCESS" and not o[3]]
+        for name, _, message, _ in failed:
+            self.report.write(f"failed: {name}: {message}\n")
+        violations = len(self.bridge.violations)
+        self.report.write(
+            f"bridge: {len(self.bridge.outcomes)} agent requests, {len(failed)} failed, "
+            f"{violations} rule violations, {self.connections} connections\n"
+        )
+        return 0 if not failed and not violations else 1
+
+
+async def run_bridge(
+    host: str,
+    port: int,
+    steps: list[Step],
+    *,
+    policy: Policy | None = None,
+    trace: IO[str] | None = None,
+    report: IO[str] | None = None,
+    timeout: float = 60.0,
+    ssl: Any = None,
+    on_listening: Callable[[int], None] | None = None,
+) -> int:
+    process = BridgeProcess(steps, policy=policy, trace=trace, report=report)
+    server = await serve(
+        host, port, process.handle, ssl=ssl, max_frame_size=(policy or Policy()).max_frame_size
+    )
+    try:
+        if on_listening is not None:
+            on_listening(server.sockets[0].getsockname()[1])
+        code = await process.play(timeout)
+        conn = process.conn
+        if conn is not None:
+            try:
+                await conn.bye()
+            except TransportError as error:
+                logger.warning("saying bye failed: %s", error)
+            await conn.close()
+        return code
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--listen", required=True, metavar="HOST:PORT", help="where to listen (port 0: any)")
+    parser.add_argument(
+        "--steps", metavar="FILE", help="the agent session to play (JSONL); default: the demo's call"
+    )
+    parser.add_argument("--trace", metavar="FILE", help="write the trace (JSONL)")
+    parser.add_argument("--policy", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds")
+    parser.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this certificate")
+    parser.add_argument("--tls-key", metavar="FILE", help="the certificate's key")
+
+
+def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    host, _, port_text = args.listen.rpartition(":")
+    if not host or not port_text.isdigit():
+        parser.error(f"--listen takes HOST:PORT, got {args.listen!r}")
+    try:
+        policy = Policy().with_settings(args.policy)
+    except Exception as exc:  # LocalProtocolError: a usage error
+        parser.error(str(exc))
+    steps = DEMO_CALL
+    if args.steps:
+        try:
+            steps = load_steps(Path(args.steps))
+        except BadSession as exc:
+            parser.error(str(exc))
+    ssl = server_ssl_context(args.tls_cert, args.tls_key) if args.tls_cert else None
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+
+    def listening(port: int) -> None:
+        print(f"listening on {host}:{port}", flush=True)
+
+    with contextlib.ExitStack() as stack:
+        trace = stack.enter_context(open(args.trace, "w", encoding="utf-8")) if args.trace else None
+        return asyncio.run(
+            run_bridge(
+                host,
+                int(port_text),
+                steps,
+                policy=policy,
+                trace=trace,
+                timeout=args.timeout,
+                ssl=ssl,
+                on_listening=listening,
+            )
+        )

@@ -1,0 +1,191 @@
+"""``telephony-fsm demo``: the main job on the embedded defaults.
+
+The reference bridge, the engine and the simulated switch run in one
+process and play an agent session (by default the full call of harness.md).
+Every message between bridge and client, every switch command and event is
+shown as it happens, then the state of the interaction and of each leg
+after every step, and a summary. Exit 0 only if no rule was broken and
+every agent request succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, deque
+from typing import IO, Any
+
+from adapters.bridge import Deliver, ReferenceBridge, Send
+from adapters.runner import Runner
+from adapters.session import DEMO_CALL, Step
+from adapters.show import render
+from adapters.simulated import SimulatedSwitch
+from fsm.checker import Violation
+from fsm.engine import Engine, Targets, describe
+from fsm.policy import Policy
+
+_COLOURS = {"bridge": "36", "switch": "33", "client": "32", "error": "31", "head": "1", "state": "35"}
+
+
+class Screen:
+    """Renders trace entries as they are written, and keeps the counts."""
+
+    def __init__(self, out: IO[str], colour: bool, trace: IO[str] | None) -> None:
+        self.out = out
+        self.colour = colour
+        self.trace = trace
+        self.counts: Counter[str] = Counter()
+
+    def write(self, text: str) -> int:
+        if self.trace is not None:
+            self.trace.write(text)
+        for line in text.splitlines():
+            entry = json.loads(line)
+            self._count(entry)
+            who, shown = render(entry)
+            self.say(who, "  " + shown)
+        return len(text)
+
+    def flush(self) -> None:
+        return None
+
+    def _count(self, entry: dict[str, Any]) -> None:
+        if entry.get("from") == "bridge":
+            self.counts["bridge->client"] += 1
+        elif entry.get("to") == "bridge":
+            self.counts["client->bridge"] += 1
+        elif entry.get("to") == "switch":
+            self.counts["switch commands"] += 1
+        elif entry.get("from") == "switch":
+            self.counts["switch events"] += 1
+
+    def say(self, who: str, text: str) -> None:
+        if self.colour:
+            text = f"\x1b[{_COLOURS[who]}m{text}\x1b[0m"
+        self.out.write(text + "\n")
+
+
+class Demo:
+    def __init__(
+        self,
+        out: IO[str],
+        *,
+        colour: bool = False,
+        trace: IO[str] | None = None,
+        policy: Policy | None = None,
+        channel_target: str = "session-1.channel-1",
+    ) -> None:
+        policy = policy or Policy()
+        self.screen = Screen(out, colour, trace)
+        self.engine = Engine(policy, Targets(channel_target))
+        self.runner = Runner(self.engine, SimulatedSwitch(), trace=self.screen)  # type: ignore[arg-type]
+        self.bridge = ReferenceBridge(channel_target, policy)
+        self.inputs = 0
+
+    def play(self, steps: list[Step]) -> int:
+        for number, step in enumerate(steps, start=1):
+            caption = step.get("say") or _caption(step)
+            self.screen.say("head", f"\n== {number}. {step['actor']}: {caption}")
+            self.step(step)
+            self.show_state()
+        self.report(self.bridge.finish())
+        return self.summary(len(steps))
+
+    def step(self, step: Step) -> None:
+        actor = step["actor"]
+        if actor == "customer":
+            self._feed({"from": "switch", "event": step["event"]})
+        elif actor == "clock":
+            self._feed({"from": "clock", "advance": step["advance"]})
+        else:
+            if not self.bridge.interactions:
+                self.screen.say("error", "  no interaction to act on")
+                self.bridge.outcomes.append((step["action"], "FAILURE", "no interaction", False))
+                return
+            interaction = step.get("interaction") or list(self.bridge.interactions)[-1]
+            outputs = self.bridge.request(
+                interaction, step["action"], step.get("role", "primary"), **step.get("properties", {})
+            )
+            self._pump(outputs)
+
+    def _feed(self, item: dict[str, Any]) -> None:
+        self.inputs += 1
+        outputs = self.runner.feed_item(item, self.inputs)
+        pending: list[Any] = []
+        for entry in outputs:
+            if entry.get("to") == "bridge":
+                pending += self.bridge.receive(entry["message"])
+        self._pump(pending)
+
+    def _pump(self, outputs: list[Any]) -> None:
+        queue = deque(outputs)
+        while queue:
+            output = queue.popleft()
+            if isinstance(output, Send):
+                self.inputs += 1
+                item = {"from": "bridge", "message": output.message}
+                for entry in self.runner.feed_item(item, self.inputs):
+                    if entry.get("to") == "bridge":
+                        queue.extend(self.bridge.receive(entry["message"]))
+            elif isinstance(output, Violation):
+                self.report([output])
+            elif isinstance(output, Deliver):
+                pass  # delivered to the desktop; the trace already showed it arrive
+
+    def report(self, violations: list[Violation]) -> None:
+        for v in violations:
+            self.screen.say("error", f"  VIOLATION {v.rule}: {v.explanation}")
+
+    def show_state(self) -> None:
+        for interaction in self.engine.interactions.values():
+            self.screen.say("state", f"  state: interaction {interaction.id} {describe(interaction.state)}")
+            for leg in interaction.legs.values():
+                created = f" as {leg.bridge_id}" if leg.bridge_id else ""
+                self.screen.say(
+                    "state",
+                    f"         {leg.role} leg {leg.call}: {leg.state}{created} ({leg.lifecycle.lower()})",
+                )
+        if not self.engine.interactions:
+            self.screen.say("state", "  state: no live interaction")
+
+    def summary(self, steps: int) -> int:
+        counts = self.screen.counts
+        failed = [o for o in self.bridge.outcomes if o[1] != "SUCCESS"]
+        violations = len(self.bridge.violations)
+        self.screen.say("head", "\n== summary")
+        lines = [
+            f"steps: {steps}",
+            f"messages: {counts['bridge->client']} bridge -> client ({self.bridge.requests} requests), "
+            f"{counts['client->bridge']} client -> bridge",
+            f"switch: {counts['switch commands']} commands, {counts['switch events']} events",
+            f"agent requests: {len(self.bridge.outcomes)}, failed: {len(failed)}",
+            f"rule violations: {violations}",
+        ]
+        for line in lines:
+            self.screen.say(
+                "error" if line.endswith(f"violations: {violations}") and violations else "head", line
+            )
+        for name, _, message, _ in failed:
+            self.screen.say("error", f"failed: {name}: {message}")
+        return 0 if violations == 0 and not failed else 1
+
+
+def _caption(step: Step) -> str:
+    if step["actor"] == "agent":
+        props = " ".join(f"{k}={v}" for k, v in step.get("properties", {}).items())
+        return f"{step['action']} {props}".strip()
+    if step["actor"] == "clock":
+        return f"+{step['advance']} s"
+    return f"{step['event'].get('kind')} {step['event'].get('call', '')}"
+
+
+def run_demo(
+    out: IO[str],
+    *,
+    steps: list[Step] | None = None,
+    colour: bool = False,
+    trace: IO[str] | None = None,
+    policy: Policy | None = None,
+    channel_target: str = "session-1.channel-1",
+) -> int:
+    demo = Demo(out, colour=colour, trace=trace, policy=policy, channel_target=channel_target)
+    return demo.play(steps or DEMO_CALL)

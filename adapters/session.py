@@ -1,0 +1,107 @@
+"""A scripted agent session: what the customer, the agent and the clock do.
+
+A session is a list of steps, one JSON object each (a file of steps is JSONL):
+
+- ``{"actor": "customer", "event": SWITCH_EVENT}``: the outside world acts on
+  the switch (harness.md switch events: ``offered``, ``ended``, ...);
+- ``{"actor": "agent", "action": ACTION, "role": "primary", "properties": {...}}``:
+  the agent's desktop asks the bridge for an action (see
+  ``adapters.bridge.ACTIONS``; ``role`` picks the conversation for
+  conversation actions);
+- ``{"actor": "clock", "advance": SECONDS}``.
+
+Every step may carry ``"say"``: a caption for people. ``interaction`` names
+the interaction an agent step acts on (default: the newest).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from adapters.bridge import ACTIONS
+
+Step = dict[str, Any]
+
+#: The demo's call (harness.md): offer, init, accept, consult, alternate,
+#: conference, second consult, transfer, complete.
+DEMO_CALL: list[Step] = [
+    {
+        "actor": "customer",
+        "say": "a customer calls; the bridge initializes the interaction and its conversation",
+        "event": {
+            "kind": "offered",
+            "call": "c1",
+            "ani": "5551000",
+            "dnis": "800",
+            "data": {"account": {"id": "42", "tier": "gold"}},
+        },
+    },
+    {"actor": "agent", "action": "accept", "say": "the agent accepts the call"},
+    {
+        "actor": "agent",
+        "action": "consult",
+        "properties": {"destination": "200"},
+        "say": "the agent consults an expert at 200 (the customer is held)",
+    },
+    {"actor": "agent", "action": "alternate", "say": "the agent alternates back to the customer"},
+    {"actor": "agent", "action": "alternate", "say": "and back to the expert"},
+    {"actor": "agent", "action": "conference", "say": "the agent conferences the expert in"},
+    {
+        "actor": "agent",
+        "action": "consult",
+        "properties": {"destination": "300"},
+        "say": "the agent consults a second expert at 300",
+    },
+    {"actor": "agent", "action": "transfer", "say": "the agent transfers the customer to 300"},
+    {
+        "actor": "agent",
+        "action": "complete",
+        "properties": {"wrapup": "transferred"},
+        "say": "the agent completes the wrap-up; the bridge disposes the interaction",
+    },
+]
+
+
+class BadSession(ValueError):
+    """A step file that cannot be played, with the line and the reason."""
+
+
+def check_step(step: object, where: str) -> Step:
+    if not isinstance(step, dict):
+        raise BadSession(f"{where}: a step must be a JSON object")
+    actor = step.get("actor")
+    if actor == "customer":
+        if not isinstance(step.get("event"), dict):
+            raise BadSession(f"{where}: a customer step needs an 'event' object")
+    elif actor == "agent":
+        if step.get("action") not in ACTIONS:
+            raise BadSession(f"{where}: unknown action {step.get('action')!r}; known: {', '.join(ACTIONS)}")
+        props = step.get("properties", {})
+        if not isinstance(props, dict) or not all(isinstance(v, str) for v in props.values()):
+            raise BadSession(f"{where}: 'properties' must be an object of strings")
+    elif actor == "clock":
+        advance = step.get("advance")
+        if isinstance(advance, bool) or not isinstance(advance, int | float) or advance < 0:
+            raise BadSession(f"{where}: a clock step needs 'advance' >= 0")
+    else:
+        raise BadSession(f"{where}: 'actor' must be customer, agent or clock")
+    return step
+
+
+def load_steps(path: Path) -> list[Step]:
+    steps = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadSession(f"{path}: {exc.strerror}") from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadSession(f"{path}:{number}: not JSON: {exc.msg}") from None
+        steps.append(check_step(item, f"{path}:{number}"))
+    return steps

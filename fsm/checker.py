@@ -1,0 +1,373 @@
+"""The conformance checker: a watcher of the messages between bridge and client.
+
+A :class:`Watcher` is fed, in the order they happened, the queries and
+requests the bridge sent (:meth:`Watcher.from_bridge`), the responses and
+events the client sent (:meth:`Watcher.from_client`) and, optionally, the
+switch lines of a trace (:meth:`Watcher.switch`, which only tracks). Each
+call returns the violations that message proves, each naming its rule of
+``spec/protocol.md``; :meth:`Watcher.finish` ends the run (S-REQ-1: a request
+still unanswered then was never answered). :func:`check_lines` runs one
+over a trace (``spec/harness.md``, "Traces"). Sans-IO: nothing here reads
+files or clocks, and nothing here looks at the engine: the watcher learns
+every destination's state from the messages alone (``fsm.checker_model``)
+and judges requests with the engine's own tables (``fsm.checker_rules``).
+
+D-SERIAL and D-ASYNC: a request is judged against every state its
+destination was seen in between the moment it could start executing (its
+arrival, or the response to the request before it on the same interaction,
+whichever is later) and its response; the order of a response and the
+events its request caused is never relied on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from fsm.checker_events import CONVERSATION_INIT, INIT, EventJudge
+from fsm.checker_model import (
+    Asked,
+    Destination,
+    DottedTargets,
+    InteractionFacts,
+    TargetRule,
+    tracked_legs,
+)
+from fsm.checker_rules import (
+    Finding,
+    creation_refusal,
+    header_findings,
+    property_refusal,
+    state_refusal,
+)
+from fsm.intake import Defect, read_message
+from fsm.machines import CONVERSATION, INTERACTION
+from fsm.messages import EVENT, FAILURE, REQUEST, RESPONSE, SUCCESS
+from fsm.policy import Policy
+
+
+@attrs.frozen
+class Violation:
+    """A rule the trace breaks, at the line that proves it."""
+
+    line: int
+    rule: str
+    explanation: str
+
+
+class UnreadableTrace(Exception):
+    """A trace line that is not JSON or not a JSON object."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"line {line}: {reason}")
+        self.line = line
+        self.reason = reason
+
+
+class Watcher:
+    """Follows every destination of one run from its messages, and reports
+    the rules they break. ``channel_target`` is where interaction.created
+    comes (D-NEW; default: where the first one comes). ``policy`` gives the
+    deployment choices the rules depend on (D-XFER-1:
+    ``transfer_while_consult_ringing``). ``targets`` replaces the D-TARGET
+    addressing rule, as the engine's ``Targets`` does."""
+
+    def __init__(
+        self,
+        channel_target: str | None = None,
+        policy: Policy | None = None,
+        targets: TargetRule | None = None,
+    ) -> None:
+        self.policy = policy or Policy()
+        self.targets = targets
+        self.destinations: dict[str, Destination] = {}
+        self.interactions: dict[str, InteractionFacts] = {}
+        if channel_target is None and targets is not None:
+            channel_target = targets.channel
+        self._events = EventJudge(self, channel_target)
+        self._awaiting: dict[tuple[str, str], list[Asked]] = {}
+        self._queues: dict[str, list[Asked]] = {}
+        self._answered: dict[tuple[str, str], int] = {}
+        self._succeeded: set[tuple[str, str]] = set()
+
+    # ------------------------------------------------------------------
+    # The API.
+
+    def from_bridge(self, message: object, line: int) -> list[Violation]:
+        """A query or request the bridge sent: it now awaits one response."""
+        read = read_message(message, self.policy.max_frame_size)
+        if isinstance(read, Defect):
+            echo = read.echo
+            if echo is not None and echo.request_id is not None:
+                self._ask(
+                    Asked(
+                        line=line,
+                        name=echo.name,
+                        target=echo.target,
+                        request_id=echo.request_id,
+                        spec=None,
+                        defect=read,
+                    )
+                )
+            return []
+        headers, spec = read.headers, read.spec
+        assert headers.request_id is not None
+        dest = self.destinations.get(headers.target)
+        fits = dest is not None and dest.kind == spec.destination
+        asked = Asked(
+            line=line,
+            name=headers.name,
+            target=headers.target,
+            request_id=headers.request_id,
+            spec=spec,
+            properties=read.properties,
+            group=dest.group if dest is not None else None,
+            queued=fits and spec.kind == REQUEST,
+            after_dispose=dest is not None and dest.disposed,
+            init_before=dest is not None and (dest.initialized or dest.init_asked > 0),
+        )
+        if dest is not None and fits and spec.name in (INIT, CONVERSATION_INIT):
+            dest.init_asked += 1
+        self._ask(asked)
+        return []
+
+    def from_client(self, message: object, line: int) -> list[Violation]:
+        """A response or an event the client sent."""
+        headers = message.get("headers") if isinstance(message, dict) else None
+        if not isinstance(message, dict) or not isinstance(headers, dict):
+            return [Violation(line, "S-EVT-0", "a message from the client has no headers object")]
+        kind = headers.get("type")
+        found: list[Finding] = []
+        if kind == RESPONSE or (kind != EVENT and ("requestId" in headers or "result" in headers)):
+            if kind != RESPONSE:
+                found.append(("S-REQ-2", f"a response has type {RESPONSE}, not {kind!r}"))
+            found += self._response(headers, message, line)
+        else:
+            if kind != EVENT:
+                found.append(("S-EVT-0", f"an event has type {EVENT}, not {kind!r}"))
+            found += self._events.event(headers, message)
+        return [Violation(line, rule, text) for rule, text in found]
+
+    def switch(self, entry: object, line: int) -> list[Violation]:
+        """A switch event or command line. The rules are judged on the
+        messages alone, so switch lines are only accepted."""
+        return []
+
+    def connection_lost(self) -> None:
+        """The connection dropped: what awaited a response will not get one
+        on it, and what the client sent meanwhile is lost. Pending messages
+        are forgotten (no S-REQ-1 for them) and every state becomes unknown
+        until the next init response or event; the destinations stay
+        initialized on the client."""
+        self._awaiting.clear()
+        self._queues.clear()
+        for dest in self.destinations.values():
+            dest.init_asked = 0
+        for facts in self.interactions.values():
+            facts.forget_states()
+
+    def finish(self, line: int) -> list[Violation]:
+        """The end of the run (S-REQ-1): every message still awaiting its
+        response was never answered."""
+        found = [
+            Violation(
+                asked.line,
+                "S-REQ-1",
+                f"{asked.label} to {asked.target} was never answered (the trace ends at line {line})",
+            )
+            for waiting in self._awaiting.values()
+            for asked in waiting
+        ]
+        self._awaiting.clear()
+        self._queues.clear()
+        return sorted(found, key=lambda v: v.line)
+
+    # ------------------------------------------------------------------
+    # Requests and their windows (D-SERIAL).
+
+    def _ask(self, asked: Asked) -> None:
+        self._awaiting.setdefault(asked.key, []).append(asked)
+        if asked.queued and asked.group is not None:
+            queue = self._queues.setdefault(asked.group, [])
+            queue.append(asked)
+            asked.opened = len(queue) == 1
+            asked.refusal = self._precondition(asked)
+            asked.held = asked.refusal is None
+
+    def _precondition(self, asked: Asked) -> Finding | None:
+        """Why ``asked`` may not execute now (None: it may)."""
+        spec = asked.spec
+        if spec is None or spec.trigger is None or spec.machine != "state" or asked.group is None:
+            return None
+        facts = self.interactions[asked.group]
+        if spec.destination == "conversation":
+            nativeid = self.destinations[asked.target].nativeid
+            refusal = state_refusal(CONVERSATION, spec, facts.leg_states(nativeid), self.policy)
+        else:
+            refusal = state_refusal(INTERACTION, spec, facts.states(), self.policy)
+        if refusal is None:
+            refusal = property_refusal(spec, asked.properties, self.policy)
+        if refusal is None and spec.trigger == "createconversation":
+            refusal = creation_refusal(facts, asked.properties["id"], asked.properties["nativeid"])
+        return refusal
+
+    def reevaluate(self, group: str) -> None:
+        """Something changed on ``group``: a precondition that holds now held
+        during the window of every request waiting there."""
+        for asked in self._queues.get(group, ()):
+            if not asked.held and self._precondition(asked) is None:
+                asked.held = True
+
+    def _settled(self, asked: Asked) -> None:
+        if asked.group is None:
+            return
+        queue = self._queues.get(asked.group, [])
+        if asked in queue:
+            queue.remove(asked)
+        if queue and not queue[0].opened:
+            first = queue[0]
+            first.opened = True
+            first.refusal = self._precondition(first)
+            first.held = first.refusal is None
+        self.reevaluate(asked.group)
+
+    # ------------------------------------------------------------------
+    # Responses (S-REQ-1, S-REQ-2).
+
+    def _response(self, headers: dict[str, Any], message: dict[str, Any], line: int) -> list[Finding]:
+        rid, target = headers.get("requestId"), headers.get("target")
+        if not isinstance(rid, str) or not isinstance(target, str):
+            return [("S-REQ-2", "a response echoes its request's target and requestId (strings)")]
+        key = (target, rid)
+        waiting = self._awaiting.get(key)
+        if not waiting:
+            return [self._unmatched(key)]
+        result = headers.get("result")
+        # A repeat of a pending requestId is refused at once (D-DUP) while the
+        # original keeps its own response.
+        asked = waiting.pop(-1 if result == FAILURE and len(waiting) > 1 else 0)
+        if not waiting:
+            del self._awaiting[key]
+        self._answered[key] = line
+        found = header_findings(asked.name, asked.label, headers, message)
+        dest = self.destinations.get(asked.target)
+        if dest is not None and asked.spec is not None and asked.spec.name in (INIT, CONVERSATION_INIT):
+            dest.init_asked = max(0, dest.init_asked - 1)
+        if result == SUCCESS:
+            found += self._judge(asked, message)
+            self._succeeded.add(key)
+            self._apply(asked, message)
+        self._settled(asked)
+        return found
+
+    def _unmatched(self, key: tuple[str, str]) -> Finding:
+        target, rid = key
+        if key in self._answered:
+            return (
+                "S-REQ-1",
+                f"a second response to requestId {rid} on {target} (answered at line {self._answered[key]})",
+            )
+        others = sorted(t for t, r in self._awaiting if r == rid)
+        if others:
+            return (
+                "S-REQ-2",
+                f"requestId {rid} awaits an answer on {others[0]}; the target {target} does not echo it",
+            )
+        return "S-REQ-2", f"requestId {rid} on {target} matches no request awaiting an answer"
+
+    def _judge(self, asked: Asked, message: dict[str, Any]) -> list[Finding]:
+        """A SUCCESS response: was the message allowed to succeed?"""
+        spec = asked.spec
+        if spec is None:
+            assert asked.defect is not None
+            return [
+                (
+                    asked.defect.rule,
+                    f"{asked.label} is malformed ({asked.defect.message}), yet answered SUCCESS",
+                )
+            ]
+        dest = self.destinations.get(asked.target)
+        what = f"{spec.short} (line {asked.line}) answered SUCCESS"
+        if dest is None or dest.kind != spec.destination:
+            return [("D-TARGET", f"{what}, but {asked.target} names no {spec.destination} destination")]
+        if asked.after_dispose:
+            return [("D-LIFE-4", f"{what}, but {asked.target} was disposed before it arrived")]
+        if asked.key in self._succeeded:
+            return [("D-DUP", f"{what}, but requestId {asked.request_id} was already answered SUCCESS there")]
+        needs_init = spec.name not in (INIT, CONVERSATION_INIT) and spec.trigger != "dispose"
+        if needs_init and not (asked.init_before and dest.initialized):
+            return [("D-LIFE-5", f"{what}, but {asked.target} was not initialized when it arrived")]
+        found: list[Finding] = []
+        if not asked.held and asked.refusal is not None:
+            rule, reason = asked.refusal
+            found.append((rule, f"{what}, but {reason}"))
+        facts = self.interactions[dest.group]
+        return found + self._events.judge_answer(spec, facts, dest, message, what)
+
+    def _apply(self, asked: Asked, message: dict[str, Any]) -> None:
+        """What a SUCCESS response tells about its destination."""
+        dest = self.destinations.get(asked.target)
+        if asked.spec is not None and dest is not None and dest.kind == asked.spec.destination:
+            self._events.apply_answer(asked, self.interactions[dest.group], dest, message)
+
+    @property
+    def channel_target(self) -> str:
+        """The channel target of interaction.created ("" before the first)."""
+        return self._events.channel_target or ""
+
+    def target_rule(self, channel: str) -> TargetRule:
+        """D-TARGET: ``targets`` when given, else the dotted default."""
+        return self.targets if self.targets is not None else DottedTargets(channel)
+
+    def tracked(self, facts: InteractionFacts) -> set[str]:
+        return tracked_legs(self.destinations, facts)
+
+
+def watch_entry(watcher: Watcher, entry: dict[str, Any], line: int) -> list[Violation]:
+    """One trace line (spec/harness.md, "Traces"). Lines that are neither
+    a bridge message nor a switch line (error, protocol_error, done, clock)
+    tell the checker nothing."""
+    if entry.get("from") == "bridge":
+        return watcher.from_bridge(entry.get("message"), line)
+    if entry.get("to") == "bridge":
+        return watcher.from_client(entry.get("message"), line)
+    if entry.get("from") == "switch" or entry.get("to") == "switch":
+        return watcher.switch(entry, line)
+    return []
+
+
+def check_lines(
+    lines: Iterable[str],
+    *,
+    channel_target: str | None = None,
+    policy: Policy | None = None,
+    targets: TargetRule | None = None,
+    end_of_run: bool = True,
+) -> list[Violation]:
+    """Check a whole trace; its end is the end of the run (S-REQ-1), unless
+    ``end_of_run`` is False (a run still going: what awaits a response is
+    not reported). Violations come in line order. Raises
+    :class:`UnreadableTrace` for a line that is not a JSON object (blank
+    lines are skipped)."""
+    watcher = Watcher(channel_target, policy, targets)
+    found: list[Violation] = []
+    last = 0
+    for number, text in enumerate(lines, start=1):
+        last = number
+        if not text.strip():
+            continue
+        try:
+            entry = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UnreadableTrace(number, f"not JSON: {exc.msg} at column {exc.colno}") from None
+        except RecursionError:
+            raise UnreadableTrace(number, "not JSON: nested too deeply") from None
+        if not isinstance(entry, dict):
+            raise UnreadableTrace(number, "not a JSON object")
+        found += watch_entry(watcher, entry, number)
+    if end_of_run:
+        found += watcher.finish(last)
+    return sorted(found, key=lambda v: v.line)

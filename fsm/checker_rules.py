@@ -1,0 +1,277 @@
+"""The trace checker's judgements: response bodies, and the preconditions of
+requests, read from the same tables the engine runs.
+
+Each function returns findings, ``(rule ID, explanation)``, and changes
+nothing; :mod:`fsm.checker` turns them into violations at a trace line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, cast
+
+import attrs
+
+from fsm.catalog import GUARDS, FreeProperties, GuardContext, NoProperties, RequestSpec
+from fsm.checker_model import TOP_STATES, WITH_PRIMARY, WITHOUT_CONVERSATIONS, InteractionFacts
+from fsm.machines import (
+    CONVERSATION_STATES,
+    STARTED,
+    Edge,
+    Refusal,
+    StateMachine,
+    join_words,
+    top,
+)
+from fsm.messages import FAILURE, SUCCESS, check_data
+from fsm.policy import Policy
+
+Finding = tuple[str, str]
+
+#: Request guards that look at the request's properties only, so that the
+#: checker can run them as they are.
+PROPERTY_GUARDS: Final = frozenset({"destination_given", "blind_destination_given", "digits_valid"})
+ROLES: Final = ("primary", "consult")
+
+
+# --------------------------------------------------------------------------
+# Response bodies.
+
+
+@attrs.frozen
+class InitSnapshot:
+    """The parts of an interaction.query.init body the checker follows."""
+
+    #: a top-level state, or None when the body does not give a valid one
+    state: str | None
+    #: role -> CTI id, or None when ``conversations`` is unreadable
+    listed: dict[str, str] | None
+
+
+def check_init_body(body: object) -> tuple[list[Finding], InitSnapshot]:
+    """S-INIT-1..5 against the state the body itself reports."""
+    if not isinstance(body, dict):
+        what = "no body" if body is None else f"the body {body!r}"
+        return [("S-INIT-1", f"init response has {what}; it must be an object")], InitSnapshot(None, None)
+    found: list[Finding] = []
+    state = body.get("interaction-state")
+    if state not in TOP_STATES:
+        found.append(("S-INIT-1", f"interaction-state {state!r} is not one of {join_words(TOP_STATES)}"))
+        state = None
+    if "interaction-data" not in body:
+        found.append(("S-INIT-1", "init response has no interaction-data"))
+    else:
+        found += _data_findings(body["interaction-data"], "interaction-data")
+    extra = sorted(set(body) - {"interaction-state", "interaction-data", "conversations"})
+    if extra:
+        found.append(("S-INIT-1", f"init response has unknown key {', '.join(extra)}"))
+    conversations = body.get("conversations")
+    listed: dict[str, str] | None = None
+    if "conversations" not in body:
+        found.append(("S-INIT-2", "init response has no conversations (it must be {} when there is none)"))
+    elif not isinstance(conversations, dict):
+        found.append(("S-INIT-2", f"conversations must be an object, got {conversations!r}"))
+    else:
+        listed = {}
+        for role, entry in conversations.items():
+            if role not in ROLES:
+                found.append(("S-INIT-1", f"conversations has unknown role {role!r}"))
+            elif not _is_conversation_entry(entry):
+                found.append(("S-INIT-1", f'conversations.{role} must be {{"id": CTI id}}, got {entry!r}'))
+            else:
+                listed[role] = entry["id"]
+    if state is not None and listed is not None:
+        found += _listing_findings(state, listed)
+    return found, InitSnapshot(state, listed)
+
+
+def _is_conversation_entry(entry: object) -> bool:
+    if not isinstance(entry, dict) or set(entry) != {"id"}:
+        return False
+    ident = entry["id"]
+    return isinstance(ident, str) and bool(ident)
+
+
+def _listing_findings(state: str, listed: Mapping[str, str]) -> list[Finding]:
+    found: list[Finding] = []
+    if state in WITH_PRIMARY and "primary" not in listed:
+        found.append(("S-INIT-3", f"the state is {state}, yet conversations lists no primary"))
+    if "consult" in listed and state != STARTED:
+        found.append(("S-INIT-4", f"the state is {state}, yet conversations lists a consult (needs STARTED)"))
+    if state in WITHOUT_CONVERSATIONS and listed:
+        roles = ", ".join(listed)
+        found.append(("S-INIT-5", f"the state is {state}, yet conversations lists {roles} (must be {{}})"))
+    return found
+
+
+def _data_findings(data: object, where: str) -> list[Finding]:
+    try:
+        check_data(data, where)
+    except TypeError as exc:
+        return [("S-INIT-1", str(exc))]
+    return []
+
+
+def check_conversation_body(body: object) -> tuple[list[Finding], tuple[str, str, str] | None]:
+    """The conversation.query.init body: ``{"conversation-state", "nativeid",
+    "role"}`` (D-CONV). Returns the findings and (state, nativeid, role)
+    when the body is sound."""
+    keys = ("conversation-state", "nativeid", "role")
+    if not isinstance(body, dict) or set(body) != set(keys):
+        return [("D-CONV", f"conversation init body must have exactly the keys {', '.join(keys)}")], None
+    state, nativeid, role = (body[k] for k in keys)
+    found: list[Finding] = []
+    if state not in CONVERSATION_STATES:
+        found.append(
+            ("D-CONV", f"conversation-state {state!r} is not one of {join_words(CONVERSATION_STATES)}")
+        )
+    if not isinstance(nativeid, str) or not nativeid:
+        found.append(("D-CONV-ID", f"nativeid {nativeid!r} is not a CTI id"))
+    if role not in ROLES:
+        found.append(("D-CONV", f"role {role!r} is not primary or consult"))
+    return found, None if found else (state, nativeid, role)
+
+
+def check_data_body(body: object) -> list[Finding]:
+    """The interaction.query.data body: ``{"interaction-data": {...}}``."""
+    if not isinstance(body, dict) or set(body) != {"interaction-data"}:
+        return [("D-GENERIC", 'the data query answer must be {"interaction-data": {...}}')]
+    return _data_findings(body["interaction-data"], "interaction-data")
+
+
+# --------------------------------------------------------------------------
+# Preconditions.
+
+
+def state_refusal(
+    machine: StateMachine, spec: RequestSpec, states: Iterable[str], policy: Policy
+) -> Finding | None:
+    """None when ``spec``'s trigger may fire from one of ``states``; else the
+    rule and why not. The rule is chosen as the engine chooses it: a guard's
+    rule, the request's substate rule when the top-level state is right but
+    the substate is not (consult while one is active: D-CONS-2), or the
+    edge's rule."""
+    assert spec.trigger is not None
+    ordered = [s for s in machine.states if s in set(states)]
+    refusals: list[tuple[str, Refusal]] = []
+    for state in ordered:
+        outcome = machine.check(state, spec.trigger, policy)
+        if isinstance(outcome, Edge):
+            return None
+        refusals.append((state, outcome))
+    if not refusals:
+        return None
+    state, refusal = refusals[0]
+    if refusal.guard is not None:
+        return refusal.rule, refusal.reason
+    sources = machine.sources(spec.trigger)
+    rule = refusal.rule
+    if spec.substate_rule and top(state) in {top(s) for s in sources}:
+        rule = spec.substate_rule
+    seen = join_words(s for s, _ in refusals)
+    allowed = join_words(dict.fromkeys(sources))
+    return rule, f"the {machine.name} was {seen} throughout, and {spec.short} needs {allowed}"
+
+
+def property_refusal(spec: RequestSpec, properties: dict[str, str], policy: Policy) -> Finding | None:
+    """The request's guards that judge its properties only (a consult's
+    destination, DTMF digits), run as the engine runs them."""
+    names = [n for n in spec.guards if n in PROPERTY_GUARDS]
+    if not names:
+        return None
+    structured = _structure(spec, properties)
+    if structured is None:
+        return None
+    # These guards read the properties only; they get no interaction.
+    context = GuardContext(cast(Any, None), None, structured, policy)
+    for name in names:
+        guard = GUARDS[name]
+        reason = guard.check(context)
+        if reason is not None:
+            return guard.rule, reason
+    return None
+
+
+def _structure(spec: RequestSpec, properties: dict[str, str]) -> object:
+    if spec.properties is FreeProperties:
+        return dict(properties)
+    if spec.properties is NoProperties:
+        return NoProperties()
+    try:
+        return spec.properties(**properties)
+    except TypeError:
+        return None
+
+
+def creation_refusal(facts: InteractionFacts, bridge_id: str, nativeid: str) -> Finding | None:
+    """createconversation: the guards of the catalog, in the engine's order,
+    on what the messages told (D-CC-2, D-CC-3, D-LIFE-4, S-CC-1, D-CC-4)."""
+    leg = facts.legs.get(nativeid)
+    if leg is None:
+        return (
+            "D-CC-2",
+            f"nativeid {nativeid!r} names no call leg the client announced "
+            "(init snapshot, consult response or interaction.consult event)",
+        )
+    for other in facts.legs.values():
+        if other.bridge_id == bridge_id and other.nativeid != nativeid:
+            return "D-CC-3", f"conversation id {bridge_id!r} was registered for nativeid {other.nativeid!r}"
+    if leg.bridge_id is not None and leg.bridge_id != bridge_id:
+        return "D-CC-3", f"nativeid {nativeid!r} was registered as conversation {leg.bridge_id!r}"
+    if leg.disposed:
+        return "D-LIFE-4", f"the conversation of nativeid {nativeid!r} was disposed"
+    if leg.bridge_id == bridge_id or nativeid in facts.init_pending or nativeid in facts.creatable:
+        return None
+    return (
+        "S-CC-1",
+        f"nativeid {nativeid!r} was neither listed by the last init response and not yet "
+        "created, nor named by a consult response or interaction.consult event",
+    )
+
+
+# --------------------------------------------------------------------------
+# Responses.
+
+TRANSFER: Final = "interaction.request.consulttransfer"
+#: The name the seed's response table gives consulttransfer's response (S-REQ-2a).
+SEED_SLIP: Final = "interaction.request.reject"
+
+
+def header_findings(
+    asked_name: str, label: str, headers: dict[str, Any], message: dict[str, Any]
+) -> list[Finding]:
+    """S-REQ-2, S-REQ-2a: the echoed name, the result, the errorMessage."""
+    found: list[Finding] = []
+    name = headers.get("name")
+    if name != asked_name:
+        if asked_name == TRANSFER and name == SEED_SLIP:
+            found.append(("S-REQ-2a", f"the response to {label} is named {SEED_SLIP}, not {TRANSFER}"))
+        else:
+            found.append(("S-REQ-2", f"the response to {label} is named {name!r}, not {asked_name!r}"))
+    result = headers.get("result")
+    if result not in (SUCCESS, FAILURE):
+        found.append(("S-REQ-2", f"the response to {label} has result {result!r}, not SUCCESS or FAILURE"))
+    if result == FAILURE:
+        error = headers.get("errorMessage")
+        if not isinstance(error, str) or not error.strip():
+            found.append(("S-REQ-2", f"the FAILURE response to {label} has no errorMessage"))
+        elif "Traceback (most recent call last)" in error:
+            found.append(("S-REQ-2", f"the errorMessage of the response to {label} is a stack trace"))
+    if not is_string_map(message.get("properties")):
+        found.append(("S-REQ-2", f"the properties of the response to {label} are not string values"))
+    return found
+
+
+def message_properties(message: dict[str, Any]) -> dict[str, Any]:
+    props = message.get("properties")
+    return props if isinstance(props, dict) else {}
+
+
+def is_text(value: object) -> bool:
+    """A non-empty string."""
+    return isinstance(value, str) and bool(value)
+
+
+def is_string_map(value: object) -> bool:
+    """Absent, or an object of string values (message properties)."""
+    return value is None or (isinstance(value, dict) and all(isinstance(v, str) for v in value.values()))

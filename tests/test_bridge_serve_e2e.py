@@ -1,0 +1,194 @@
+"""telephony-fsm bridge and serve as separate processes over loopback TCP.
+
+The bridge plays the demo's agent session, the serve process runs the engine
+with the simulated switch and plays the customer's call. Both must exit 0
+with zero rule violations, and both traces must pass the checker. A second
+test puts a proxy between them that kills the connection mid-consult.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from adapters.framing import FrameDecoder, decode_json
+from adapters.session import DEMO_CALL
+from fsm.checker import check_lines
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "adapters.cli"]
+
+
+def start_bridge(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
+    bridge = subprocess.Popen(
+        [
+            *CLI,
+            "bridge",
+            "--listen",
+            "127.0.0.1:0",
+            "--trace",
+            str(tmp_path / "bridge.jsonl"),
+            "--timeout",
+            "40",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert bridge.stdout is not None
+    line = bridge.stdout.readline()
+    assert line.startswith("listening on 127.0.0.1:"), line
+    return bridge, int(line.rsplit(":", 1)[1])
+
+
+def start_serve(tmp_path: Path, port: int) -> subprocess.Popen[str]:
+    events = tmp_path / "customer.jsonl"
+    customer = [s["event"] for s in DEMO_CALL if s["actor"] == "customer"]
+    events.write_text("".join(json.dumps({"from": "switch", "event": e}) + "\n" for e in customer))
+    return subprocess.Popen(
+        [
+            *CLI,
+            "serve",
+            "--connect",
+            f"127.0.0.1:{port}",
+            "--switch-events",
+            str(events),
+            "--trace",
+            str(tmp_path / "serve.jsonl"),
+            "--max-reconnects",
+            "10",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[int, str]:
+    try:
+        _, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, err = process.communicate()
+        raise AssertionError(f"process did not stop: {err}") from None
+    return process.returncode, err
+
+
+def test_full_call_between_bridge_and_serve_processes(tmp_path: Path) -> None:
+    """Full call with consult, alternate, conference and transfer over TCP
+    (D-WIRE); both exit 0 with zero violations; both traces pass check."""
+    bridge, port = start_bridge(tmp_path)
+    serve = start_serve(tmp_path, port)
+    bridge_code, bridge_err = finish(bridge)
+    serve_code, serve_err = finish(serve)
+    assert (bridge_code, serve_code) == (0, 0), (bridge_err, serve_err)
+    assert "8 agent requests, 0 failed, 0 rule violations, 1 connections" in bridge_err
+    for trace in ("bridge.jsonl", "serve.jsonl"):
+        lines = (tmp_path / trace).read_text().splitlines()
+        assert check_lines(lines) == [], trace
+    names = [
+        json.loads(x)["message"]["headers"]["name"]
+        for x in (tmp_path / "bridge.jsonl").read_text().splitlines()
+    ]
+    for request in ("consult", "alternate", "consultconference", "consulttransfer", "complete"):
+        assert f"interaction.request.{request}" in names
+
+
+class Proxy:
+    """A TCP proxy that forwards frames and, once, drops both connections
+    right after the client's answer to the consult conversation's init."""
+
+    def __init__(self, upstream: int) -> None:
+        self.upstream = upstream
+        self.dropped = 0
+        self.connections = 0
+        self.port = 0
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(asyncio.start_server(self._accepted, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self.ready.set()
+        self.loop.run_forever()
+        server.close()
+
+    async def _accepted(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        bridge_r, bridge_w = await asyncio.open_connection("127.0.0.1", self.upstream)
+        kill = asyncio.Event()
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, watch: bool) -> None:
+            decoder = FrameDecoder()
+            while not kill.is_set():
+                data = await reader.read(65536)
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
+                if watch and not self.dropped:
+                    for frame in decoder.feed(data):
+                        message = decode_json(frame) if frame.index else None
+                        if _consult_initialized(message):
+                            self.dropped += 1
+                            kill.set()
+            for w in (client_w, bridge_w):
+                w.close()
+
+        await asyncio.gather(
+            pipe(client_r, bridge_w, watch=True),
+            pipe(bridge_r, client_w, watch=False),
+            return_exceptions=True,
+        )
+
+    @contextmanager
+    def running(self) -> Iterator[Proxy]:
+        self.thread.start()
+        assert self.ready.wait(10)
+        try:
+            yield self
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+
+
+def _consult_initialized(message: object) -> bool:
+    if not isinstance(message, dict):
+        return False
+    headers, body = message.get("headers", {}), message.get("body")
+    return (
+        headers.get("name") == "conversation.query.init"
+        and headers.get("result") == "SUCCESS"
+        and isinstance(body, dict)
+        and body.get("role") == "consult"
+    )
+
+
+def test_connection_killed_mid_consult_and_call_completes_after_reconnect(tmp_path: Path) -> None:
+    """D-LIFE-5: serve reconnects with backoff, the bridge re-initializes every
+    live destination (D-CC-3 re-registration), and the call completes; no
+    request is executed twice (D-DUP) and no rule is broken."""
+    bridge, port = start_bridge(tmp_path)
+    with Proxy(port).running() as proxy:
+        serve = start_serve(tmp_path, proxy.port)
+        bridge_code, bridge_err = finish(bridge)
+        serve_code, serve_err = finish(serve)
+    assert proxy.dropped == 1
+    assert (bridge_code, serve_code) == (0, 0), (bridge_err, serve_err)
+    assert "0 failed, 0 rule violations, 2 connections" in bridge_err
+    serve_trace = (tmp_path / "serve.jsonl").read_text().splitlines()
+    commands = [json.loads(x)["command"]["op"] for x in serve_trace if '"to":"switch"' in x]
+    expected = ["answer", "consult", "alternate", "alternate", "conference", "consult", "transfer"]
+    assert expected == commands  # every agent step executed exactly once
+    inits = [x for x in (tmp_path / "bridge.jsonl").read_text().splitlines() if "interaction.query.init" in x]
+    assert len([x for x in inits if '"from":"bridge"' in x]) >= 2  # the re-initialization
