@@ -584,16 +584,22 @@ class Engine:
             return (primary is not None and primary.state == m.HELD, i.started_at)
 
         interaction = max(candidates, key=held_then_newest)
-        self._add_consult_leg(interaction, ev.call)
+        announced = interaction.lifecycle == m.INITIALIZED
+        self._add_consult_leg(interaction, ev.call, creatable=announced)
         self._fire(interaction, "phone_consult")
-        if interaction.lifecycle == m.INITIALIZED:  # S-EVT-1
+        if announced:  # S-EVT-1; before init the leg is in the snapshot instead (D-LIFE-3)
             self._emit(event("interaction.consult", interaction.target, {"nativeid": ev.call}))
 
-    def _add_consult_leg(self, interaction: Interaction, call: str) -> Conversation:
+    def _add_consult_leg(
+        self, interaction: Interaction, call: str, *, creatable: bool = True
+    ) -> Conversation:
+        """A new consult leg. It may be created once the bridge has been told
+        of it: by the consult response (S-CC-1) or interaction.consult (D-CC-4)."""
         leg = Conversation(call=call, interaction_id=interaction.id, role="consult", state=m.DIALING)
         interaction.legs[call] = leg
         interaction.consult = call
-        interaction.creatable[call] = None  # S-CC-1, D-CC-4
+        if creatable:
+            interaction.creatable[call] = None
         self.calls[call] = leg
         return leg
 

@@ -621,12 +621,6 @@ def test_malformed_request_succeeds() -> None:
     assert [(line(index), "D-BAD")] == check(trace)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a consult leg dialed on the phone before the interaction's init is made "
-    "creatable although no interaction.consult event named it (D-CC-4); when it ends before init "
-    "no snapshot lists it either, yet createconversation for it is SUCCESS (D-CC-2)",
-)
 def test_leg_never_announced_is_not_created() -> None:
     """D-CC-2, D-CC-4: the bridge was never told of p1."""
     lines: list[Line] = [
