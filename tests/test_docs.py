@@ -15,8 +15,10 @@ def test_readme_shows_the_test_command_ci_runs() -> None:
     assert command in (ROOT / "README.md").read_text()
 
 
-def test_readme_main_job_scenario_exists() -> None:
+def test_readme_main_job_is_the_demo_and_the_replay_scenario_exists() -> None:
     readme = (ROOT / "README.md").read_text()
+    main_job = "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/telephony-fsm demo"
+    assert main_job in readme
     assert "adapters/scenarios/full-call.jsonl" in readme
     assert (ROOT / "adapters" / "scenarios" / "full-call.jsonl").is_file()
 
