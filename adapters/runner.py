@@ -47,7 +47,8 @@ class Runner:
     def feed_item(self, item: object, lineno: int) -> list[dict[str, Any]]:
         """Process one decoded input (what a line holds); return its outputs and done."""
         seq: Any = item["seq"] if isinstance(item, dict) and "seq" in item else lineno
-        self._record(item)
+        if isinstance(item, dict):  # a trace holds objects only; the error names the rest
+            self._record(item)
         out = self._input(item, seq)
         out.append({"done": seq})
         return out

@@ -1,6 +1,6 @@
 """The trace checker's view of what the client reports: events (S-EVT-0,
-S-LIFE-2, D-EVT-2, ...) and init snapshots (S-INIT-*, D-INIT-7), and what
-each tells about the interaction and its legs.
+S-LIFE-2, D-EVT-2, ...), init snapshots (S-INIT-*, D-INIT-7) and the other
+SUCCESS answers, and what each tells about the interaction and its legs.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from fsm.checker_model import (
     ENDED_LEG,
     INTERACTION_MOVES,
     LIVE_LEG,
+    TOP_STATES,
     WITH_PRIMARY,
     WITHOUT_CONVERSATIONS,
     Asked,
@@ -41,13 +42,12 @@ CONVERSATION_INIT: Final = "conversation.query.init"
 DATA: Final = "interaction.query.data"
 
 #: The D-EVT-2 events: one per top-level state change, named after the new state.
-STATE_EVENTS = {
-    f"interaction.{s.lower()}": s for s in ("ALERTING", "DIALING", "STARTED", "ENDED", "COMPLETED")
-}
+STATE_EVENTS: Final = {f"interaction.{s.lower()}": s for s in TOP_STATES}
 
 
 class EventJudge:
-    """Judges the client's events and init snapshots for a :class:`Watcher`."""
+    """Judges the client's events and SUCCESS answers for a :class:`Watcher`,
+    and applies what they tell to its facts."""
 
     def __init__(self, watcher: Watcher, channel_target: str | None) -> None:
         self.watcher = watcher

@@ -15,7 +15,7 @@ import attrs
 
 from fsm.catalog import CATALOG, FreeProperties, NoProperties, RequestSpec
 from fsm.errors import RemoteProtocolError
-from fsm.messages import QUERY, REQUEST, Headers, structure
+from fsm.messages import QUERY, REQUEST, Headers, json_type, structure
 
 #: Longest requestId accepted; a longer one is a defect (D-BOUND).
 MAX_REQUEST_ID = 256
@@ -127,12 +127,14 @@ def _read_headers(headers: Headers, raw: dict[str, Any]) -> Valid:
     if properties is None:
         properties = {}
     where = f"properties of {headers.name}"
+    if not isinstance(properties, dict):
+        raise RemoteProtocolError(
+            f"malformed {where}: expected an object, got {json_type(properties)}", "D-BAD"
+        )
     if spec.properties is FreeProperties:
         structure(properties, FreeProperties, where)
     elif spec.properties is NoProperties:
         if properties:
-            if not isinstance(properties, dict):
-                raise RemoteProtocolError(f"malformed {where}: expected an object", "D-BAD")
             extra = ", ".join(sorted(properties))
             raise RemoteProtocolError(f"{headers.name} takes no properties (got {extra})", "D-BAD")
     else:

@@ -97,17 +97,18 @@ def event(name: str, target: str, properties: dict[str, str] | None = None) -> M
 
 def _strict_str(value: object, _: object) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {_json_type(value)}")
+        raise TypeError(f"expected a string, got {json_type(value)}")
     return value
 
 
 def _strict_bool(value: object, _: object) -> bool:
     if not isinstance(value, bool):
-        raise TypeError(f"expected true or false, got {_json_type(value)}")
+        raise TypeError(f"expected true or false, got {json_type(value)}")
     return value
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
+    """How a JSON value is named in an error message."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -127,14 +128,14 @@ def check_data(value: object, where: str) -> None:
     """Raise TypeError naming the first value that is not a string or an
     object of strings (S-INIT-1)."""
     if not isinstance(value, dict):
-        raise TypeError(f"expected an object, got {_json_type(value)} @ {where}")
+        raise TypeError(f"expected an object, got {json_type(value)} @ {where}")
     for key, item in value.items():
         if not isinstance(key, str):  # pragma: no cover - JSON keys are strings
             raise TypeError(f"keys must be strings @ {where}")
         if isinstance(item, dict):
             check_data(item, f"{where}.{key}")
         elif not isinstance(item, str):
-            raise TypeError(f"data values must be strings or objects, got {_json_type(item)} @ {where}.{key}")
+            raise TypeError(f"data values must be strings or objects, got {json_type(item)} @ {where}.{key}")
 
 
 def _build_converter() -> cattrs.Converter:
@@ -198,7 +199,7 @@ def structure(value: object, cls: type[Any], where: str) -> Any:
     where (``where``: "headers", "properties", ...) and what was wrong."""
     try:
         return converter.structure(value, cls)
-    except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
+    except (cattrs.BaseValidationError, TypeError, ValueError, AttributeError, KeyError) as exc:
         raise RemoteProtocolError(f"malformed {where}: {describe_error(exc)}", "D-BAD") from exc
 
 

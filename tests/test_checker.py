@@ -28,6 +28,7 @@ from tests.scenario import (
     CH,
     CINIT,
     COMPLETE,
+    CONFERENCE,
     CONSULT,
     CREATE,
     DATA,
@@ -576,6 +577,12 @@ def test_alternate_succeeds_without_a_consult() -> None:
     assert [(line(index), "D-ALT-1")] == check(trace)
 
 
+def test_conference_succeeds_without_a_connected_consult() -> None:
+    """D-CONF-1: the busy consult leg ENDED."""
+    trace, index = flipped(record([*busy_consult()[:-1], request(CONFERENCE, IT, "r12")]), "r12")
+    assert [(line(index), "D-CONF-1")] == check(trace)
+
+
 def test_transfer_while_consult_rings_needs_the_policy() -> None:
     """D-XFER-1: legal only under transfer_while_consult_ringing."""
     trace = record(ringing_consult(), policy=RINGING)
@@ -622,7 +629,9 @@ def test_malformed_request_succeeds() -> None:
 
 
 def test_leg_never_announced_is_not_created() -> None:
-    """D-CC-2, D-CC-4: the bridge was never told of p1."""
+    """D-CC-2, D-CC-4: p1, dialed on the phone before init, ended before it:
+    no event or snapshot named it, so its createconversation must be refused
+    (the checker reports D-CC-2 on an engine that lets it succeed)."""
     lines: list[Line] = [
         offered("c1"),
         switch("connected", "c1"),

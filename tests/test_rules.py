@@ -600,10 +600,20 @@ def test_d_bad_unanswerable_input_is_a_protocol_error(line: str, fragment: str) 
         ),
         ({"type": "cti.request", "name": "interaction.request.consult"}, {}, "destination: is missing"),
         ({"type": "cti.request", "name": "interaction.request.accept"}, {"x": "1"}, "takes no properties"),
+        (
+            {"type": "cti.request", "name": "interaction.request.consult"},
+            [1],
+            "expected an object, got an array",
+        ),
+        (
+            {"type": "cti.request", "name": "interaction.request.setdata"},
+            "k=v",
+            "expected an object, got a string",
+        ),
     ],
 )
 def test_d_bad_answerable_input_gets_failure_naming_the_defect(
-    headers: dict[str, object], properties: dict[str, object] | None, fragment: str
+    headers: dict[str, object], properties: object, fragment: str
 ) -> None:
     """D-BAD: with a requestId, a FAILURE naming the defect; no state change."""
     d = Drive()
