@@ -131,8 +131,14 @@ class Engine:
         #: consult command that failed or timed out before naming its leg ->
         #: interaction id; a leg named for it later is released (D-ASYNC)
         self.abandoned: dict[str, str] = {}
+        #: consult commands still waiting for the switch to name their leg
+        self.awaiting_leg: dict[str, str] = {}
         self.commands_issued = 0
         self.interactions_started = 0
+        #: STARTED.none interactions that a consult made on the phone may
+        #: join, those whose primary is held first; newest change last
+        self._joinable_held: dict[str, None] = {}
+        self._joinable_other: dict[str, None] = {}
         self._deadlines: list[tuple[float, str, str]] = []
         self._out: list[Output] = []
 
@@ -371,6 +377,8 @@ class Engine:
         pending.deadline = self.clock + self.policy.request_timeout
         interaction.executing = pending
         self.awaited[command.id] = interaction.id
+        if spec.op == "consult":
+            self.awaiting_leg[command.id] = interaction.id
         heapq.heappush(self._deadlines, (pending.deadline, interaction.id, headers.request_id or ""))
 
     def _command(self, op: str, call: str, **extra: str) -> Command:
@@ -386,6 +394,8 @@ class Engine:
         interaction.executing = None
         if pending.command is not None:
             self.awaited.pop(pending.command, None)
+            self.awaiting_leg.pop(pending.command, None)
+        self._prune_deadlines()
         headers = _headers_of(pending.request)
         if error is None:
             props = {}
@@ -394,6 +404,18 @@ class Engine:
             self._respond(headers, properties=props)
         else:
             self._refuse(headers, rule, error)
+
+    def _prune_deadlines(self) -> None:
+        """D-BOUND: the deadline heap keeps entries of finished requests until
+        the clock passes them; when they outnumber the live ones, rebuild it."""
+        if len(self._deadlines) > 2 * len(self.awaited) + 64:
+            live = set()
+            for interaction_id in self.awaited.values():
+                pending = self.interactions[interaction_id].executing
+                if pending is not None and pending.deadline is not None:
+                    live.add((pending.deadline, interaction_id, pending.request.request_id))
+            self._deadlines = [d for d in self._deadlines if d in live]
+            heapq.heapify(self._deadlines)
 
     def _check_done(self, interaction: Interaction) -> None:
         pending = interaction.executing
@@ -458,6 +480,11 @@ class Engine:
             self.destinations[leg.target] = leg
         interaction.init_pending.pop(leg.call, None)
         interaction.creatable.pop(leg.call, None)
+        # an emptied dict keeps its table; a fresh one is smaller (memory per call)
+        if not interaction.init_pending:
+            interaction.init_pending = {}
+        if not interaction.creatable:
+            interaction.creatable = {}
         self._respond(headers)
 
     def _dispose(self, headers: Headers, interaction: Interaction, dest: Interaction | Conversation) -> None:
@@ -476,6 +503,7 @@ class Engine:
             _bounded_add(self.disposed_calls, leg.call, self.policy.max_disposed)
         self._forget_target(interaction.target)
         del self.interactions[interaction.id]
+        self._index(interaction)
         for request in interaction.waiting:
             self._refuse(_headers_of(request), "D-LIFE-4", f"destination {request.target} was disposed")
         interaction.waiting.clear()
@@ -563,32 +591,46 @@ class Engine:
     def _new_dialing(self, ev: SwitchEvent) -> None:
         """A new leg dialing: a pending consult's leg, a late leg of a failed
         consult, a consult made on the phone, or a new outbound call."""
-        for command_id, interaction_id in self.awaited.items():
-            interaction = self.interactions[interaction_id]
-            if interaction.state == m.S_REQUESTED:
-                assert interaction.executing is not None
-                assert interaction.executing.command == command_id
-                self._name_consult(interaction, ev.call)
-                return
+        if self.awaiting_leg:
+            command_id = next(iter(self.awaiting_leg))
+            interaction = self.interactions[self.awaiting_leg[command_id]]
+            assert interaction.executing is not None and interaction.executing.command == command_id
+            self._name_consult(interaction, ev.call)
+            return
         if self.abandoned:
             del self.abandoned[next(iter(self.abandoned))]
             self._release_orphan(ev.call)
             return
-        candidates = [i for i in self.interactions.values() if i.state == m.S_NONE and i.executing is None]
-        if not candidates:
+        joinable = self._joinable()
+        if joinable is None:
             self._new_interaction(ev, m.DIALING)
             return
-
-        def held_then_newest(i: Interaction) -> tuple[bool, int]:
-            primary = i.leg("primary")
-            return (primary is not None and primary.state == m.HELD, i.started_at)
-
-        interaction = max(candidates, key=held_then_newest)
+        interaction = joinable
         announced = interaction.lifecycle == m.INITIALIZED
         self._add_consult_leg(interaction, ev.call, creatable=announced)
         self._fire(interaction, "phone_consult")
         if announced:  # S-EVT-1; before init the leg is in the snapshot instead (D-LIFE-3)
             self._emit(event("interaction.consult", interaction.target, {"nativeid": ev.call}))
+
+    def _joinable(self) -> Interaction | None:
+        """The interaction a consult made on the phone joins: STARTED with no
+        consult and no request executing; one whose customer is held first,
+        then the one that changed last. Found from an index, not a scan."""
+        for store in (self._joinable_held, self._joinable_other):
+            for interaction_id in reversed(store):
+                interaction = self.interactions[interaction_id]
+                if interaction.executing is None:
+                    return interaction
+        return None
+
+    def _index(self, interaction: Interaction) -> None:
+        """Keep the joinable index current after a state change."""
+        self._joinable_held.pop(interaction.id, None)
+        self._joinable_other.pop(interaction.id, None)
+        if interaction.state == m.S_NONE and interaction.id in self.interactions:
+            primary = interaction.leg("primary")
+            held = primary is not None and primary.state == m.HELD
+            (self._joinable_held if held else self._joinable_other)[interaction.id] = None
 
     def _add_consult_leg(
         self, interaction: Interaction, call: str, *, creatable: bool = True
@@ -631,6 +673,8 @@ class Engine:
             assert leg.target is not None
             self._emit(event(f"conversation.{leg.state.lower()}", leg.target))
         interaction = self.interactions[leg.interaction_id]
+        if leg.call == interaction.primary and interaction.state == m.S_NONE:
+            self._index(interaction)
         trigger = _derived_trigger(interaction, leg, before)
         if trigger is not None and INTERACTION.edges_from(interaction.state, trigger):
             self._fire(interaction, trigger)
@@ -683,6 +727,8 @@ class Engine:
             self._emit(event(f"interaction.{interaction.top.lower()}", interaction.target))
         if edge.action is not None:
             getattr(self, f"_action_{edge.action}")(interaction)
+        if edge.dest is not None:
+            self._index(interaction)
 
     def _action_promote_consult(self, interaction: Interaction) -> None:
         """D-PRIMARY-LOSS: the live consult leg becomes the primary."""

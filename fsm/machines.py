@@ -345,6 +345,11 @@ class StateMachine:
             raise LocalProtocolError(
                 f"{self.name} {trigger} fired while refused: {outcome.reason}", outcome.rule
             )
+        if outcome.dest is None:
+            # An internal edge changes no state and has no callbacks: the
+            # table check above is all there is to it (this saves the
+            # transitions event round trip on every accepted request).
+            return outcome
         if not self._events[trigger].trigger(model, context=context):
             raise LocalProtocolError(  # pragma: no cover - check() agreed above
                 f"transitions refused {self.name} {trigger}", outcome.rule

@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 
 from fsm.engine import Engine, Targets
-from fsm.machines import DISPOSED
+from fsm.machines import DISPOSED, S_REQUESTED
 from fsm.messages import converter
 from fsm.model import Interaction
 from fsm.policy import Policy
@@ -83,7 +83,10 @@ def restore(data: dict[str, Any], targets: Targets | None = None) -> Engine:
             engine.calls[leg.call] = leg
             if leg.target is not None and leg.lifecycle != DISPOSED:
                 engine.destinations[leg.target] = leg
+        engine._index(interaction)
         pending = interaction.executing
+        if pending is not None and pending.command is not None and interaction.state == S_REQUESTED:
+            engine.awaiting_leg[pending.command] = interaction.id
         if pending is not None and pending.deadline is not None:
             entry = (pending.deadline, interaction.id, pending.request.request_id)
             heapq.heappush(engine._deadlines, entry)

@@ -221,11 +221,6 @@ def test_create_and_dispose_do_the_same_work_beside_few_or_many(crowded: Calls) 
     assert cost[FEW] == cost[CROWD]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a consult dialed on the phone is matched to its interaction by a scan of every live "
-    "interaction (Engine._new_dialing candidates): O(live). Remove this mark once it is keyed.",
-)
 def test_consult_dialed_on_the_phone_does_the_same_work_beside_few_or_many(crowded: Calls) -> None:
     cost = work_beside_few_and_crowd(crowded, by_phone=True)
     assert cost[FEW] == cost[CROWD]
