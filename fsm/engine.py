@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping
-from typing import Any, Final
-
-import attrs
+from typing import Any
 
 from fsm import machines as m
 from fsm.catalog import (
@@ -29,80 +27,26 @@ from fsm.catalog import (
 from fsm.errors import LocalProtocolError, RemoteProtocolError
 from fsm.intake import Defect, read_message
 from fsm.machines import CONVERSATION, INTERACTION, LIFECYCLE, Refusal, top
-from fsm.messages import DataValue, Headers, Message, event, response
+from fsm.messages import Headers, Message, copy_data, event, response
 from fsm.model import Conversation, Interaction, Pending, Request
+from fsm.outputs import BridgeError, Output, SwitchError, Targets, ToBridge, ToSwitch, describe
 from fsm.policy import Policy
 from fsm.switch_events import Command, SwitchEvent, parse_switch_event
+from fsm.switching import SwitchSide, bounded_add
 
-# --------------------------------------------------------------------------
-# Outputs.
-
-
-@attrs.frozen
-class ToBridge:
-    """A message for the bridge. ``rule`` is set on a FAILURE response: the
-    rule ID behind the refusal, kept for logs and tests."""
-
-    message: Message
-    rule: str | None = None
-
-
-@attrs.frozen
-class ToSwitch:
-    """A command for the switch."""
-
-    command: Command
+__all__ = [
+    "BridgeError",
+    "Engine",
+    "Output",
+    "SwitchError",
+    "Targets",
+    "ToBridge",
+    "ToSwitch",
+    "describe",
+]
 
 
-@attrs.frozen
-class BridgeError:
-    """A bridge message that is malformed and has no requestId to answer (D-BAD)."""
-
-    rule: str
-    message: str
-
-
-@attrs.frozen
-class SwitchError:
-    """A switch event the engine could not use, or ignored (with the reason)."""
-
-    rule: str
-    message: str
-
-
-Output = ToBridge | ToSwitch | BridgeError | SwitchError
-
-
-@attrs.frozen
-class Targets:
-    """D-TARGET: an interaction is ``CHANNEL.INTERACTIONID``, a conversation
-    its interaction's target plus ``.BRIDGEID``. Replace it to address
-    destinations another way."""
-
-    channel: str = "session-1.channel-1"
-
-    def interaction(self, interaction_id: str) -> str:
-        return f"{self.channel}.{interaction_id}"
-
-    def conversation(self, interaction_target: str, bridge_id: str) -> str:
-        return f"{interaction_target}.{bridge_id}"
-
-
-_STATE_WORDS: Final = {
-    m.S_NONE: "STARTED with no consult",
-    m.S_REQUESTED: "STARTED with a consult being placed",
-    m.S_RINGING: "STARTED with the consult call ringing",
-    m.S_PRIMARY: "STARTED with a connected consult call",
-    m.S_CONSULT: "STARTED with a connected consult call",
-}
-
-
-def describe(state: str) -> str:
-    """A state as a person reads it."""
-    return _STATE_WORDS.get(state, state)
-
-
-class Engine:
+class Engine(SwitchSide):
     """One client engine: every interaction of one channel, and their legs."""
 
     def __init__(
@@ -500,7 +444,7 @@ class Engine:
                 LIFECYCLE.fire(leg, "dispose")
                 self._forget_target(leg.target)
             self.calls.pop(leg.call, None)
-            _bounded_add(self.disposed_calls, leg.call, self.policy.max_disposed)
+            bounded_add(self.disposed_calls, leg.call, self.policy.max_disposed)
         self._forget_target(interaction.target)
         del self.interactions[interaction.id]
         self._index(interaction)
@@ -510,215 +454,16 @@ class Engine:
 
     def _forget_target(self, target: str) -> None:
         self.destinations.pop(target, None)
-        _bounded_add(self.disposed_targets, target, self.policy.max_disposed)
-
-    # ------------------------------------------------------------------
-    # Switch events.
-
-    def _switch_event(self, ev: SwitchEvent) -> None:
-        if ev.kind == "result":
-            self._result(ev)
-            return
-        call = ev.call
-        if call in self.disposed_calls or call in self.released:
-            why = (
-                "belongs to a disposed interaction"
-                if call in self.disposed_calls
-                else ("was released by the engine")
-            )
-            self._out.append(SwitchError("D-LIFE-4", f"ignored {ev.kind} for call {call}: it {why}"))
-            return
-        leg = self.calls.get(call)
-        if ev.kind == "offered":
-            if leg is not None:
-                self._out.append(SwitchError("D-BAD", f"offered: call {call} is already known"))
-                return
-            self._new_interaction(ev, m.ALERTING)
-            return
-        if leg is None:
-            if ev.kind == "dialing":
-                self._new_dialing(ev)
-            else:
-                self._out.append(SwitchError("D-BAD", f"{ev.kind}: call {call} is not known"))
-            return
-        self._leg_event(leg, ev.kind)
-
-    def _new_interaction(self, ev: SwitchEvent, state: str) -> None:
-        """D-NEW: a call that belongs to no interaction starts one."""
-        if len(self.interactions) >= self.policy.max_interactions:
-            self._out.append(
-                SwitchError(
-                    "D-BOUND",
-                    f"{ev.kind}: call {ev.call} refused, {len(self.interactions)} interactions "
-                    "are live (policy max_interactions)",
-                )
-            )
-            return
-        target = self.targets.interaction(ev.call)
-        if target in self.destinations or target in self.disposed_targets:
-            self._out.append(SwitchError("D-NEW", f"{ev.kind}: interaction {ev.call} already exists"))
-            return
-        data: dict[str, DataValue] = {}
-        for key in ("ani", "dnis", "destination"):
-            value = getattr(ev, key)
-            if value:
-                data[key] = value
-        data.update(copy_data(ev.data))
-        self.interactions_started += 1
-        interaction = Interaction(
-            id=ev.call,
-            target=target,
-            state=state,
-            lifecycle=m.ABSENT,
-            data=data,
-            primary=ev.call,
-            started_at=self.interactions_started,
-        )
-        LIFECYCLE.fire(interaction, "create")
-        leg = Conversation(call=ev.call, interaction_id=ev.call, role="primary", state=state)
-        interaction.legs[ev.call] = leg
-        self.interactions[interaction.id] = interaction
-        self.destinations[target] = interaction
-        self.calls[ev.call] = leg
-        self._emit(
-            event(
-                "interaction.created",
-                self.targets.channel,
-                {"interactionid": interaction.id, "type": "telephony"},
-            )
-        )
-
-    def _new_dialing(self, ev: SwitchEvent) -> None:
-        """A new leg dialing: a pending consult's leg, a late leg of a failed
-        consult, a consult made on the phone, or a new outbound call."""
-        if self.awaiting_leg:
-            command_id = next(iter(self.awaiting_leg))
-            interaction = self.interactions[self.awaiting_leg[command_id]]
-            assert interaction.executing is not None and interaction.executing.command == command_id
-            self._name_consult(interaction, ev.call)
-            return
-        if self.abandoned:
-            del self.abandoned[next(iter(self.abandoned))]
-            self._release_orphan(ev.call)
-            return
-        joinable = self._joinable()
-        if joinable is None:
-            self._new_interaction(ev, m.DIALING)
-            return
-        interaction = joinable
-        announced = interaction.lifecycle == m.INITIALIZED
-        self._add_consult_leg(interaction, ev.call, creatable=announced)
-        self._fire(interaction, "phone_consult")
-        if announced:  # S-EVT-1; before init the leg is in the snapshot instead (D-LIFE-3)
-            self._emit(event("interaction.consult", interaction.target, {"nativeid": ev.call}))
-
-    def _joinable(self) -> Interaction | None:
-        """The interaction a consult made on the phone joins: STARTED with no
-        consult and no request executing; one whose customer is held first,
-        then the one that changed last. Found from an index, not a scan."""
-        for store in (self._joinable_held, self._joinable_other):
-            for interaction_id in reversed(store):
-                interaction = self.interactions[interaction_id]
-                if interaction.executing is None:
-                    return interaction
-        return None
-
-    def _index(self, interaction: Interaction) -> None:
-        """Keep the joinable index current after a state change."""
-        self._joinable_held.pop(interaction.id, None)
-        self._joinable_other.pop(interaction.id, None)
-        if interaction.state == m.S_NONE and interaction.id in self.interactions:
-            primary = interaction.leg("primary")
-            held = primary is not None and primary.state == m.HELD
-            (self._joinable_held if held else self._joinable_other)[interaction.id] = None
-
-    def _add_consult_leg(
-        self, interaction: Interaction, call: str, *, creatable: bool = True
-    ) -> Conversation:
-        """A new consult leg. It may be created once the bridge has been told
-        of it: by the consult response (S-CC-1) or interaction.consult (D-CC-4)."""
-        leg = Conversation(call=call, interaction_id=interaction.id, role="consult", state=m.DIALING)
-        interaction.legs[call] = leg
-        interaction.consult = call
-        if creatable:
-            interaction.creatable[call] = None
-        self.calls[call] = leg
-        return leg
-
-    def _name_consult(self, interaction: Interaction, call: str) -> None:
-        """D-ASYNC: a consult succeeds as soon as the switch names its leg."""
-        self._add_consult_leg(interaction, call)
-        self._fire(interaction, "consult_named")
-        self._finish(interaction)
-        self._pump(interaction)
-
-    def _abandon(self, interaction: Interaction, pending: Pending) -> None:
-        if pending.command is not None:
-            self.abandoned[pending.command] = interaction.id
-            while len(self.abandoned) > self.policy.max_disposed:
-                del self.abandoned[next(iter(self.abandoned))]
-
-    def _release_orphan(self, call: str) -> None:
-        _bounded_add(self.released, call, self.policy.max_disposed)
-        self._command("release", call)
-
-    def _leg_event(self, leg: Conversation, kind: str) -> None:
-        checked = CONVERSATION.check(leg.state, kind)
-        if isinstance(checked, Refusal):
-            self._out.append(SwitchError(checked.rule, f"{kind} for call {leg.call}: {checked.reason}"))
-            return
-        before = leg.state
-        CONVERSATION.fire(leg, kind)
-        if leg.state != before and leg.lifecycle == m.INITIALIZED:
-            assert leg.target is not None
-            self._emit(event(f"conversation.{leg.state.lower()}", leg.target))
-        interaction = self.interactions[leg.interaction_id]
-        if leg.call == interaction.primary and interaction.state == m.S_NONE:
-            self._index(interaction)
-        trigger = _derived_trigger(interaction, leg, before)
-        if trigger is not None and INTERACTION.edges_from(interaction.state, trigger):
-            self._fire(interaction, trigger)
-        self._check_done(interaction)
-        self._pump(interaction)
-
-    def _result(self, ev: SwitchEvent) -> None:
-        interaction_id = self.awaited.get(ev.command)
-        if interaction_id is None:
-            if _issued(ev.command, self.commands_issued):
-                self._late_result(ev)
-                return
-            self._out.append(SwitchError("D-BAD", f"result: command {ev.command!r} was never sent"))
-            return
-        interaction = self.interactions[interaction_id]
-        pending = interaction.executing
-        assert pending is not None and pending.command == ev.command
-        if not ev.ok:
-            if interaction.state == m.S_REQUESTED:
-                self._fire(interaction, "consult_refused")
-            reason = ev.reason or "no reason given"
-            self._finish(interaction, error=f"the switch refused: {reason}", rule="D-ASYNC")
-        elif interaction.state == m.S_REQUESTED:
-            if not ev.call:
-                return  # acknowledged; the leg's name comes with its dialing event
-            if ev.call in self.calls or ev.call in self.released:
-                self._out.append(SwitchError("D-BAD", f"result: call {ev.call} is already known"))
-                return
-            self._name_consult(interaction, ev.call)
-            return
-        else:
-            self._finish(interaction)
-        self._pump(interaction)
-
-    def _late_result(self, ev: SwitchEvent) -> None:
-        """A result for a command no request awaits any more: an abandoned
-        consult that names its leg now has that leg released (D-ASYNC);
-        any other is an acknowledgement with nothing left to do."""
-        abandoned = self.abandoned.pop(ev.command, None) is not None
-        if abandoned and ev.ok and ev.call and ev.call not in self.calls:
-            self._release_orphan(ev.call)
+        bounded_add(self.disposed_targets, target, self.policy.max_disposed)
 
     # ------------------------------------------------------------------
     # Firing interaction triggers, and the actions of their edges.
+
+    def _fire_if_edge(self, interaction: Interaction, trigger: str) -> None:
+        """Fire a trigger derived from a leg's new state, where the table has
+        an edge for it (a primary retrieved with no consult changes nothing)."""
+        if INTERACTION.edges_from(interaction.state, trigger):
+            self._fire(interaction, trigger)
 
     def _fire(self, interaction: Interaction, trigger: str) -> None:
         before = interaction.top
@@ -786,12 +531,6 @@ class Engine:
 # Helpers.
 
 
-def copy_data(data: dict[str, Any]) -> dict[str, Any]:
-    """A copy of interaction data (strings and nested objects, S-INIT-1), so
-    that no output shares a dict with the live model."""
-    return {k: copy_data(v) if isinstance(v, dict) else v for k, v in data.items()}
-
-
 def _explain(machine: m.StateMachine, spec: RequestSpec, state: str, refusal: Refusal) -> tuple[str, str]:
     """The rule and reason of a refusal by a transition table. A request
     whose top-level state is right but whose substate is not cites the
@@ -816,22 +555,6 @@ def read_properties(spec: RequestSpec, properties: dict[str, str]) -> Any:
     return spec.properties(**properties)
 
 
-def _derived_trigger(interaction: Interaction, leg: Conversation, before: str) -> str | None:
-    """What a leg's new state means for its interaction."""
-    state = leg.state
-    if state == before:
-        return None
-    if leg.call == interaction.primary:
-        if state == m.TALKING:
-            return "primary_connected" if interaction.top in (m.ALERTING, m.DIALING) else ("primary_talking")
-        return "primary_ended" if state == m.ENDED else None
-    if leg.call == interaction.consult:
-        if state == m.TALKING:
-            return "consult_connected" if interaction.state == m.S_RINGING else "consult_talking"
-        return "consult_ended" if state == m.ENDED else None
-    return None
-
-
 def _headers_of(request: Request) -> Headers:
     kind = CATALOG[request.name].kind
     return Headers(type=kind, name=request.name, target=request.target, request_id=request.request_id)
@@ -840,14 +563,3 @@ def _headers_of(request: Request) -> Headers:
 def _request_of(headers: Headers) -> Request:
     assert headers.request_id is not None
     return Request(name=headers.name, target=headers.target, request_id=headers.request_id)
-
-
-def _issued(command_id: str, count: int) -> bool:
-    prefix, _, number = command_id.partition("-")
-    return prefix == "cmd" and number.isdigit() and 1 <= int(number) <= count
-
-
-def _bounded_add(store: dict[str, None], key: str, limit: int) -> None:
-    store[key] = None
-    while len(store) > limit:
-        del store[next(iter(store))]

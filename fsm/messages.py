@@ -124,6 +124,12 @@ def json_type(value: object) -> str:
     return type(value).__name__
 
 
+def copy_data(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of interaction data (strings and nested objects, S-INIT-1), so
+    that no output shares a dict with the live model."""
+    return {k: copy_data(v) if isinstance(v, dict) else v for k, v in data.items()}
+
+
 def check_data(value: object, where: str) -> None:
     """Raise TypeError naming the first value that is not a string or an
     object of strings (S-INIT-1)."""

@@ -1,0 +1,78 @@
+"""What the engine returns, and how it addresses destinations (D-TARGET)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import attrs
+
+from fsm import machines as m
+from fsm.messages import Message
+from fsm.switch_events import Command
+
+# --------------------------------------------------------------------------
+# Outputs.
+
+
+@attrs.frozen
+class ToBridge:
+    """A message for the bridge. ``rule`` is set on a FAILURE response: the
+    rule ID behind the refusal, kept for logs and tests."""
+
+    message: Message
+    rule: str | None = None
+
+
+@attrs.frozen
+class ToSwitch:
+    """A command for the switch."""
+
+    command: Command
+
+
+@attrs.frozen
+class BridgeError:
+    """A bridge message that is malformed and has no requestId to answer (D-BAD)."""
+
+    rule: str
+    message: str
+
+
+@attrs.frozen
+class SwitchError:
+    """A switch event the engine could not use, or ignored (with the reason)."""
+
+    rule: str
+    message: str
+
+
+Output = ToBridge | ToSwitch | BridgeError | SwitchError
+
+
+@attrs.frozen
+class Targets:
+    """D-TARGET: an interaction is ``CHANNEL.INTERACTIONID``, a conversation
+    its interaction's target plus ``.BRIDGEID``. Replace it to address
+    destinations another way."""
+
+    channel: str = "session-1.channel-1"
+
+    def interaction(self, interaction_id: str) -> str:
+        return f"{self.channel}.{interaction_id}"
+
+    def conversation(self, interaction_target: str, bridge_id: str) -> str:
+        return f"{interaction_target}.{bridge_id}"
+
+
+_STATE_WORDS: Final = {
+    m.S_NONE: "STARTED with no consult",
+    m.S_REQUESTED: "STARTED with a consult being placed",
+    m.S_RINGING: "STARTED with the consult call ringing",
+    m.S_PRIMARY: "STARTED with a connected consult call",
+    m.S_CONSULT: "STARTED with a connected consult call",
+}
+
+
+def describe(state: str) -> str:
+    """A state as a person reads it."""
+    return _STATE_WORDS.get(state, state)
