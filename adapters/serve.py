@@ -22,7 +22,24 @@ dropped (the re-init snapshot supersedes them, D-LIFE-3), except
 ``interaction.created`` (D-NEW), which is held (bounded) and sent after
 reconnecting. It exits 0 on the bridge's ``transport.bye`` or on
 SIGTERM/SIGINT (saying bye itself), 1 when it cannot (re)connect within
-``--max-reconnects``, 2 on a usage error.
+``--max-reconnects``, 2 on a usage error (an unusable ``--state`` file too).
+
+Durable state (``--state FILE``, :mod:`adapters.state`): every input is
+committed (engine, switch driver, counters, and the messages it produced,
+appended to an outbox) in one SQLite transaction before any of its messages
+leaves; each message is deleted from the outbox once handed to the
+connection. A process killed at any point restarts from the file: live
+interactions keep their state, pending requests are still answered (or time
+out: the time the process was down counts), a requestId answered before
+the kill is refused as a duplicate (D-DUP) instead of executed again, and
+the unsent messages are sent first on the next connection, in order (at
+least once). With ``--state``, nothing for the bridge is dropped while
+disconnected: it waits in the outbox (bounded by the policy's
+``max_queued_events``, D-BOUND). The switch events of ``--switch-events``
+that the file counts as consumed are skipped on a restart, so the same file
+(or stdin replaying the same events) goes on where the killed process
+stopped. ``--crash-after-input N`` is a testing aid only: right after
+committing input N the process kills itself with SIGKILL.
 """
 
 from __future__ import annotations
@@ -31,17 +48,21 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import ssl as _ssl
 import sys
+import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from contextlib import ExitStack
+from pathlib import Path
 from typing import IO, Any, Final
 
 from adapters.framing import BadContents, FramingError, decode_json
 from adapters.runner import Runner
 from adapters.simulated import ScriptedSwitch, SimulatedSwitch
+from adapters.state import StateError, StateStore, resume
 from adapters.switch import Switch
 from adapters.transport import (
     FramedConnection,
@@ -62,31 +83,88 @@ _CONNECT_ERRORS: Final = (OSError, TimeoutError, TransportError, FramingError)
 class Adapter:
     """The engine's runner, fed from the connection, the switch and the clock."""
 
-    def __init__(self, runner: Runner, *, max_held: int = 10_000) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        *,
+        max_held: int = 10_000,
+        store: StateStore | None = None,
+        inputs: int = 0,
+        switch_events: int = 0,
+        offline: float = 0.0,
+        crash_after_input: int | None = None,
+    ) -> None:
         self.runner = runner
         self.conn: FramedConnection | None = None
-        self.inputs = 0
+        #: inputs processed (over the state file's life with ``store``)
+        self.inputs = inputs
+        #: switch events fed from outside (``--switch-events``)
+        self.switch_events_fed = switch_events
         self.held: deque[object] = deque(maxlen=max_held)
+        self.max_held = max_held
+        self.store = store
+        self.crash_after_input = crash_after_input
         self._lock = asyncio.Lock()
-        self._synced = asyncio.get_running_loop().time()
+        # time spent down (a restart from a state file) counts for deadlines
+        self._synced = asyncio.get_running_loop().time() - offline
 
-    async def feed(self, item: dict[str, Any]) -> None:
-        """Feed one ``run`` input; deliver everything it caused, in order."""
+    async def feed(self, item: dict[str, Any], *, external: bool = False) -> None:
+        """Feed one ``run`` input; deliver everything it caused, in order.
+        ``external``: a switch event from outside, counted in the state file."""
         async with self._lock:
-            for entry in self._catch_up() + self._feed(item):
+            for entry in self._catch_up() + self._feed(item, external=external):
                 await self._deliver(entry)
+            await self._flush()
 
     async def tick(self) -> None:
         async with self._lock:
             for entry in self._catch_up():
                 await self._deliver(entry)
+            await self._flush()
 
-    def _feed(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+    def _feed(self, item: dict[str, Any], *, external: bool = False) -> list[dict[str, Any]]:
         self.inputs += 1
+        if external:
+            self.switch_events_fed += 1
         out = self.runner.feed_item(item, self.inputs)
         if self.runner.trace is not None:
             self.runner.trace.flush()
+        if self.store is not None:
+            self._commit(out)
         return out
+
+    def _commit(self, out: list[dict[str, Any]]) -> None:
+        """One transaction for the input just processed; its messages for the
+        bridge go to the outbox, to leave only after this commit."""
+        assert self.store is not None
+        dropped = self.store.save(
+            self.runner.engine,
+            self.runner.switch,
+            inputs=self.inputs,
+            switch_events=self.switch_events_fed,
+            outputs=[entry["message"] for entry in out if entry.get("to") == "bridge"],
+            max_unsent=self.max_held,
+        )
+        if dropped:
+            logger.warning("outbox full (max_queued_events): dropped the %d oldest unsent messages", dropped)
+        if self.inputs == self.crash_after_input:
+            logger.warning("--crash-after-input %d: killing this process (a testing aid)", self.inputs)
+            logging.shutdown()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    async def _flush(self) -> None:
+        """Send the outbox, oldest first; an entry leaves it once handed to the
+        connection. Not connected: it waits for the next connection."""
+        conn = self.conn
+        if self.store is None or conn is None or conn.closed:
+            return
+        for entry, message in self.store.unsent():
+            try:
+                await conn.send(message)
+            except TransportError as error:
+                logger.warning("sending to the bridge failed: %s", error)
+                return
+            self.store.mark_sent(entry)
 
     def _catch_up(self) -> list[dict[str, Any]]:
         """Advance the engine clock by the time elapsed while a request waited
@@ -98,6 +176,8 @@ class Adapter:
         return self._feed({"from": "clock", "advance": elapsed})
 
     async def _deliver(self, entry: dict[str, Any]) -> None:
+        if entry.get("to") == "bridge" and self.store is not None:
+            return  # in the outbox: sent by _flush
         if entry.get("to") == "bridge":
             message = entry["message"]
             conn = self.conn
@@ -114,12 +194,17 @@ class Adapter:
         elif "protocol_error" in entry or "error" in entry:
             logger.warning("%s", dumps(entry))
 
-    async def switch_events(self, source: AsyncIterable[object]) -> None:
-        """Feed switch events from outside: event objects or harness lines."""
+    async def switch_events(self, source: AsyncIterable[object], *, skip: int = 0) -> None:
+        """Feed switch events from outside: event objects or harness lines.
+        The first ``skip`` were consumed before a restart (the state file
+        counts them) and are skipped."""
         async for item in source:
+            if skip > 0:
+                skip -= 1
+                continue
             if not (isinstance(item, dict) and item.get("from") == "switch"):
                 item = {"from": "switch", "event": item}
-            await self.feed(item)
+            await self.feed(item, external=True)
 
     async def ticking(self, every: float) -> None:
         while True:
@@ -130,6 +215,7 @@ class Adapter:
         """Serve one connection: ``"bye"``, ``"stopped"`` or ``"lost"``."""
         async with self._lock:
             self.conn = conn
+            await self._flush()  # with a state file: what waited, a crash's leftovers first
             while self.held and not conn.closed:
                 try:
                     await conn.send(self.held.popleft())
@@ -188,6 +274,8 @@ async def run_serve(
     max_reconnects: int | None = None,
     backoff: tuple[float, float, float] = (0.5, 2.0, 30.0),
     tick: float = 1.0,
+    state: str | Path | StateStore | None = None,
+    crash_after_input: int | None = None,
     **connect_options: Any,
 ) -> int:
     """Run the adapter until the bridge says bye or ``stop`` is set (0), or it
@@ -195,15 +283,83 @@ async def run_serve(
     after the first one, over the whole run (None: forever); ``backoff`` is
     (base, factor, cap) in seconds; ``connect_options`` go to
     :func:`adapters.transport.connect` (``ssl``, ``server_hostname``,
-    ``idle_timeout``, ``keepalive``, ...)."""
+    ``idle_timeout``, ``keepalive``, ...). ``state``: a state file (a path,
+    or a :class:`StateStore` the caller opened and closes) to commit every
+    input to and to resume from (:mod:`adapters.state`; an unusable file
+    raises :class:`adapters.state.StateError`). ``crash_after_input``
+    (testing aid, needs ``state``): SIGKILL this process right after
+    committing that input."""
+    if crash_after_input is not None and state is None:
+        raise LocalProtocolError("crash_after_input needs a state file", "D-BAD")
+    with ExitStack() as stack:
+        store = state if state is None or isinstance(state, StateStore) else StateStore(state)
+        if store is not None and store is not state:
+            stack.callback(store.close)
+        return await _run_serve(
+            host,
+            port,
+            switch=switch,
+            channel_target=channel_target,
+            policy=policy,
+            trace=trace,
+            switch_events=switch_events,
+            stop=stop,
+            max_reconnects=max_reconnects,
+            backoff=backoff,
+            tick=tick,
+            store=store,
+            crash_after_input=crash_after_input,
+            **connect_options,
+        )
+
+
+async def _run_serve(
+    host: str,
+    port: int,
+    *,
+    switch: str | Switch,
+    channel_target: str,
+    policy: Policy | None,
+    trace: IO[str] | None,
+    switch_events: AsyncIterable[object] | None,
+    stop: asyncio.Event | None,
+    max_reconnects: int | None,
+    backoff: tuple[float, float, float],
+    tick: float,
+    store: StateStore | None,
+    crash_after_input: int | None,
+    **connect_options: Any,
+) -> int:
     policy = policy or Policy()
     driver = make_switch(switch) if isinstance(switch, str) else switch
-    engine = Engine(policy, Targets(channel_target), switch_acknowledges=driver.acknowledges)
-    adapter = Adapter(Runner(engine, driver, trace), max_held=policy.max_queued_events)
+    saved = store.load() if store is not None else None
+    if saved is None:
+        engine = Engine(policy, Targets(channel_target), switch_acknowledges=driver.acknowledges)
+        adapter = Adapter(
+            Runner(engine, driver, trace),
+            max_held=policy.max_queued_events,
+            store=store,
+            crash_after_input=crash_after_input,
+        )
+    else:
+        engine, driver = resume(saved, driver, channel_target)
+        if engine.policy != policy:
+            logger.warning("the state file's policy is kept; the policy given now differs and is ignored")
+        logger.info("resumed from %s after input %d", store.path if store else "", saved.inputs)
+        adapter = Adapter(
+            Runner(engine, driver, trace),
+            max_held=engine.policy.max_queued_events,
+            store=store,
+            inputs=saved.inputs,
+            switch_events=saved.switch_events,
+            offline=max(0.0, time.time() - saved.saved_at),
+            crash_after_input=crash_after_input,
+        )
     stop = stop or asyncio.Event()
     background = [asyncio.create_task(adapter.ticking(tick))]
     if switch_events is not None:
-        background.append(asyncio.create_task(adapter.switch_events(switch_events)))
+        skip = saved.switch_events if saved is not None else 0
+        background.append(asyncio.create_task(adapter.switch_events(switch_events, skip=skip)))
     base, factor, cap = backoff
     remaining = None if max_reconnects is None else max_reconnects + 1
     try:
@@ -301,6 +457,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-cert", metavar="FILE", help="client certificate (PEM) for TLS")
     parser.add_argument("--tls-key", metavar="FILE", help="its private key (PEM)")
     parser.add_argument("--tls-server-name", metavar="NAME", help="name to check the bridge's cert against")
+    parser.add_argument(
+        "--state",
+        metavar="FILE",
+        help="durable state (SQLite, WAL): commit every input, resume from it after a restart",
+    )
+    parser.add_argument(
+        "--crash-after-input",
+        type=int,
+        metavar="N",
+        help="testing aid (needs --state): SIGKILL this process right after committing input N",
+    )
 
 
 def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -315,6 +482,8 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(exc.message)
     if args.max_reconnects is not None and args.max_reconnects < 0:
         parser.error("--max-reconnects must not be negative")
+    if args.crash_after_input is not None and (args.state is None or args.crash_after_input < 1):
+        parser.error("--crash-after-input takes N >= 1 and needs --state")
     context: _ssl.SSLContext | None = None
     if args.tls or args.tls_ca or args.tls_cert:
         try:
@@ -322,6 +491,12 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         except (OSError, _ssl.SSLError) as exc:
             parser.error(f"cannot set up TLS: {exc}")
     with ExitStack() as stack:
+        store: StateStore | None = None
+        if args.state:
+            try:
+                store = stack.enter_context(StateStore(args.state))
+            except StateError as exc:
+                parser.error(f"--state: {exc}")
         trace: IO[str] | None = None
         if args.trace:
             try:
@@ -349,9 +524,14 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 server_hostname=args.tls_server_name,
                 idle_timeout=args.idle_timeout,
                 keepalive=args.keepalive,
+                state=store,
+                crash_after_input=args.crash_after_input,
             )
 
-        return asyncio.run(main_async())
+        try:
+            return asyncio.run(main_async())
+        except StateError as exc:  # written for another switch or channel
+            parser.error(f"--state: {exc}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
