@@ -138,8 +138,14 @@ class ReferenceBridge:
         #: answered; ``resent`` is True for a request re-sent after a reconnect
         #: that the client refused as a duplicate: it ran before the drop
         self.outcomes: list[tuple[str, str, str, bool]] = []
-        #: desktop requests unanswered when the connection dropped, by requestId
+        #: desktop and dispose requests unanswered when the connection dropped,
+        #: by requestId: re-sent once their interaction is initialized again,
+        #: unless a late answer came first
         self.lost: dict[str, dict[str, Any]] = {}
+        #: every message unanswered when a connection dropped: a client that
+        #: keeps its state across a crash may still answer it once, late, on
+        #: a later connection (its unsent answers go first)
+        self.late: dict[str, _Pending] = {}
         self._messages: dict[str, dict[str, Any]] = {}
         self.sent = 0
         self.received = 0
@@ -175,9 +181,11 @@ class ReferenceBridge:
 
     def connection_lost(self) -> None:
         """The connection dropped: what was pending will not be answered on
-        it. Desktop requests among them are kept to be re-sent."""
+        it, but may be answered late. Desktop and dispose requests among them
+        are kept to be re-sent."""
         for request_id, pending in self.pending.items():
-            if pending.purpose == "desktop" and request_id in self._messages:
+            self.late[request_id] = pending
+            if pending.purpose in ("desktop", "dispose") and request_id in self._messages:
                 self.lost[request_id] = self._messages[request_id]
         self.pending.clear()
         self._messages.clear()
@@ -186,28 +194,47 @@ class ReferenceBridge:
     def reinitialize(self) -> list[BridgeOutput]:
         """After a reconnect: init every live interaction again (D-LIFE-5);
         its conversations are re-registered with the same ids (D-CC-3).
-        Desktop requests lost with the connection are re-sent with their
-        requestId: one the client already ran is refused as a duplicate
-        (D-DUP) instead of running twice."""
+        Desktop and dispose requests lost with the connection are re-sent
+        with their requestId once the interaction's init is answered (by
+        then a client that kept its state has sent its late answers): one
+        the client already ran is refused as a duplicate (D-DUP) instead of
+        running twice."""
         self._out = []
         for interaction in self.interactions.values():
             interaction.initialized = False
             for conversation in interaction.conversations.values():
                 conversation.initialized = False
             self._send("interaction.query.init", interaction.target, interaction, "init")
-        lost, self.lost = self.lost, {}
-        for request_id, message in lost.items():
+        self.lost = {
+            request_id: message
+            for request_id, message in self.lost.items()
+            if self._interaction_of(message["headers"]["target"]) is not None
+        }
+        return self._take()
+
+    def _interaction_of(self, target: str) -> str | None:
+        return next(
+            (
+                i.id
+                for i in self.interactions.values()
+                if target == i.target or target.startswith(f"{i.target}.")
+            ),
+            None,
+        )
+
+    def _resend_lost(self, interaction_id: str) -> None:
+        for request_id, message in list(self.lost.items()):
             headers = message["headers"]
-            interaction_id = next(
-                (i.id for i in self.interactions.values() if headers["target"].startswith(i.target)), None
-            )
-            if interaction_id is None:
+            if self._interaction_of(headers["target"]) != interaction_id:
                 continue
+            del self.lost[request_id]
+            original = self.late.get(request_id)
             self.pending[request_id] = _Pending(
                 target=headers["target"],
                 name=headers["name"],
                 interaction_id=interaction_id,
-                purpose="desktop",
+                purpose=original.purpose if original is not None else "desktop",
+                conversation=original.conversation if original is not None else None,
                 resent=True,
             )
             self._messages[request_id] = message
@@ -215,7 +242,6 @@ class ReferenceBridge:
             self.line += 1
             self._check(self.watcher.from_bridge(message, self.line))
             self._out.append(Send(message))
-        return self._take()
 
     # ------------------------------------------------------------------
     # The client side.
@@ -243,17 +269,27 @@ class ReferenceBridge:
         return found
 
     def _response(self, message: dict[str, Any], headers: dict[str, Any]) -> None:
-        pending = self.pending.pop(str(headers.get("requestId")), None)
+        request_id = str(headers.get("requestId"))
+        pending = self.pending.pop(request_id, None)
         if pending is None:
-            return  # the watcher reported it
-        message_sent = self._messages.pop(str(headers.get("requestId")), None)
+            pending = self.late.pop(request_id, None)
+            if pending is None:
+                return  # the watcher reported it
+            # A late answer: it counts for a lost request not yet re-sent (and
+            # for a dispose); a re-init supersedes the answers to the others.
+            if self.lost.pop(request_id, None) is None and pending.purpose != "dispose":
+                return
+        self._messages.pop(request_id, None)
+        if pending.purpose == "init":
+            self._resend_lost(pending.interaction_id)
+        error = str(headers.get("errorMessage", ""))
+        ran_before = pending.resent and "duplicate requestId" in error  # D-DUP
         if pending.purpose == "desktop":
-            error = str(headers.get("errorMessage", ""))
-            ran_before = pending.resent and "duplicate requestId" in error  # D-DUP
             self.outcomes.append((pending.name, str(headers.get("result")), error, ran_before))
-        del message_sent
         interaction = self.interactions.get(pending.interaction_id)
-        if interaction is None or headers.get("result") != "SUCCESS":
+        if interaction is None:
+            return
+        if headers.get("result") != "SUCCESS" and not (ran_before and pending.purpose == "dispose"):
             return
         body = message.get("body") if isinstance(message.get("body"), dict) else {}
         assert isinstance(body, dict)
@@ -289,10 +325,24 @@ class ReferenceBridge:
         listed = body.get("conversations")
         if not isinstance(listed, dict):
             return
+        named = set()
         for role, item in listed.items():
             nativeid = item.get("id") if isinstance(item, dict) else None
             if isinstance(nativeid, str):
+                named.add(nativeid)
                 self._create(interaction, nativeid, role)
+        # a re-init (D-LIFE-5) lists live legs only: the conversation
+        # destination of an ended leg is initialized again by itself
+        for conversation in list(interaction.conversations.values()):
+            if not (conversation.initialized or conversation.disposed or conversation.nativeid in named):
+                self._send(
+                    "conversation.query.init",
+                    conversation.target,
+                    interaction,
+                    "conv-init",
+                    None,
+                    conversation,
+                )
         self._flush(interaction)
 
     def _create(self, interaction: BridgeInteraction, nativeid: str, role: str) -> None:

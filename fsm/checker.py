@@ -91,6 +91,10 @@ class Watcher:
         self._awaiting: dict[tuple[str, str], list[Asked]] = {}
         self._queues: dict[str, list[Asked]] = {}
         self._answered: dict[tuple[str, str], int] = {}
+        #: messages unanswered when a connection dropped: each may still get
+        #: its one response, late, on a later connection (a client that keeps
+        #: its state across a crash sends its outbox first), none is required
+        self._late: dict[tuple[str, str], list[Asked]] = {}
         self._succeeded: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------
@@ -159,9 +163,12 @@ class Watcher:
     def connection_lost(self) -> None:
         """The connection dropped: what awaited a response will not get one
         on it, and what the client sent meanwhile is lost. Pending messages
-        are forgotten (no S-REQ-1 for them) and every state becomes unknown
+        are no longer owed a response (no S-REQ-1 for them), but each may
+        still get its one response later, and every state becomes unknown
         until the next init response or event; the destinations stay
         initialized on the client."""
+        for key, waiting in self._awaiting.items():
+            self._late.setdefault(key, []).extend(waiting)
         self._awaiting.clear()
         self._queues.clear()
         for dest in self.destinations.values():
@@ -243,6 +250,8 @@ class Watcher:
             return [("S-REQ-2", "a response echoes its request's target and requestId (strings)")]
         key = (target, rid)
         waiting = self._awaiting.get(key)
+        if not waiting and self._late.get(key):
+            return self._late_response(key, headers, message, line)
         if not waiting:
             return [self._unmatched(key)]
         result = headers.get("result")
@@ -262,6 +271,22 @@ class Watcher:
             self._apply(asked, message)
         self._settled(asked)
         return found
+
+    def _late_response(
+        self, key: tuple[str, str], headers: dict[str, Any], message: dict[str, Any], line: int
+    ) -> list[Finding]:
+        """The one response of a message sent before a connection dropped.
+        Its headers are checked; what a SUCCESS tells is applied (a dispose
+        happened), but it is not judged: the states of its time are gone."""
+        late = self._late[key]
+        asked = late.pop(0)
+        if not late:
+            del self._late[key]
+        self._answered[key] = line
+        if headers.get("result") == SUCCESS:
+            self._succeeded.add(key)
+            self._apply(asked, message)
+        return header_findings(asked.name, asked.label, headers, message)
 
     def _unmatched(self, key: tuple[str, str]) -> Finding:
         target, rid = key
