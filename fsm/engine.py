@@ -78,7 +78,6 @@ class Engine(SwitchSide):
         #: consult commands still waiting for the switch to name their leg
         self.awaiting_leg: dict[str, str] = {}
         self.commands_issued = 0
-        self.interactions_started = 0
         #: STARTED.none interactions that a consult made on the phone may
         #: join, those whose primary is held first; newest change last
         self._joinable_held: dict[str, None] = {}

@@ -81,9 +81,6 @@ class Interaction:
     request_ids: dict[str, None] = attrs.field(factory=dict)
     waiting: list[Request] = attrs.field(factory=list)
     executing: Pending | None = None
-    #: when it started, for choosing the interaction of a consult made on
-    #: the phone
-    started_at: int = 0
 
     @property
     def top(self) -> str:

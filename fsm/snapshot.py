@@ -31,7 +31,8 @@ class EngineState:
     policy: Policy
     clock: float
     commands_issued: int
-    interactions_started: int
+    joinable_held: list[str]
+    joinable_other: list[str]
     interactions: list[Interaction]
     disposed_targets: list[str]
     disposed_calls: list[str]
@@ -47,7 +48,8 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         policy=engine.policy,
         clock=engine.clock,
         commands_issued=engine.commands_issued,
-        interactions_started=engine.interactions_started,
+        joinable_held=list(engine._joinable_held),
+        joinable_other=list(engine._joinable_other),
         interactions=list(engine.interactions.values()),
         disposed_targets=list(engine.disposed_targets),
         disposed_calls=list(engine.disposed_calls),
@@ -70,7 +72,8 @@ def restore(data: dict[str, Any], targets: Targets | None = None) -> Engine:
     )
     engine.clock = state.clock
     engine.commands_issued = state.commands_issued
-    engine.interactions_started = state.interactions_started
+    engine._joinable_held = dict.fromkeys(state.joinable_held)
+    engine._joinable_other = dict.fromkeys(state.joinable_other)
     engine.disposed_targets = dict.fromkeys(state.disposed_targets)
     engine.disposed_calls = dict.fromkeys(state.disposed_calls)
     engine.released = dict.fromkeys(state.released)
@@ -83,7 +86,6 @@ def restore(data: dict[str, Any], targets: Targets | None = None) -> Engine:
             engine.calls[leg.call] = leg
             if leg.target is not None and leg.lifecycle != DISPOSED:
                 engine.destinations[leg.target] = leg
-        engine._index(interaction)
         pending = interaction.executing
         if pending is not None and pending.command is not None and interaction.state == S_REQUESTED:
             engine.awaiting_leg[pending.command] = interaction.id

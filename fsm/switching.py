@@ -35,7 +35,6 @@ class SwitchSide:
     awaiting_leg: dict[str, str]
     abandoned: dict[str, str]
     commands_issued: int
-    interactions_started: int
     _joinable_held: dict[str, None]
     _joinable_other: dict[str, None]
     _out: list[Output]
@@ -111,7 +110,6 @@ class SwitchSide:
             if value:
                 data[key] = value
         data.update(copy_data(ev.data))
-        self.interactions_started += 1
         interaction = Interaction(
             id=ev.call,
             target=target,
@@ -119,7 +117,6 @@ class SwitchSide:
             lifecycle=m.ABSENT,
             data=data,
             primary=ev.call,
-            started_at=self.interactions_started,
         )
         LIFECYCLE.fire(interaction, "create")
         leg = Conversation(call=ev.call, interaction_id=ev.call, role="primary", state=state)

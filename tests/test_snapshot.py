@@ -188,3 +188,28 @@ def test_returned_responses_do_not_change_after_later_input() -> None:
     engine.receive_bridge(request(SETDATA, IT, "r3", note="vip")["message"])
     assert at_init == _json(init.message.body)
     assert at_data == _json(data.message.body)
+
+
+def test_restored_engine_attaches_a_phone_consult_to_the_same_interaction() -> None:
+    """S-EVT-1 after restore: the order in which interactions became
+    joinable (not their creation order) picks the one a phone consult joins,
+    and the snapshot keeps that order."""
+    from fsm.engine import Engine as Eng
+    from fsm.snapshot import restore as restore_engine
+    from fsm.snapshot import snapshot as take
+
+    engine = Eng()
+    for event in (
+        {"kind": "offered", "call": "c1"},
+        {"kind": "connected", "call": "c1"},
+        {"kind": "offered", "call": "c2"},
+        {"kind": "connected", "call": "c2"},
+        {"kind": "held", "call": "c1"},
+        {"kind": "retrieved", "call": "c1"},  # c1 changed last
+    ):
+        engine.receive_switch(event)
+    copy = restore_engine(json.loads(json.dumps(take(engine))))
+    for each in (engine, copy):
+        each.receive_switch({"kind": "dialing", "call": "p9"})
+    assert "p9" == engine.interactions["c1"].consult
+    assert "p9" == copy.interactions["c1"].consult
