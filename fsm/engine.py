@@ -156,14 +156,18 @@ class Engine(SwitchSide):
         if headers.request_id in dest.request_ids:
             self._refuse(headers, "D-DUP", f"duplicate requestId {headers.request_id}")
             return
-        if len(dest.request_ids) >= self.policy.max_request_ids:
+        if len(dest.request_ids) < self.policy.max_request_ids:
+            dest.request_ids[headers.request_id] = None
+        elif spec.trigger != "dispose":
+            # D-BOUND; dispose stays possible (D-LIFE-4), and needs no record:
+            # once it ran, every later message is refused as disposed
             self._refuse(
                 headers,
                 "D-BOUND",
-                f"{target} has seen {len(dest.request_ids)} requestIds, the limit (policy max_request_ids)",
+                f"{target} has seen {len(dest.request_ids)} requestIds, the limit (policy "
+                "max_request_ids); only dispose is still accepted",
             )
             return
-        dest.request_ids[headers.request_id] = None
         interaction = dest if isinstance(dest, Interaction) else self.interactions[dest.interaction_id]
         if spec.kind == "cti.query":
             self._query(headers, spec, interaction, dest)

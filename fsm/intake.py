@@ -108,8 +108,8 @@ def _read_headers(headers: Headers, raw: dict[str, Any]) -> Valid:
         raise RemoteProtocolError(
             f"header type {headers.type!r}: the bridge sends only {QUERY} and {REQUEST}", "D-BAD"
         )
-    if headers.request_id is None:
-        raise RemoteProtocolError(f"a {headers.type} needs a requestId header", "D-BAD")
+    if not headers.request_id:
+        raise RemoteProtocolError(f"a {headers.type} needs a non-empty requestId header", "D-BAD")
     for field, value in (("result", headers.result), ("errorMessage", headers.error_message)):
         if value is not None:
             raise RemoteProtocolError(f"a {headers.type} carries no {field} header", "D-BAD")

@@ -263,17 +263,24 @@ class SwitchSide:
 
 
 def _derived_trigger(interaction: Interaction, leg: Conversation, before: str) -> str | None:
-    """What a leg's new state means for its interaction."""
+    """What a leg's new state means for its interaction. The active leg
+    (S-ALT-1) is the last one that became TALKING; when it is put on hold
+    while the other one talks, the talking one is the active leg."""
     state = leg.state
     if state == before:
         return None
-    if leg.call == interaction.primary:
+    primary, consult = interaction.leg("primary"), interaction.leg("consult")
+    if leg is primary:
         if state == m.TALKING:
-            return "primary_connected" if interaction.top in (m.ALERTING, m.DIALING) else ("primary_talking")
+            return "primary_connected" if interaction.top in (m.ALERTING, m.DIALING) else "primary_talking"
+        if state == m.HELD and consult is not None and consult.state == m.TALKING:
+            return "consult_talking"
         return "primary_ended" if state == m.ENDED else None
-    if leg.call == interaction.consult:
+    if leg is consult:
         if state == m.TALKING:
             return "consult_connected" if interaction.state == m.S_RINGING else "consult_talking"
+        if state == m.HELD and primary is not None and primary.state == m.TALKING:
+            return "primary_talking"
         return "consult_ended" if state == m.ENDED else None
     return None
 

@@ -689,3 +689,28 @@ def test_d_wire_codec_is_tested_in_test_framing() -> None:
     wire = to_wire(event("interaction.started", T))
     frames = FrameDecoder().feed(encode_json(wire))
     assert [wire] == [decode_json(f) for f in frames]
+
+
+def test_s_alt_1_held_active_leg_hands_over_to_the_talking_one() -> None:
+    """S-ALT-1: when the active leg is put on hold while the other talks, the
+    talking leg is the active one, so alternate holds it and completes."""
+    d = Drive()
+    d.consulting_call()  # consult connected last: active
+    d.conv("retrieve", "b1")  # primary talking too: primary is now the last TALKING
+    d.conv("hold", "b2")
+    d.conv("retrieve", "b2")  # consult the last TALKING again
+    d.conv("hold", "b2")  # ... and held while the primary talks
+    out = d.req("alternate")
+    assert [{"id": "cmd-7", "op": "alternate", "call": "c1", "other": "sim-1"}] == commands(out)
+    assert ok(out)
+
+
+def test_d_bad_empty_request_id_cannot_be_answered() -> None:
+    """D-BAD: an empty requestId is no usable requestId: a protocol error, never executed."""
+    d = Drive()
+    d.sw("offered")
+    d.init()
+    before = snapshot(d.engine)
+    out = d.msg("interaction.request.setdata", rid="", properties={"k": "v"})
+    assert 1 == len(out) and "D-BAD" == out[0]["protocol_error"]["rule"]
+    assert before == snapshot(d.engine)
