@@ -28,9 +28,7 @@ RUNNER = Runner(Engine(), SimulatedSwitch())
 
 
 def one_input(data: bytes) -> None:
-    provider = atheris.FuzzedDataProvider(data)
-    choice = provider.ConsumeIntInRange(0, 3)
-    rest = provider.ConsumeBytes(len(data))
+    choice, rest = (data[0] % 4, data[1:]) if data else (0, b"")
     if choice == 0:
         decoder = FrameDecoder(max_frame_size=4096)
         with contextlib.suppress(FramingError):
@@ -49,7 +47,31 @@ def one_input(data: bytes) -> None:
         assert "done" in out[-1]
 
 
+def seed(directory: str) -> None:
+    """A seed corpus from the full-call scenario: each line for run, each
+    message for the engine and framed for the decoder, each switch event."""
+    from pathlib import Path
+
+    from adapters.framing import encode_json
+
+    root = Path(__file__).resolve().parent.parent
+    lines = (root / "adapters" / "scenarios" / "full-call.jsonl").read_text().splitlines()
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    for number, line in enumerate(lines):
+        item = json.loads(line)
+        (out / f"run-{number}").write_bytes(b"\x03" + line.encode())
+        if "message" in item:
+            (out / f"bridge-{number}").write_bytes(b"\x01" + json.dumps(item["message"]).encode())
+            (out / f"frame-{number}").write_bytes(b"\x00" + encode_json(item["message"]))
+        if "event" in item:
+            (out / f"switch-{number}").write_bytes(b"\x02" + json.dumps(item["event"]).encode())
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--seed":
+        seed(sys.argv[2])
+        return
     atheris.Setup(sys.argv, one_input)
     atheris.Fuzz()
 

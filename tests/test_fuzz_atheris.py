@@ -12,12 +12,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_atheris_finds_no_crash_in_the_entry_points() -> None:
+def test_atheris_finds_no_crash_in_the_entry_points(tmp_path: Path) -> None:
     """D-BAD, D-WIRE: frame decoder, bridge intake, switch events and the run
     line protocol survive coverage-guided inputs."""
     pytest.importorskip("atheris", reason="atheris is not installed here (optional: pip install atheris)")
+    corpus = tmp_path / "corpus"
+    subprocess.run([sys.executable, "-m", "tests.fuzz_atheris", "--seed", str(corpus)], cwd=ROOT, check=True)
     done = subprocess.run(
-        [sys.executable, "-m", "tests.fuzz_atheris", "-runs=20000", "-max_len=2048", "-seed=1"],
+        [sys.executable, "-m", "tests.fuzz_atheris", "-runs=20000", "-max_len=2048", "-seed=1", str(corpus)],
         cwd=ROOT,
         capture_output=True,
         text=True,
