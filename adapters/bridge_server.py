@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from adapters.bridge import ReferenceBridge, Send
+from adapters.framing import FramingError
 from adapters.session import DEMO_CALL, BadSession, Step, load_steps
 from adapters.transport import FramedConnection, TransportError, serve, server_ssl_context
 from fsm.checker import Violation
@@ -74,7 +75,7 @@ class BridgeProcess:
                 else:
                     self.show([Violation(self.bridge.line, "D-BAD", "a message that is not a JSON object")])
                 self.changed.set()
-        except TransportError as error:
+        except (TransportError, FramingError) as error:
             logger.warning("connection to the client failed: %s", error)
         finally:
             self.conn = None

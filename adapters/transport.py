@@ -285,13 +285,16 @@ class FramedConnection:
         that the close does not reset the connection and lose the ERROR), raise."""
         logger.warning("%s: %s; sent an error frame and closed the connection", self.peer, error)
         if not self.closed and not self._writer.is_closing():
-            self._writer.write(error_frame(error.message))
-            if self._writer.can_write_eof():
-                self._writer.write_eof()
-                with contextlib.suppress(TimeoutError, OSError):
-                    async with asyncio.timeout(_LINGER):
-                        while await self._reader.read(_CHUNK):
-                            pass
+            # the peer may already be gone (it closed mid-frame): then there
+            # is nobody to tell, and the close below is all that is left
+            with contextlib.suppress(OSError):
+                self._writer.write(error_frame(error.message))
+                if self._writer.can_write_eof():
+                    self._writer.write_eof()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(_LINGER):
+                            while await self._reader.read(_CHUNK):
+                                pass
         await self.close()
         raise error
 

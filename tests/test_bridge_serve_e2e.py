@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from adapters.framing import FrameDecoder, decode_json
 from adapters.session import DEMO_CALL
 from fsm.checker import check_lines
@@ -106,8 +108,10 @@ class Proxy:
     """A TCP proxy that forwards frames and, once, drops both connections
     right after the client's answer to the consult conversation's init."""
 
-    def __init__(self, upstream: int) -> None:
+    def __init__(self, upstream: int, *, mid_frame: bool = False) -> None:
         self.upstream = upstream
+        #: drop in the middle of the frame instead of after it
+        self.mid_frame = mid_frame
         self.dropped = 0
         self.connections = 0
         self.port = 0
@@ -134,14 +138,16 @@ class Proxy:
                 data = await reader.read(65536)
                 if not data:
                     break
-                writer.write(data)
-                await writer.drain()
                 if watch and not self.dropped:
                     for frame in decoder.feed(data):
                         message = decode_json(frame) if frame.index else None
                         if _consult_initialized(message):
                             self.dropped += 1
                             kill.set()
+                if kill.is_set() and self.mid_frame:
+                    data = data[: len(data) // 2]  # the frame is cut short
+                writer.write(data)
+                await writer.drain()
             for w in (client_w, bridge_w):
                 w.close()
 
@@ -174,18 +180,25 @@ def _consult_initialized(message: object) -> bool:
     )
 
 
-def test_connection_killed_mid_consult_and_call_completes_after_reconnect(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mid_frame", [False, True], ids=["after-frame", "mid-frame"])
+def test_connection_killed_mid_consult_and_call_completes_after_reconnect(
+    tmp_path: Path, mid_frame: bool
+) -> None:
     """D-LIFE-5: serve reconnects with backoff, the bridge re-initializes every
     live destination (D-CC-3 re-registration), and the call completes; no
-    request is executed twice (D-DUP) and no rule is broken."""
+    request is executed twice (D-DUP) and no rule is broken. Mid-frame: the
+    bridge sees a truncated frame (D-WIRE) before the connection closes."""
     bridge, port = start_bridge(tmp_path)
-    with Proxy(port).running() as proxy:
+    with Proxy(port, mid_frame=mid_frame).running() as proxy:
         serve = start_serve(tmp_path, proxy.port)
         bridge_code, bridge_err = finish(bridge)
         serve_code, serve_err = finish(serve)
     assert proxy.dropped == 1
     assert (bridge_code, serve_code) == (0, 0), (bridge_err, serve_err)
     assert "0 failed, 0 rule violations, 2 connections" in bridge_err
+    assert "Traceback" not in bridge_err and "Traceback" not in serve_err
+    if mid_frame:
+        assert "stream ended inside the contents of a frame" in bridge_err
     serve_trace = (tmp_path / "serve.jsonl").read_text().splitlines()
     commands = [json.loads(x)["command"]["op"] for x in serve_trace if '"to":"switch"' in x]
     expected = ["answer", "consult", "alternate", "alternate", "conference", "consult", "transfer"]
