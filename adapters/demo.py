@@ -17,13 +17,13 @@ from typing import IO, Any
 from adapters.bridge import Deliver, ReferenceBridge, Send
 from adapters.runner import Runner
 from adapters.session import DEMO_CALL, Step
-from adapters.show import render
+from adapters.show import COLOURS, render
 from adapters.simulated import SimulatedSwitch
 from fsm.checker import Violation
 from fsm.engine import Engine, Targets, describe
 from fsm.policy import Policy
 
-_COLOURS = {"bridge": "36", "switch": "33", "client": "32", "error": "31", "head": "1", "state": "35"}
+_COLOURS = {**COLOURS, "head": "1", "state": "35"}
 
 
 class Screen:

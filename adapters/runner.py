@@ -15,7 +15,7 @@ from adapters.switch import Switch, dispatch
 from fsm.engine import BridgeError, Engine, Output, SwitchError, ToBridge, ToSwitch
 from fsm.errors import RemoteProtocolError
 from fsm.messages import dumps, to_wire
-from fsm.switch_events import SwitchEvent, command_to_wire, event_to_wire, parse_switch_event
+from fsm.switch_events import command_to_wire, event_to_wire, parse_switch_event
 
 
 class Runner:
@@ -131,8 +131,3 @@ def _wire(output: Output, seq: Any) -> dict[str, Any]:
 
 def _error(seq: Any, message: str) -> dict[str, Any]:
     return {"error": {"input": seq, "message": message}}
-
-
-def event_of(entry: dict[str, Any]) -> SwitchEvent:
-    """The switch event of a trace line ``{"from": "switch", "event": ...}``."""
-    return parse_switch_event(entry["event"])

@@ -10,7 +10,7 @@ import json
 import sys
 from typing import IO, Any
 
-_COLOURS = {"bridge": "36", "switch": "33", "client": "32", "error": "31"}
+COLOURS = {"bridge": "36", "switch": "33", "client": "32", "error": "31"}
 
 
 def render(entry: dict[str, Any]) -> tuple[str, str]:
@@ -64,7 +64,7 @@ def show(lines: IO[str], out: IO[str], colour: bool) -> None:
         if not raw.strip():
             continue
         who, text = render(json.loads(raw))
-        out.write(f"\x1b[{_COLOURS[who]}m{text}\x1b[0m\n" if colour else text + "\n")
+        out.write(f"\x1b[{COLOURS[who]}m{text}\x1b[0m\n" if colour else text + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

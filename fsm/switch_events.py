@@ -111,8 +111,3 @@ class Command:
 
 def command_to_wire(command: Command) -> dict[str, str]:
     return {k: v for k, v in attrs.asdict(command).items() if v is not None}
-
-
-def command_from_wire(raw: object) -> Command:
-    result: Command = structure(raw, Command, "switch command")
-    return result

@@ -20,7 +20,6 @@ announcing max + 1 bytes gets an ERROR frame and a close, no contents sent).
 from __future__ import annotations
 
 import gc
-import json
 import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from fsm.engine import BridgeError, Engine, Output, SwitchError, ToBridge, ToSwi
 from fsm.messages import EVENT, FAILURE, RESPONSE, SUCCESS, Message
 from fsm.policy import Policy
 from fsm.switch_events import SwitchEvent
+from tests.benchmarks.flood import wire
 
 CH = "session-1.channel-1"
 #: tracemalloc growth allowed for "nothing grows" (bytes): far below one
@@ -39,17 +39,6 @@ FLAT = 64 * 1024
 
 # --------------------------------------------------------------------------
 # Helpers.
-
-
-def wire(name: str, target: str, rid: str | None, properties: dict[str, Any] | None = None) -> bytes:
-    kind = "cti.query" if ".query." in name else "cti.request"
-    headers: dict[str, Any] = {"type": kind, "name": name, "target": target}
-    if rid is not None:
-        headers["requestId"] = rid
-    message: dict[str, Any] = {"headers": headers}
-    if properties is not None:
-        message["properties"] = properties
-    return json.dumps(message, separators=(",", ":")).encode()
 
 
 def target(call: str) -> str:
