@@ -11,6 +11,7 @@ from typing import IO
 
 from adapters.diagrams import main as diagrams_main
 from adapters.runner import Runner
+from adapters.session import Step
 from adapters.simulated import ScriptedSwitch, SimulatedSwitch
 from adapters.switch import Switch
 from fsm.engine import Engine, Targets
@@ -59,6 +60,24 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--channel-target", default="session-1.channel-1", metavar="T")
     demo.add_argument("--policy", action="append", default=[], metavar="NAME=VALUE")
     demo.add_argument("--trace", metavar="FILE", help="also write the trace (JSONL)")
+    demo.add_argument(
+        "--switch",
+        choices=("simulated", "sip"),
+        default="simulated",
+        help="sip: the agent's SIP softphone and scripted far ends on real SIP calls over loopback "
+        "(needs the extra 'sip'); its default session is the same call on SIP",
+    )
+    demo.add_argument("--peers", metavar="FILE", help="sip: write what the far ends saw (JSONL)")
+    demo.add_argument(
+        "--sip-port", type=int, default=0, metavar="PORT", help="sip: the softphone's UDP port (0: any)"
+    )
+    demo.add_argument(
+        "--hangup-after",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="sip: when a far end at a 'hangup...' number hangs up after answering",
+    )
     demo.add_argument(
         "--colour",
         "--color",
@@ -161,6 +180,8 @@ def _demo(args: argparse.Namespace) -> int:
         except BadSession as exc:
             args.subparser.error(str(exc))
     colour = args.colour == "always" or (args.colour == "auto" and sys.stdout.isatty())
+    if args.switch == "sip":
+        return _sip_demo(args, policy, steps if args.steps else None, colour)
     with ExitStack() as stack:
         trace = open_trace(stack, args)
         return run_demo(
@@ -170,6 +191,36 @@ def _demo(args: argparse.Namespace) -> int:
             trace=trace,
             policy=policy,
             channel_target=args.channel_target,
+        )
+
+
+def _sip_demo(args: argparse.Namespace, policy: Policy, steps: list[Step] | None, colour: bool) -> int:
+    from adapters.sip import ua
+
+    if ua.MISSING:
+        print(f"telephony-fsm demo --switch sip: {ua.MISSING}", file=sys.stderr)
+        return 2
+    from adapters.sip.demo import run_sip_demo
+    from adapters.sip.softphone import SipConfig
+
+    with ExitStack() as stack:
+        trace = open_trace(stack, args)
+        peers = None
+        if args.peers:
+            try:
+                peers = stack.enter_context(open(args.peers, "w", encoding="utf-8"))
+            except OSError as exc:
+                args.subparser.error(f"cannot write {args.peers}: {exc.strerror}")
+        return run_sip_demo(
+            sys.stdout,
+            steps=steps,
+            colour=colour,
+            trace=trace,
+            peers=peers,
+            policy=policy,
+            channel_target=args.channel_target,
+            config=SipConfig(port=args.sip_port, user="800"),
+            hangup_after=args.hangup_after,
         )
 
 

@@ -19,6 +19,7 @@ from adapters.runner import Runner
 from adapters.session import DEMO_CALL, Step
 from adapters.show import COLOURS, render
 from adapters.simulated import SimulatedSwitch
+from adapters.switch import Switch
 from fsm.checker import Violation
 from fsm.engine import Engine, Targets, describe
 from fsm.policy import Policy
@@ -73,11 +74,13 @@ class Demo:
         trace: IO[str] | None = None,
         policy: Policy | None = None,
         channel_target: str = "session-1.channel-1",
+        switch: Switch | None = None,
     ) -> None:
         policy = policy or Policy()
+        switch = switch or SimulatedSwitch()
         self.screen = Screen(out, colour, trace)
-        self.engine = Engine(policy, Targets(channel_target))
-        self.runner = Runner(self.engine, SimulatedSwitch(), trace=self.screen)  # type: ignore[arg-type]
+        self.engine = Engine(policy, Targets(channel_target), switch_acknowledges=switch.acknowledges)
+        self.runner = Runner(self.engine, switch, trace=self.screen)  # type: ignore[arg-type]
         self.bridge = ReferenceBridge(channel_target, policy)
         self.inputs = 0
 
@@ -92,7 +95,10 @@ class Demo:
 
     def step(self, step: Step) -> None:
         actor = step["actor"]
-        if actor == "customer":
+        if actor == "far":
+            self.screen.say("error", "  a far-end step needs real far ends: demo --switch sip")
+            self.bridge.outcomes.append(("far", "FAILURE", "no far ends with this switch", False))
+        elif actor == "customer":
             self._feed({"from": "switch", "event": step["event"]})
         elif actor == "clock":
             self._feed({"from": "clock", "advance": step["advance"]})
@@ -175,6 +181,8 @@ def _caption(step: Step) -> str:
         return f"{step['action']} {props}".strip()
     if step["actor"] == "clock":
         return f"+{step['advance']} s"
+    if step["actor"] == "far":
+        return f"{step['party']} {step['do']}"
     return f"{step['event'].get('kind')} {step['event'].get('call', '')}"
 
 

@@ -8,7 +8,10 @@ A session is a list of steps, one JSON object each (a file of steps is JSONL):
   the agent's desktop asks the bridge for an action (see
   ``adapters.bridge.ACTIONS``; ``role`` picks the conversation for
   conversation actions);
-- ``{"actor": "clock", "advance": SECONDS}``.
+- ``{"actor": "clock", "advance": SECONDS}``;
+- ``{"actor": "far", "do": "call" | "hangup" | "dtmf", "party": NAME, ...}``:
+  a far end acts over real SIP (``demo --switch sip`` only; the fields are
+  those of the cast's control lines, :mod:`adapters.sip.cast`).
 
 Every step may carry ``"say"``: a caption for people. ``interaction`` names
 the interaction an agent step acts on (default: the newest).
@@ -23,6 +26,9 @@ from typing import Any
 from adapters.bridge import ACTIONS
 
 Step = dict[str, Any]
+
+#: what a far end can be told to do (adapters.sip.cast)
+FAR_ACTIONS = ("call", "hangup", "dtmf")
 
 #: The demo's call (harness.md): offer, init, accept, consult, alternate,
 #: conference, second consult, transfer, complete.
@@ -85,8 +91,13 @@ def check_step(step: object, where: str) -> Step:
         advance = step.get("advance")
         if isinstance(advance, bool) or not isinstance(advance, int | float) or advance < 0:
             raise BadSession(f"{where}: a clock step needs 'advance' >= 0")
+    elif actor == "far":
+        if step.get("do") not in FAR_ACTIONS:
+            raise BadSession(f"{where}: a far step needs 'do': one of {', '.join(FAR_ACTIONS)}")
+        if not isinstance(step.get("party"), str) or not step["party"]:
+            raise BadSession(f"{where}: a far step needs 'party', a non-empty string")
     else:
-        raise BadSession(f"{where}: 'actor' must be customer, agent or clock")
+        raise BadSession(f"{where}: 'actor' must be customer, agent, clock or far")
     return step
 
 
