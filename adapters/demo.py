@@ -108,9 +108,14 @@ class Demo:
                 self.bridge.outcomes.append((step["action"], "FAILURE", "no interaction", False))
                 return
             interaction = step.get("interaction") or list(self.bridge.interactions)[-1]
-            outputs = self.bridge.request(
-                interaction, step["action"], step.get("role", "primary"), **step.get("properties", {})
-            )
+            try:
+                outputs = self.bridge.request(
+                    interaction, step["action"], step.get("role", "primary"), **step.get("properties", {})
+                )
+            except ValueError as exc:  # nothing to send it to: the desktop cannot ask
+                self.screen.say("error", f"  {exc}")
+                self.bridge.outcomes.append((step["action"], "FAILURE", str(exc), False))
+                return
             self._pump(outputs)
 
     def _feed(self, item: dict[str, Any]) -> None:
