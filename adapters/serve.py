@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -54,7 +55,7 @@ import ssl as _ssl
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any, Final
@@ -63,7 +64,7 @@ from adapters.framing import BadContents, FramingError, decode_json
 from adapters.runner import Runner
 from adapters.simulated import ScriptedSwitch, SimulatedSwitch
 from adapters.state import StateError, StateStore, resume
-from adapters.switch import Switch
+from adapters.switch import PolledSwitch, Switch
 from adapters.transport import (
     FramedConnection,
     TransportError,
@@ -74,6 +75,7 @@ from fsm.engine import Engine, Targets
 from fsm.errors import LocalProtocolError
 from fsm.messages import dumps
 from fsm.policy import Policy
+from fsm.switch_events import event_to_wire
 
 logger = logging.getLogger("telephony_fsm.serve")
 
@@ -205,6 +207,13 @@ class Adapter:
             if not (isinstance(item, dict) and item.get("from") == "switch"):
                 item = {"from": "switch", "event": item}
             await self.feed(item, external=True)
+
+    async def polling(self, driver: PolledSwitch, every: float = 0.01) -> None:
+        """Feed the events of a driver that reports on its own (SIP), in order."""
+        while True:
+            for event in driver.poll(0):
+                await self.feed({"from": "switch", "event": event_to_wire(event)})
+            await asyncio.sleep(every)
 
     async def ticking(self, every: float) -> None:
         while True:
@@ -357,6 +366,8 @@ async def _run_serve(
         )
     stop = stop or asyncio.Event()
     background = [asyncio.create_task(adapter.ticking(tick))]
+    if isinstance(driver, PolledSwitch):
+        background.append(asyncio.create_task(adapter.polling(driver)))
     if switch_events is not None:
         skip = saved.switch_events if saved is not None else 0
         background.append(asyncio.create_task(adapter.switch_events(switch_events, skip=skip)))
@@ -444,7 +455,22 @@ def _parse_line(text: str) -> object:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``telephony-fsm serve``."""
     parser.add_argument("--connect", required=True, metavar="HOST:PORT", help="the bridge to connect to")
-    parser.add_argument("--switch", choices=("simulated", "scripted"), default="simulated", help="as for run")
+    parser.add_argument(
+        "--switch",
+        choices=("simulated", "scripted", "sip"),
+        default="simulated",
+        help="as for run; sip: the agent's SIP softphone (extra 'sip'), see --sip-*",
+    )
+    parser.add_argument(
+        "--sip-listen", default="127.0.0.1:5060", metavar="HOST:PORT", help="sip: the softphone's UDP address"
+    )
+    parser.add_argument("--sip-user", default="agent", metavar="USER", help="sip: its SIP URI's user part")
+    parser.add_argument(
+        "--sip-domain",
+        default="127.0.0.1:5070",
+        metavar="HOST:PORT",
+        help="sip: where a destination that is not a SIP URI is dialled (the far ends)",
+    )
     parser.add_argument("--channel-target", default="session-1.channel-1", metavar="T", help="D-NEW")
     parser.add_argument("--policy", action="append", default=[], metavar="NAME=VALUE", help="repeatable")
     parser.add_argument("--trace", metavar="FILE", help="also write the merged trace (JSONL)")
@@ -484,6 +510,8 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--max-reconnects must not be negative")
     if args.crash_after_input is not None and (args.state is None or args.crash_after_input < 1):
         parser.error("--crash-after-input takes N >= 1 and needs --state")
+    if args.switch == "sip" and args.state:
+        parser.error("--state cannot be used with --switch sip: live SIP calls cannot be saved and resumed")
     context: _ssl.SSLContext | None = None
     if args.tls or args.tls_ca or args.tls_cert:
         try:
@@ -510,10 +538,13 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)
             events = read_switch_events(args.switch_events) if args.switch_events else None
+            switch: str | Switch = args.switch
+            if args.switch == "sip":
+                switch = stack.enter_context(_softphone(args, parser))
             return await run_serve(
                 host,
                 int(port_text),
-                switch=args.switch,
+                switch=switch,
                 channel_target=args.channel_target,
                 policy=policy,
                 trace=trace,
@@ -532,6 +563,26 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             return asyncio.run(main_async())
         except StateError as exc:  # written for another switch or channel
             parser.error(f"--state: {exc}")
+
+
+@contextlib.contextmanager
+def _softphone(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Iterator[Switch]:
+    """The SIP softphone of ``--switch sip``, closed at the end."""
+    from adapters.sip import ua
+
+    if ua.MISSING:
+        parser.error(f"--switch sip: {ua.MISSING}")
+    from adapters.sip.softphone import SipConfig, SipSoftphone
+
+    host, _, port = args.sip_listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        parser.error(f"--sip-listen takes HOST:PORT, got {args.sip_listen!r}")
+    phone = SipSoftphone(SipConfig(host=host, port=int(port), user=args.sip_user, domain=args.sip_domain))
+    logger.info("SIP softphone %s; destinations dialled at %s", phone.uri, args.sip_domain)
+    try:
+        yield phone
+    finally:
+        phone.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,7 @@ a ``result`` event (harness.md: "result answers a command").
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from fsm.errors import LocalProtocolError
 from fsm.switch_events import Command, SwitchEvent
@@ -55,6 +55,17 @@ class Switch(Protocol):
     def observe(self, event: SwitchEvent) -> None:
         """An event from the world outside the engine (the customer hangs
         up, a call is offered): the driver updates its own view."""
+
+
+@runtime_checkable
+class PolledSwitch(Protocol):
+    """A driver whose events arrive on their own (a real switch): the
+    adapter's loop calls :meth:`poll` often and feeds what it returns to the
+    engine, in order, and :meth:`close` once at the end."""
+
+    def poll(self, wait_ms: int = 0) -> list[SwitchEvent]: ...
+
+    def close(self) -> None: ...
 
 
 def dispatch(switch: Switch, command: Command) -> list[SwitchEvent]:

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "adapters.cli"]
 
 
-def start_bridge(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
+def start_bridge(tmp_path: Path, *options: str) -> tuple[subprocess.Popen[str], int]:
     bridge = subprocess.Popen(
         [
             *CLI,
@@ -38,6 +38,7 @@ def start_bridge(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
             str(tmp_path / "bridge.jsonl"),
             "--timeout",
             "40",
+            *options,
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -15,6 +15,7 @@ skipped with that reason.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,10 @@ import pytest
 pytest.importorskip(
     "pjsua2", reason="the SIP tests need PJSIP's bindings: pip install -e '.[sip]' (extra 'sip')"
 )
+
+from adapters.sip.demo import CastProcess
+from fsm.checker import check_lines
+from tests.test_bridge_serve_e2e import CLI, finish, start_bridge
 
 pytestmark = pytest.mark.e2e
 
@@ -58,9 +63,7 @@ class Run:
 
     def call(self, step: int, party: str, remote: str | None = None) -> dict[str, Any]:
         found = [
-            c
-            for c in self.report(step)
-            if c["party"] == party and (remote is None or c["remote"] == remote)
+            c for c in self.report(step) if c["party"] == party and (remote is None or c["remote"] == remote)
         ]
         assert len(found) == 1, (step, party, self.report(step))
         return found[0]
@@ -69,9 +72,7 @@ class Run:
         return [item["seen"] for item in self.peers if "seen" in item and item["seen"]["party"] == party]
 
     def switch_events(self, kind: str) -> list[dict[str, Any]]:
-        return [
-            e["event"] for e in self.entries if e.get("from") == "switch" and e["event"]["kind"] == kind
-        ]
+        return [e["event"] for e in self.entries if e.get("from") == "switch" and e["event"]["kind"] == kind]
 
     def check(self) -> None:
         done = subprocess.run(
@@ -222,3 +223,59 @@ def test_blind_transfer(tmp_path: Path) -> None:
     refers = [item["refer"]["to"] for item in run.peers if "refer" in item]
     assert 1 == len(refers) and "Replaces" not in refers[0]
     assert [("sip-1", "transferred")] == [(e["call"], e["cause"]) for e in run.switch_events("ended")]
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_serve_with_the_sip_softphone_against_the_bridge_process(tmp_path: Path) -> None:
+    """``serve --switch sip`` as an adapter process: the bridge process
+    drives it over TCP while the customer calls its softphone over SIP."""
+    sip_port = _free_udp_port()
+    cast = CastProcess(f"sip:agent@127.0.0.1:{sip_port}")
+    try:
+        steps = tmp_path / "agent.jsonl"
+        agent_steps = [_agent("accept"), {"actor": "agent", "action": "release"}, _agent("complete")]
+        steps.write_text("".join(json.dumps(s) + "\n" for s in agent_steps), encoding="utf-8")
+        bridge, port = start_bridge(tmp_path, "--steps", str(steps))
+        serve = subprocess.Popen(
+            [
+                *CLI,
+                "serve",
+                "--connect",
+                f"127.0.0.1:{port}",
+                "--switch",
+                "sip",
+                "--sip-listen",
+                f"127.0.0.1:{sip_port}",
+                "--sip-domain",
+                f"127.0.0.1:{cast.port}",
+                "--trace",
+                str(tmp_path / "serve.jsonl"),
+                "--max-reconnects",
+                "3",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        cast.send({"do": "call", "party": CUSTOMER, "to": "800"})
+        bridge_code, bridge_err = finish(bridge)
+        serve_code, serve_err = finish(serve)
+        report, seen = cast.report("end")
+    finally:
+        cast.close()
+    assert (0, 0) == (bridge_code, serve_code), (bridge_err, serve_err)
+    assert "3 agent requests, 0 failed, 0 rule violations, 1 connections" in bridge_err
+    for trace in ("bridge.jsonl", "serve.jsonl"):
+        lines = (tmp_path / trace).read_text().splitlines()
+        assert [] == check_lines(lines), trace
+    # the customer's phone talked with the agent, then the agent hung up
+    states = [item["seen"]["state"] for item in seen if "seen" in item]
+    assert "CONFIRMED" in states and "DISCONNECTED" == states[-1], states
+    assert report is not None and [] == report["calls"]
