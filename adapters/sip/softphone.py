@@ -321,6 +321,10 @@ class SipSoftphone:
         except Failed as exc:
             self._result(command, ok=False, reason=str(exc))
             return
+        except Exception as exc:  # pjsua2.Error: the SIP stack refused the operation
+            reason = getattr(exc, "reason", "") or str(exc)
+            self._result(command, ok=False, reason=f"the SIP stack refused {command.op}: {reason}")
+            return
         self._operations.append((command, generator, condition))
 
     def _settle(self) -> None:
