@@ -279,3 +279,29 @@ def test_serve_with_the_sip_softphone_against_the_bridge_process(tmp_path: Path)
     states = [item["seen"]["state"] for item in seen if "seen" in item]
     assert "CONFIRMED" in states and "DISCONNECTED" == states[-1], states
     assert report is not None and [] == report["calls"]
+
+
+def test_hold_retrieve_and_blind_conference(tmp_path: Path) -> None:
+    run = Run(
+        tmp_path,
+        [
+            _call_in(),
+            _agent("accept"),
+            {"actor": "agent", "action": "hold"},
+            {"actor": "agent", "action": "retrieve"},
+            {"actor": "agent", "action": "blindconference", "properties": {"destination": "300"}},
+            {"actor": "agent", "action": "release"},
+            _agent("complete"),
+        ],
+    )
+    assert 0 == run.code, run.out
+    run.check()
+    assert "recvonly" == run.call(3, CUSTOMER)["media"]
+    assert "sendrecv" == run.call(4, CUSTOMER)["media"]
+    # 300 joined the agent's call: the customer and 300 hear each other through the mix
+    customer, added = run.call(5, CUSTOMER, "800"), run.call(5, "300", "800")
+    assert ("CONFIRMED", "CONFIRMED") == (customer["state"], added["state"])
+    assert customer["rx_level"] > 0 and added["rx_level"] > 0, (customer, added)
+    # releasing the leg hangs up everyone in it
+    assert [] == run.report(6)
+    assert [("sip-1", "released")] == [(e["call"], e["cause"]) for e in run.switch_events("ended")]

@@ -71,6 +71,8 @@ class SoftCall(_CallBase):  # type: ignore[misc]
         self.refused = ""
         self.transfer_status = ""
         self.transfer_done = False
+        #: hung up by this side: its media goes away with its ports
+        self.ending = False
 
     def onCallState(self, prm: Any) -> None:
         info = self.getInfo()
@@ -544,6 +546,7 @@ class SipSoftphone:
         for call in self._live(leg):
             prm = pj.CallOpParam()
             prm.statusCode = code
+            call.ending = True
             try:
                 call.hangup(prm)
             except Exception:  # already ending
@@ -605,15 +608,23 @@ class SipSoftphone:
                 continue
             members = []
             for call in self._live(leg):
-                audio = ua.audio_of(call)
+                audio = None if call.ending else ua.audio_of(call)
                 if audio is not None and call.media == "sendrecv":
                     members.append(audio.getPortId())
             for port in members:
                 wanted |= {(0, port), (port, 0)}
                 wanted |= {(port, other) for other in members if other != port}
         ports, links = self._bridge()
+        # a call going away takes its ports and their links with it; a
+        # disconnect queued for such a port would name a port that is gone
+        stable = {0}
+        for call in self._calls:
+            audio = None if call.ended or call.ending else ua.audio_of(call)
+            if audio is not None:
+                stable.add(audio.getPortId())
         for source, sink in links - wanted:
-            ports[source].stopTransmit(ports[sink])
+            if source in stable and sink in stable:
+                ports[source].stopTransmit(ports[sink])
         for source, sink in wanted - links:
             if source in ports and sink in ports:
                 ports[source].startTransmit(ports[sink])
