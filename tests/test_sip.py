@@ -14,6 +14,7 @@ skipped with that reason.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import socket
 import subprocess
@@ -23,13 +24,13 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip(
-    "pjsua2", reason="the SIP tests need PJSIP's bindings: pip install -e '.[sip]' (extra 'sip')"
-)
-
-from adapters.sip.demo import CastProcess
 from fsm.checker import check_lines
 from tests.test_bridge_serve_e2e import CLI, finish, start_bridge
+
+if importlib.util.find_spec("pjsua2") is None:
+    pytest.skip(
+        "the SIP tests need PJSIP's bindings: pip install -e '.[sip]' (extra 'sip')", allow_module_level=True
+    )
 
 pytestmark = pytest.mark.e2e
 
@@ -235,6 +236,8 @@ def _free_udp_port() -> int:
 def test_serve_with_the_sip_softphone_against_the_bridge_process(tmp_path: Path) -> None:
     """``serve --switch sip`` as an adapter process: the bridge process
     drives it over TCP while the customer calls its softphone over SIP."""
+    from adapters.sip.demo import CastProcess  # the SIP stack loads only when this test runs
+
     sip_port = _free_udp_port()
     cast = CastProcess(f"sip:agent@127.0.0.1:{sip_port}")
     try:
