@@ -12,6 +12,7 @@ import json
 from typing import IO, Any
 
 from adapters.switch import Switch, dispatch
+from fsm.codec import dumps_floatless, loads
 from fsm.engine import BridgeError, Engine, Output, SwitchError, ToBridge, ToSwitch
 from fsm.errors import RemoteProtocolError
 from fsm.messages import dumps, to_wire
@@ -35,7 +36,7 @@ class Runner:
             out.append(self._error(seq, f"input line of {len(line)} characters exceeds {limit}"))
         else:
             try:
-                item = json.loads(line)
+                item = loads(line)
             except (json.JSONDecodeError, RecursionError) as exc:
                 message = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
                 out.append(self._error(seq, f"input is not JSON: {message}"))
@@ -94,7 +95,8 @@ class Runner:
                 commands.append(output.command)
         for command in commands:
             for ev in dispatch(self.switch, command):
-                self._record({"from": "switch", "event": event_to_wire(ev)})
+                if self.trace is not None:
+                    self._record({"from": "switch", "event": event_to_wire(ev)})
                 self._drain(self.engine.receive_switch(ev), seq, out)
         return out
 
@@ -108,14 +110,22 @@ class Runner:
             self.trace.write(dumps(entry) + "\n")
 
     def run(self, stdin: IO[str], stdout: IO[str]) -> None:
+        write, flush = stdout.write, stdout.flush
         for lineno, line in enumerate(stdin, start=1):
             if not line.strip():
-                stdout.write(dumps({"done": lineno}) + "\n")
-                stdout.flush()
+                write(dumps({"done": lineno}) + "\n")
+                flush()
                 continue
-            for entry in self.feed(line, lineno):
-                stdout.write(dumps(entry) + "\n")
-            stdout.flush()
+            entries = self.feed(line, lineno)
+            # The engine's outputs hold strings only; a float can come with
+            # the input's seq alone, echoed in each entry that names it.
+            encode = dumps_floatless if _floatless(entries[-1]["done"]) else dumps
+            write("".join([encode(entry) + "\n" for entry in entries]))
+            flush()
+
+
+def _floatless(seq: object) -> bool:
+    return seq is None or type(seq) in (str, int, bool)
 
 
 def _wire(output: Output, seq: Any) -> dict[str, Any]:

@@ -10,9 +10,10 @@ raises on bad input.
 
 from __future__ import annotations
 
+import functools
 import heapq
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from fsm import machines as m
 from fsm.catalog import (
@@ -25,11 +26,22 @@ from fsm.catalog import (
     RequestSpec,
 )
 from fsm.errors import LocalProtocolError, RemoteProtocolError
+from fsm.frozen import builder
 from fsm.intake import Defect, read_message
 from fsm.machines import CONVERSATION, INTERACTION, LIFECYCLE, Refusal, top
-from fsm.messages import Headers, Message, copy_data, event, response
-from fsm.model import Conversation, Interaction, Pending, Request
-from fsm.outputs import BridgeError, Output, SwitchError, Targets, ToBridge, ToSwitch, describe
+from fsm.messages import Headers, Message, build_headers, copy_data, event, response
+from fsm.model import NO_CALLS, NO_REQUESTS, Conversation, Interaction, Pending, Request
+from fsm.outputs import (
+    BridgeError,
+    Output,
+    SwitchError,
+    Targets,
+    ToBridge,
+    ToSwitch,
+    build_to_bridge,
+    build_to_switch,
+    describe,
+)
 from fsm.policy import Policy
 from fsm.switch_events import Command, SwitchEvent, parse_switch_event
 from fsm.switching import SwitchSide, bounded_add
@@ -44,6 +56,10 @@ __all__ = [
     "ToSwitch",
     "describe",
 ]
+
+
+_build_context: Final = builder(GuardContext)
+_build_command: Final = builder(Command)
 
 
 class Engine(SwitchSide):
@@ -183,14 +199,21 @@ class Engine(SwitchSide):
                 f"{held} requests are already pending on this interaction (policy max_pending_requests)",
             )
             return
-        interaction.waiting.append(
-            Request(
-                name=headers.name,
-                target=target,
-                request_id=headers.request_id,
-                properties=read.properties,
-            )
+        if interaction.executing is None and not interaction.waiting and interaction.lifecycle != m.DISPOSED:
+            # nothing ahead of it (D-SERIAL): it runs now, with the headers
+            # and properties its intake built
+            self._execute(interaction, spec, headers, read.props)
+            return
+        request = Request(
+            name=headers.name,
+            target=target,
+            request_id=headers.request_id,
+            properties=read.properties,
         )
+        if interaction.waiting:
+            interaction.waiting.append(request)
+        else:
+            interaction.waiting = [request]
         self._pump(interaction)
 
     def _query(
@@ -211,7 +234,7 @@ class Engine(SwitchSide):
             body: dict[str, Any] = self.init_snapshot(dest)
             listed = [c["id"] for c in body["conversations"].values()]
             # D-CC-3: the init phase lasts until every listed leg is created.
-            dest.init_pending = {c: None for c in listed if dest.legs[c].bridge_id is None}
+            dest.init_pending = {c: None for c in listed if dest.legs[c].bridge_id is None} or NO_CALLS
         else:
             body = self.conversation_snapshot(dest)
         self._respond(headers, body=body)
@@ -243,14 +266,17 @@ class Engine(SwitchSide):
         while interaction.executing is None and interaction.waiting:
             if interaction.lifecycle == m.DISPOSED:
                 return
-            self._execute(interaction, interaction.waiting.pop(0))
+            request = interaction.waiting.pop(0)
+            if not interaction.waiting:
+                interaction.waiting = NO_REQUESTS
+            spec = CATALOG[request.name]
+            props = read_properties(spec, request.properties)
+            self._execute(interaction, spec, _headers_of(request), props)
 
-    def _execute(self, interaction: Interaction, request: Request) -> None:
-        spec = CATALOG[request.name]
-        headers = _headers_of(request)
-        dest = self.destinations.get(request.target)
+    def _execute(self, interaction: Interaction, spec: RequestSpec, headers: Headers, props: Any) -> None:
+        dest = self.destinations.get(headers.target)
         if dest is None:
-            self._refuse(headers, "D-LIFE-4", f"destination {request.target} was disposed")
+            self._refuse(headers, "D-LIFE-4", f"destination {headers.target} was disposed")
             return
         if spec.machine == "lifecycle":
             self._dispose(headers, interaction, dest)
@@ -263,8 +289,7 @@ class Engine(SwitchSide):
         if isinstance(checked, Refusal):
             self._refuse(headers, *_explain(machine, spec, model.state, checked))
             return
-        props = read_properties(spec, request.properties)
-        context = GuardContext(interaction, conversation, props, self.policy)
+        context = _build_context(interaction, conversation, props, self.policy)
         for name in spec.guards:
             guard = GUARDS[name]
             reason_or_none = guard.check(context)
@@ -330,8 +355,8 @@ class Engine(SwitchSide):
 
     def _command(self, op: str, call: str, **extra: str) -> Command:
         self.commands_issued += 1
-        command = Command(id=f"cmd-{self.commands_issued}", op=op, call=call, **extra)
-        self._out.append(ToSwitch(command))
+        command = _build_command(id=f"cmd-{self.commands_issued}", op=op, call=call, **extra)
+        self._out.append(build_to_switch(command))
         return command
 
     def _finish(self, interaction: Interaction, *, error: str | None = None, rule: str = "") -> None:
@@ -425,13 +450,10 @@ class Engine(SwitchSide):
             leg.target = self.targets.conversation(interaction.target, props.id)
             LIFECYCLE.fire(leg, "create")
             self.destinations[leg.target] = leg
-        interaction.init_pending.pop(leg.call, None)
-        interaction.creatable.pop(leg.call, None)
-        # an emptied dict keeps its table; a fresh one is smaller (memory per call)
-        if not interaction.init_pending:
-            interaction.init_pending = {}
-        if not interaction.creatable:
-            interaction.creatable = {}
+        if leg.call in interaction.init_pending:
+            interaction.init_pending = _without(interaction.init_pending, leg.call)
+        if leg.call in interaction.creatable:
+            interaction.creatable = _without(interaction.creatable, leg.call)
         self._respond(headers)
 
     def _dispose(self, headers: Headers, interaction: Interaction, dest: Interaction | Conversation) -> None:
@@ -453,7 +475,7 @@ class Engine(SwitchSide):
         self._index(interaction)
         for request in interaction.waiting:
             self._refuse(_headers_of(request), "D-LIFE-4", f"destination {request.target} was disposed")
-        interaction.waiting.clear()
+        interaction.waiting = NO_REQUESTS
 
     def _forget_target(self, target: str) -> None:
         self.destinations.pop(target, None)
@@ -465,18 +487,27 @@ class Engine(SwitchSide):
     def _fire_if_edge(self, interaction: Interaction, trigger: str) -> None:
         """Fire a trigger derived from a leg's new state, where the table has
         an edge for it (a primary retrieved with no consult changes nothing)."""
-        if INTERACTION.edges_from(interaction.state, trigger):
-            self._fire(interaction, trigger)
+        edge = INTERACTION.fire_if_edge(interaction, trigger, self.policy)
+        if edge is not None:
+            self._after(interaction, edge, edge.source)
 
     def _fire(self, interaction: Interaction, trigger: str) -> None:
-        before = interaction.top
-        edge = INTERACTION.fire(interaction, trigger, self.policy)
-        if interaction.top != before and interaction.lifecycle == m.INITIALIZED:
-            self._emit(event(f"interaction.{interaction.top.lower()}", interaction.target))
+        before = interaction.state
+        self._after(interaction, INTERACTION.fire(interaction, trigger, self.policy), before)
+
+    def _after(self, interaction: Interaction, edge: m.Edge, before: str) -> None:
+        """What follows an interaction edge from state ``before``: the event of
+        a new top-level state, the edge's action, the joinable index."""
+        if edge.dest is None:  # internal: the state is unchanged
+            if edge.action is not None:
+                getattr(self, f"_action_{edge.action}")(interaction)
+            return
+        now = interaction.top
+        if now != top(before) and interaction.lifecycle == m.INITIALIZED:
+            self._emit(event(f"interaction.{now.lower()}", interaction.target))
         if edge.action is not None:
             getattr(self, f"_action_{edge.action}")(interaction)
-        if edge.dest is not None:
-            self._index(interaction)
+        self._index(interaction)
 
     def _action_promote_consult(self, interaction: Interaction) -> None:
         """D-PRIMARY-LOSS: the live consult leg becomes the primary."""
@@ -514,7 +545,7 @@ class Engine(SwitchSide):
     # Emitting.
 
     def _emit(self, message: Message) -> None:
-        self._out.append(ToBridge(message))
+        self._out.append(build_to_bridge(message))
 
     def _respond(
         self,
@@ -522,12 +553,12 @@ class Engine(SwitchSide):
         properties: dict[str, str] | None = None,
         body: Any = None,
     ) -> None:
-        self._out.append(ToBridge(response(headers, properties=properties, body=body)))
+        self._out.append(build_to_bridge(response(headers, properties=properties, body=body)))
 
     def _refuse(self, headers: Headers, rule: str, reason: str, *, prefix: bool = True) -> None:
         short = headers.name.rpartition(".")[2] or "message"
         text = f"{short} refused: {reason}" if prefix else reason
-        self._out.append(ToBridge(response(headers, error=text), rule=rule))
+        self._out.append(build_to_bridge(response(headers, error=text), rule))
 
 
 # --------------------------------------------------------------------------
@@ -541,12 +572,23 @@ def _explain(machine: m.StateMachine, spec: RequestSpec, state: str, refusal: Re
     if refusal.guard is not None:
         return refusal.rule, refusal.reason
     assert spec.trigger is not None
-    sources = machine.sources(spec.trigger)
+    tops, allowed = _allowed(machine, spec.trigger)
     rule = refusal.rule
-    if spec.substate_rule and top(state) in {top(s) for s in sources}:
+    if spec.substate_rule and top(state) in tops:
         rule = spec.substate_rule
-    allowed = m.join_words(dict.fromkeys(describe(s) for s in sources))
     return rule, f"the {machine.name} is {describe(state)}; {spec.short} needs {allowed}"
+
+
+@functools.cache
+def _allowed(machine: m.StateMachine, trigger: str) -> tuple[frozenset[str], str]:
+    """The top-level states that allow ``trigger``, and all of them in words."""
+    sources = machine.sources(trigger)
+    return frozenset(top(s) for s in sources), m.join_words(dict.fromkeys(describe(s) for s in sources))
+
+
+def _without(calls: dict[str, None], call: str) -> dict[str, None]:
+    """``calls`` less ``call``: a smaller dict, or the shared empty one."""
+    return {c: None for c in calls if c != call} or NO_CALLS
 
 
 def read_properties(spec: RequestSpec, properties: dict[str, str]) -> Any:
@@ -560,7 +602,7 @@ def read_properties(spec: RequestSpec, properties: dict[str, str]) -> Any:
 
 def _headers_of(request: Request) -> Headers:
     kind = CATALOG[request.name].kind
-    return Headers(type=kind, name=request.name, target=request.target, request_id=request.request_id)
+    return build_headers(type=kind, name=request.name, target=request.target, request_id=request.request_id)
 
 
 def _request_of(headers: Headers) -> Request:

@@ -9,13 +9,16 @@ FAILURE response must echo (S-REQ-2). Nothing here touches engine state.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Final
 
 import attrs
+from orjson import JSONDecodeError as OrjsonDecodeError
+from orjson import loads as orjson_loads
 
 from fsm.catalog import CATALOG, FreeProperties, NoProperties, RequestSpec
 from fsm.errors import RemoteProtocolError
-from fsm.messages import QUERY, REQUEST, Headers, json_type, structure
+from fsm.frozen import builder
+from fsm.messages import QUERY, REQUEST, Headers, build_headers, json_type, structure
 
 #: Longest requestId accepted; a longer one is a defect (D-BOUND).
 MAX_REQUEST_ID = 256
@@ -23,11 +26,14 @@ MAX_REQUEST_ID = 256
 
 @attrs.frozen
 class Valid:
-    """A well-formed query or request of the catalog."""
+    """A well-formed query or request of the catalog. ``props`` is
+    ``properties`` structured as the spec says (see
+    :func:`fsm.engine.read_properties`)."""
 
     headers: Headers
     spec: RequestSpec
     properties: dict[str, str]
+    props: Any
 
 
 @attrs.frozen
@@ -46,13 +52,20 @@ def read_message(raw: object, max_size: int) -> Valid | Defect:
         raw = bytes(raw)
         if len(raw) > max_size:
             return _oversized(len(raw), max_size)
+        quick = _read_quickly(raw)
+        if quick is not None:
+            return quick
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             return Defect("D-BAD", f"message is not UTF-8: {exc.reason} at byte {exc.start}", None)
-    if isinstance(raw, str):
+    elif isinstance(raw, str):
         if len(raw) > max_size:
             return _oversized(len(raw), max_size)
+        quick = _read_quickly(raw)
+        if quick is not None:
+            return quick
+    if isinstance(raw, str):
         try:
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:
@@ -62,11 +75,99 @@ def read_message(raw: object, max_size: int) -> Valid | Defect:
     return _read_object(raw)
 
 
+def _read_quickly(text: bytes | str) -> Valid | None:
+    """The message as orjson reads it, when that is a valid message; None
+    for anything else, which is then read again with json so that every
+    defect is reported as json sees it. A valid message holds only strings,
+    objects and null, where orjson and json read the same text alike (see
+    ``fsm.codec``)."""
+    try:
+        value = orjson_loads(text)
+    except OrjsonDecodeError:
+        return None
+    return _read_valid(value) if type(value) is dict else None
+
+
 def _oversized(size: int, limit: int) -> Defect:
     return Defect("D-BOUND", f"message of {size} bytes exceeds the limit of {limit} (max_frame_size)", None)
 
 
+_build_valid: Final = builder(Valid)
+#: The top-level keys of a message.
+_MESSAGE_KEYS: Final = frozenset({"headers", "properties", "body"})
+#: The header keys of a valid query or request, in the order the bridge writes them.
+_REQUEST_HEADERS: Final = frozenset({"type", "name", "target", "requestId"})
+#: What every message without properties structures to.
+_NO_PROPERTIES: Final = NoProperties()
+#: message name -> the property keys its attrs properties class takes
+_PROPERTY_KEYS: Final = {
+    spec.name: frozenset(field.name for field in attrs.fields(spec.properties))
+    for spec in CATALOG.values()
+    if attrs.has(spec.properties)
+}
+
+
 def _read_object(raw: object) -> Valid | Defect:
+    if type(raw) is dict:
+        valid = _read_valid(raw)
+        if valid is not None:
+            return valid
+    return _read_checked(raw)
+
+
+def _read_valid(raw: dict[str, Any]) -> Valid | None:
+    """The common case in one pass: a query or request whose headers are
+    exactly type, name, target and requestId, every one a string, and whose
+    properties are strings as its spec asks. Returns what
+    :func:`_read_checked` returns for such a message, or None for anything
+    else, which :func:`_read_checked` then reads and reports on (D-BAD)."""
+    if not raw.keys() <= _MESSAGE_KEYS:
+        return None
+    headers = raw.get("headers")
+    if type(headers) is not dict or headers.keys() != _REQUEST_HEADERS:
+        return None
+    kind, name, target, request_id = (
+        headers["type"],
+        headers["name"],
+        headers["target"],
+        headers["requestId"],
+    )
+    if not (type(kind) is str and type(name) is str and type(target) is str and type(request_id) is str):
+        return None
+    spec = CATALOG.get(name)
+    if spec is None or spec.kind != kind or not request_id or raw.get("body") not in (None, "", {}):
+        return None
+    properties = raw.get("properties")
+    if properties is None:
+        properties = {}
+    elif type(properties) is not dict:
+        return None
+    props: Any
+    if spec.properties is FreeProperties:
+        for key, value in properties.items():
+            if type(key) is not str or type(value) is not str:
+                return None
+        props = dict(properties)
+    elif spec.properties is NoProperties:
+        if properties:
+            return None
+        props = _NO_PROPERTIES
+    else:
+        if properties.keys() != _PROPERTY_KEYS[spec.name]:
+            return None
+        for value in properties.values():
+            if type(value) is not str:
+                return None
+        props = spec.properties(**properties)
+    return _build_valid(
+        build_headers(type=kind, name=name, target=target, request_id=request_id),
+        spec,
+        dict(properties),
+        props,
+    )
+
+
+def _read_checked(raw: object) -> Valid | Defect:
     if not isinstance(raw, dict):
         return Defect("D-BAD", "message must be a JSON object with headers", None)
     unknown = sorted(set(raw) - {"headers", "properties", "body"})
@@ -131,12 +232,14 @@ def _read_headers(headers: Headers, raw: dict[str, Any]) -> Valid:
         raise RemoteProtocolError(
             f"malformed {where}: expected an object, got {json_type(properties)}", "D-BAD"
         )
+    props: Any
     if spec.properties is FreeProperties:
-        structure(properties, FreeProperties, where)
+        props = structure(properties, FreeProperties, where)
     elif spec.properties is NoProperties:
         if properties:
             extra = ", ".join(sorted(properties))
             raise RemoteProtocolError(f"{headers.name} takes no properties (got {extra})", "D-BAD")
+        props = _NO_PROPERTIES
     else:
-        structure(properties, spec.properties, where)
-    return Valid(headers, spec, dict(properties))
+        props = structure(properties, spec.properties, where)
+    return Valid(headers, spec, dict(properties), props)

@@ -23,9 +23,12 @@ Edges whose ``dest`` is None are internal: the request is allowed from that
 state, and the state then follows what the switch reports.
 
 Models are not registered with the machines (no ``add_model``): an edge is
-fired with ``machine.events[trigger].trigger(model)``, which `transitions`
-supports for any object with the state attribute. That keeps creating and
-removing a call free of the model-list scan and of per-model bound methods.
+fired with ``machine.events[trigger].fire(model, context)``, which runs the
+transition from the model's state attribute on any object. That keeps
+creating and removing a call free of the model-list scan and of per-model
+bound methods. The machines are ``fsm.lean.LeanMachine``: `transitions`
+configured through its own extension points to skip the work (EventData,
+callback lists, logging) that edges without callbacks do not need.
 """
 
 from __future__ import annotations
@@ -34,9 +37,9 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import attrs
-from transitions import Machine
 
 from fsm.errors import LocalProtocolError
+from fsm.lean import EdgeEvent, LeanMachine
 
 # --------------------------------------------------------------------------
 # States.
@@ -262,7 +265,11 @@ class Refusal:
 
 
 class StateMachine:
-    """A table plus the one shared `transitions` machine built from it."""
+    """A table plus the one shared `transitions` machine built from it.
+
+    Every edge is resolved and executed by that machine: :meth:`check` and
+    :meth:`fire` look a trigger up in its ``events`` and the model's state in
+    the event's ``transitions``; each transition carries its table row."""
 
     def __init__(
         self,
@@ -278,34 +285,28 @@ class StateMachine:
         self.edges = edges
         self.attribute = attribute
         self.finals = tuple(s for s in states if not any(e.source == s for e in edges))
-        self._by_key: dict[tuple[str, str], tuple[Edge, ...]] = {}
-        for edge in edges:
-            key = (edge.source, edge.trigger)
-            self._by_key[key] = (*self._by_key.get(key, ()), edge)
         self.triggers = tuple(dict.fromkeys(e.trigger for e in edges))
         self._sources = {t: tuple(e.source for e in edges if e.trigger == t) for t in self.triggers}
-        self.machine = Machine(
-            model=None,
-            states=list(states),
-            initial=initial,
-            auto_transitions=False,
-            send_event=True,
-            model_attribute=attribute,
+        #: trigger -> the rule of its first edge, and the states that allow it, in words
+        self._rules = {t: next(e.rule for e in edges if e.trigger == t) for t in self.triggers}
+        self._allowed = {t: join_words(dict.fromkeys(sources)) for t, sources in self._sources.items()}
+        self.machine: LeanMachine[Edge] = LeanMachine(
+            states=list(states), initial=initial, model_attribute=attribute
         )
         for edge in edges:
             conditions: list[str | Callable[..., bool | None]] = (
                 [_condition(edge.guard)] if edge.guard else []
             )
             self.machine.add_transition(
-                edge.trigger,
-                edge.source,
-                edge.dest if edge.dest is not None else None,
-                conditions=conditions,
+                edge.trigger, edge.source, edge.dest, conditions=conditions, edge=edge
             )
-        self._events = self.machine.events
+        self._events: dict[str, EdgeEvent[Edge]] = self.machine.events
 
     def edges_from(self, state: str, trigger: str) -> tuple[Edge, ...]:
-        return self._by_key.get((state, trigger), ())
+        event = self._events.get(trigger)
+        if event is None:
+            return ()
+        return tuple(t.edge for t in event.transitions.get(state, ()))
 
     def sources(self, trigger: str) -> tuple[str, ...]:
         return self._sources.get(trigger, ())
@@ -315,13 +316,14 @@ class StateMachine:
 
         A refusal from the table itself names the states that allow the
         trigger; one from a guard gives the guard's reason."""
-        edges = self.edges_from(state, trigger)
-        if not edges:
-            allowed = join_words(dict.fromkeys(self.sources(trigger)))
+        event = self._events.get(trigger)
+        transitions = event.transitions.get(state) if event is not None else None
+        if not transitions:
             rule = self.rule_for(trigger)
-            return Refusal(rule, f"the {self.name} is {state}; {trigger} needs {allowed}")
+            return Refusal(rule, f"the {self.name} is {state}; {trigger} needs {self._allowed[trigger]}")
         refusal: Refusal | None = None
-        for edge in edges:
+        for transition in transitions:
+            edge = transition.edge
             if edge.guard is None:
                 return edge
             reason = EDGE_GUARDS[edge.guard](None, context)
@@ -332,36 +334,45 @@ class StateMachine:
         return refusal
 
     def rule_for(self, trigger: str) -> str:
-        for edge in self.edges:
-            if edge.trigger == trigger:
-                return edge.rule
-        raise LocalProtocolError(f"{self.name} machine has no trigger {trigger!r}", "D-BAD")
+        rule = self._rules.get(trigger)
+        if rule is None:
+            raise LocalProtocolError(f"{self.name} machine has no trigger {trigger!r}", "D-BAD")
+        return rule
 
     def fire(self, model: Any, trigger: str, context: Any = None) -> Edge:
         """Fire ``trigger`` on ``model`` through `transitions`. The caller has
         checked it is allowed; a refusal here is a bug and raises."""
-        outcome = self.check(getattr(model, self.attribute), trigger, context)
-        if isinstance(outcome, Refusal):
-            raise LocalProtocolError(
-                f"{self.name} {trigger} fired while refused: {outcome.reason}", outcome.rule
-            )
-        if outcome.dest is None:
-            # An internal edge changes no state and has no callbacks: the
-            # table check above is all there is to it (this saves the
-            # transitions event round trip on every accepted request).
-            return outcome
-        if not self._events[trigger].trigger(model, context=context):
-            raise LocalProtocolError(  # pragma: no cover - check() agreed above
-                f"transitions refused {self.name} {trigger}", outcome.rule
-            )
-        return outcome
+        event = self._events.get(trigger)
+        transition = event.fire(model, context) if event is not None else None
+        if transition is None:
+            outcome = self.check(getattr(model, self.attribute), trigger, context)
+            reason = outcome.reason if isinstance(outcome, Refusal) else "its transition did not run"
+            raise LocalProtocolError(f"{self.name} {trigger} fired while refused: {reason}", outcome.rule)
+        return transition.edge
+
+    def try_fire(self, model: Any, trigger: str, context: Any = None) -> Edge | None:
+        """Fire ``trigger`` on ``model`` through `transitions` where it may
+        fire; None, and nothing changed, where :meth:`check` would refuse."""
+        event = self._events.get(trigger)
+        transition = event.fire(model, context) if event is not None else None
+        return transition.edge if transition is not None else None
+
+    def fire_if_edge(self, model: Any, trigger: str, context: Any = None) -> Edge | None:
+        """Fire ``trigger`` where the table has an edge for it from the model's
+        state; None (and nothing fired) where it has none."""
+        event = self._events.get(trigger)
+        if event is None or getattr(model, self.attribute) not in event.transitions:
+            return None
+        return self.fire(model, trigger, context)
 
 
 def _condition(guard: str) -> Callable[[Any], bool]:
+    """The `transitions` condition of an edge guard. The machine passes the
+    trigger's arguments (``send_event`` is off): here the context."""
     predicate = EDGE_GUARDS[guard]
 
-    def condition(event_data: Any) -> bool:
-        return predicate(event_data.model, event_data.kwargs.get("context")) is None
+    def condition(context: Any = None) -> bool:
+        return predicate(None, context) is None
 
     condition.__name__ = guard
     return condition

@@ -6,15 +6,42 @@ An :class:`Interaction` and each of its :class:`Conversation` legs carry a
 by identity (``eq=False``) and are slotted; they are never registered with a
 machine (see ``fsm.machines``). Everything here is plain data that cattrs
 turns into JSON and back (``fsm.snapshot``).
+
+Most live interactions have no legs waiting to be created and no request
+waiting its turn: those share :data:`NO_CALLS` and :data:`NO_REQUESTS`, an
+empty dict and an empty list that refuse to be written to, rather than
+holding empty containers of their own (memory per call). Code that adds to
+one gives the model a container of its own first.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final, NoReturn
 
 import attrs
 
 from fsm.machines import ABSENT, ENDED, SETUP, top
+
+
+def _read_only(self: object, *args: object, **kwargs: object) -> NoReturn:
+    raise TypeError("a shared empty container is never written to; give the model its own")
+
+
+class _SharedEmptyDict(dict[str, None]):
+    __slots__ = ()
+    __setitem__ = __delitem__ = update = setdefault = popitem = __ior__ = _read_only
+
+
+class _SharedEmptyList(list["Request"]):
+    __slots__ = ()
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only
+    append = extend = insert = remove = sort = reverse = _read_only
+
+
+#: The empty set of calls that live models share (see the module's docstring).
+NO_CALLS: Final[dict[str, None]] = _SharedEmptyDict()
+#: The empty request queue that live models share.
+NO_REQUESTS: Final[list[Request]] = _SharedEmptyList()
 
 
 @attrs.define(eq=False, slots=True, kw_only=True)
@@ -75,11 +102,11 @@ class Interaction:
     primary: str | None = None
     consult: str | None = None
     #: legs listed in the last init response and not yet created (D-CC-3)
-    init_pending: dict[str, None] = attrs.field(factory=dict)
+    init_pending: dict[str, None] = NO_CALLS
     #: legs a consult response or interaction.consult event named (S-CC-1, D-CC-4)
-    creatable: dict[str, None] = attrs.field(factory=dict)
+    creatable: dict[str, None] = NO_CALLS
     request_ids: dict[str, None] = attrs.field(factory=dict)
-    waiting: list[Request] = attrs.field(factory=list)
+    waiting: list[Request] = NO_REQUESTS
     executing: Pending | None = None
 
     @property

@@ -7,6 +7,7 @@ from typing import Final
 import attrs
 
 from fsm import machines as m
+from fsm.frozen import builder
 from fsm.messages import Message
 from fsm.switch_events import Command
 
@@ -47,6 +48,10 @@ class SwitchError:
 
 
 Output = ToBridge | ToSwitch | BridgeError | SwitchError
+
+#: ``ToBridge(...)`` and ``ToSwitch(...)``, quicker (see ``fsm.frozen``).
+build_to_bridge: Final = builder(ToBridge)
+build_to_switch: Final = builder(ToSwitch)
 
 
 @attrs.frozen

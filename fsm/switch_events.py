@@ -13,6 +13,7 @@ from typing import Any, Final
 import attrs
 
 from fsm.errors import RemoteProtocolError
+from fsm.frozen import builder
 from fsm.messages import check_data, converter, structure
 
 
@@ -48,8 +49,55 @@ EVENT_FIELDS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
 }
 
 
+_build_event: Final = builder(SwitchEvent)
+#: kind -> (required fields, every field it may carry)
+_SHAPES: Final = {
+    kind: (required, frozenset({"kind", *required, *optional}))
+    for kind, (required, optional) in EVENT_FIELDS.items()
+}
+
+
 def parse_switch_event(raw: object) -> SwitchEvent:
     """Validate a decoded switch event; raise a D-BAD error naming the defect."""
+    if type(raw) is dict:
+        event = _read_plain_event(raw)
+        if event is not None:
+            return event
+    return _read_event(raw)
+
+
+def _read_plain_event(raw: dict[str, Any]) -> SwitchEvent | None:
+    """The common case in one pass: an event of a known kind with its
+    required fields, no others, and every field of its type. Returns what
+    :func:`_read_event` returns for it; None for anything else, which
+    :func:`_read_event` then reports on (D-BAD)."""
+    kind = raw.get("kind")
+    shape = _SHAPES.get(kind) if type(kind) is str else None
+    if shape is None:
+        return None
+    required, allowed = shape
+    if not raw.keys() <= allowed:
+        return None
+    for name in required:
+        if name not in raw:
+            return None
+    fields = dict(raw)
+    for key, value in raw.items():
+        if key == "data":
+            try:
+                check_data(value, "data")
+            except TypeError:
+                return None
+            fields[key] = dict(value)
+        elif type(value) is not (bool if key == "ok" else str):
+            return None
+    event = _build_event(**fields)
+    if "call" in required and not event.call:
+        return None
+    return event
+
+
+def _read_event(raw: object) -> SwitchEvent:
     if not isinstance(raw, dict):
         raise RemoteProtocolError("a switch event must be a JSON object", "D-BAD")
     kind = raw.get("kind")
@@ -109,5 +157,15 @@ class Command:
     other: str | None = None
 
 
+#: Command field names, in order: the keys of its wire shape.
+_COMMAND_FIELDS: Final = tuple(field.name for field in attrs.fields(Command))
+
+
 def command_to_wire(command: Command) -> dict[str, str]:
-    return {k: v for k, v in attrs.asdict(command).items() if v is not None}
+    """The harness.md shape of a command: its fields in order, unset ones left out."""
+    wire: dict[str, str] = {}
+    for name in _COMMAND_FIELDS:
+        value = getattr(command, name)
+        if value is not None:
+            wire[name] = value
+    return wire

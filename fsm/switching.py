@@ -185,7 +185,7 @@ class SwitchSide:
         interaction.legs[call] = leg
         interaction.consult = call
         if creatable:
-            interaction.creatable[call] = None
+            interaction.creatable = {**interaction.creatable, call: None}
         self.calls[call] = leg
         return leg
 
@@ -207,12 +207,12 @@ class SwitchSide:
         self._command("release", call)
 
     def _leg_event(self, leg: Conversation, kind: str) -> None:
-        checked = CONVERSATION.check(leg.state, kind)
-        if isinstance(checked, Refusal):
+        before = leg.state
+        if CONVERSATION.try_fire(leg, kind) is None:
+            checked = CONVERSATION.check(before, kind)
+            assert isinstance(checked, Refusal)
             self._out.append(SwitchError(checked.rule, f"{kind} for call {leg.call}: {checked.reason}"))
             return
-        before = leg.state
-        CONVERSATION.fire(leg, kind)
         if leg.state != before and leg.lifecycle == m.INITIALIZED:
             assert leg.target is not None
             self._emit(event(f"conversation.{leg.state.lower()}", leg.target))

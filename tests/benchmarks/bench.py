@@ -25,6 +25,7 @@ from pathlib import Path
 
 from adapters.runner import Runner
 from adapters.simulated import SimulatedSwitch
+from fsm import codec
 from fsm.engine import Engine
 from tests.benchmarks import floor as fl
 from tests.benchmarks import growth, throughput
@@ -69,8 +70,10 @@ def header(sizes: Sizes, quick: bool, seconds: float) -> str:
             f"telephony-fsm benchmark ({'--quick' if quick else 'full'}, {seconds:.0f} s)",
             f"python {platform.python_version()} on {platform.platform()}, {_cpu()}, {os.cpu_count()} CPUs",
             f"{versions}",
+            f"json: {codec.LIBRARY} (fsm.codec; the standard json module where orjson would answer "
+            "otherwise), for the engine and the floor alike",
             f"sizes: {sizes}",
-            "floor: dict-table machine of the same states and triggers, same json decode/encode, "
+            "floor: dict-table machine of the same states and triggers, same JSON decode/encode, "
             "no validation (tests/benchmarks/floor.py)",
             "ratio: figure time / floor time (for rates: floor rate / rate; for memory: bytes / floor bytes)",
             "",

@@ -4,21 +4,26 @@ A plain dict-table machine of the same states and triggers (the tables of
 :mod:`fsm.machines`, as ``(state, trigger) -> state`` dicts) over slotted
 models kept in dicts by target and call id, fed the same input bytes with
 the same JSON decode and no validation, and encoding the same output
-messages with the same :func:`fsm.messages.dumps`. No guards, no catalog,
-no `transitions`, no cattrs, no attrs: what is left is the cost a request
-cannot avoid in Python with the standard json module.
+messages with the same encoder. The JSON library is the engine's: a bridge
+message is decoded with ``orjson.loads`` (as ``fsm.intake`` reads a valid
+message), a switch event with :func:`fsm.codec.loads` (as the measured path
+decodes it for the engine), and outputs are encoded as
+:func:`tests.benchmarks.workload.encode` encodes them. No guards, no
+catalog, no `transitions`, no cattrs, no attrs: what is left is the cost a
+request cannot avoid in Python with that JSON library.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import IO, Any, Final
 
+import orjson
+
 from fsm import machines as m
 from fsm.catalog import CATALOG
-from fsm.messages import dumps
-from tests.benchmarks.workload import BRIDGE, CHANNEL, Step, Wire
+from fsm.codec import dumps_floatless, loads
+from tests.benchmarks.workload import BRIDGE, CHANNEL, Step, Wire, encode_wire
 
 
 def _table(machine: m.StateMachine) -> dict[tuple[str, str], str]:
@@ -138,19 +143,18 @@ class Floor:
 def play(floor: Floor, step: Step, outputs: Sequence[Sequence[Wire]]) -> None:
     """The floor of :func:`tests.benchmarks.workload.play`: decode, look up,
     encode the same outputs."""
-    loads = json.loads
     for (source, raw), wires in zip(step.inputs, outputs, strict=True):
         if source == BRIDGE:
-            floor.bridge(loads(raw))
+            floor.bridge(orjson.loads(raw))
         else:
             floor.switch(loads(raw))
         for w in wires:
-            dumps(w).encode()
+            encode_wire(w)
 
 
 def feed_line(floor: Floor, line: str) -> None:
     """The floor of one ``telephony-fsm run`` input line (outputs aside)."""
-    item = json.loads(line)
+    item = loads(line)
     source = item.get("from")
     if source == "bridge":
         floor.bridge(item["message"])
@@ -169,6 +173,6 @@ def run_lines(stdin: IO[str], stdout: IO[str], template: Sequence[Sequence[Wire]
         if line.strip():
             feed_line(floor, line)
             for entry in template[(lineno - 1) % period]:
-                write(dumps(entry) + "\n")
-        write(dumps({"done": lineno}) + "\n")
+                write(dumps_floatless(entry) + "\n")
+        write(dumps_floatless({"done": lineno}) + "\n")
         flush()

@@ -13,13 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+import orjson
+
 from adapters.runner import Runner
 from adapters.simulated import SimulatedSwitch
+from fsm import codec
+from fsm.codec import dumps_floatless
 from fsm.engine import Engine
 from fsm.messages import dumps
 from tests.benchmarks import floor as fl
 from tests.benchmarks.report import ROOT, Report, Row, Sizes, check_live, median, ns, progress
-from tests.benchmarks.workload import BenchError, Checker, Wire, Writer, demo_lines, play
+from tests.benchmarks.workload import BenchError, Checker, Wire, Writer, demo_lines, encode_wire, play
 
 # --------------------------------------------------------------------------
 # 1. A bridge request, bytes in to bytes out, through the sans-IO API.
@@ -151,13 +155,13 @@ def bench_full_calls(sizes: Sizes, report: Report) -> None:
         t0 = ns()
         for n, line in enumerate(chunk, start=first):
             for entry in runner.feed(line, n):
-                out(dumps(entry) + "\n")
+                out(dumps_floatless(entry) + "\n")  # as Runner.run writes them
         t1 = ns()
         for n, line in enumerate(chunk, start=first):
             fl.feed_line(floor, line)
             for wire in template[n - first]:
-                out(dumps(wire) + "\n")
-            out(dumps({"done": n}) + "\n")
+                out(dumps_floatless(wire) + "\n")
+            out(dumps_floatless({"done": n}) + "\n")
         t2 = ns()
         if call >= sizes.warmup_calls:
             engine_ns.append(t1 - t0)
@@ -267,15 +271,15 @@ def bench_codecs(report: Report) -> None:
     wires = [w for out in outs for per_input in out for w in per_input]
     encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
     codecs: list[tuple[str, Callable[[bytes], Any], Callable[[Any], bytes]]] = [
-        ("json (as the engine: json.loads, fsm.messages.dumps)", json.loads, lambda w: dumps(w).encode()),
-        ("json, one prebuilt JSONEncoder", json.loads, lambda w: encoder.encode(w).encode()),
+        (
+            "json (json.loads, one prebuilt compact JSONEncoder)",
+            json.loads,
+            lambda w: encoder.encode(w).encode(),
+        ),
+        ("orjson alone (orjson.loads, orjson.dumps)", orjson.loads, orjson.dumps),
+        ("fsm.codec, exact (loads, dumpb: json where orjson differs)", codec.loads, codec.dumpb),
+        ("as the engine reads and writes valid messages (orjson)", orjson.loads, encode_wire),
     ]
-    try:
-        import orjson  # not a dependency: measured only when installed
-    except ImportError:
-        pass
-    else:
-        codecs.append(("orjson", orjson.loads, orjson.dumps))
     lines = [f"context: decode {len(raws)} inputs + encode {len(wires)} outputs of one mix call (median us)"]
     for name, loads, encode in codecs:
         samples = []
@@ -286,5 +290,5 @@ def bench_codecs(report: Report) -> None:
             for w in wires:
                 encode(w)
             samples.append(ns() - t0)
-        lines.append(f"   {name:<56}{median(samples) / 1e3:>9.1f}")
+        lines.append(f"   {name:<60}{median(samples) / 1e3:>9.1f}")
     report.details.append("\n".join(lines))

@@ -23,8 +23,9 @@ import attrs
 
 from adapters.simulated import SimulatedSwitch
 from adapters.switch import dispatch
+from fsm.codec import dumpb, dumpb_floatless, loads
 from fsm.engine import BridgeError, Engine, Output, SwitchError, ToBridge, ToSwitch
-from fsm.messages import FAILURE, QUERY, REQUEST, SUCCESS, dumps, to_wire
+from fsm.messages import FAILURE, QUERY, REQUEST, SUCCESS, dumps, to_wire, wire_bytes
 from fsm.switch_events import command_to_wire, event_to_wire, parse_switch_event
 
 CHANNEL: Final = "session-1.channel-1"
@@ -251,10 +252,16 @@ def _rename(value: Any, names: dict[str, str], target: str) -> Any:
 def encode(output: Output) -> bytes:
     """An output as the bytes an adapter sends: the message or command JSON."""
     if isinstance(output, ToBridge):
-        return dumps(to_wire(output.message)).encode()
+        return wire_bytes(output.message)
     if isinstance(output, ToSwitch):
-        return dumps(command_to_wire(output.command)).encode()
-    return dumps({"rule": output.rule, "message": output.message}).encode()
+        return dumpb_floatless(command_to_wire(output.command))
+    return dumpb_floatless({"rule": output.rule, "message": output.message})
+
+
+def encode_wire(w: Wire) -> bytes:
+    """What :func:`encode` writes for the output whose wire dict is ``w``
+    (a message with a body is checked for floats, as ``wire_bytes`` does)."""
+    return dumpb(w) if "body" in w else dumpb_floatless(w)
 
 
 def wire(output: Output) -> Wire:
@@ -268,7 +275,7 @@ def wire(output: Output) -> Wire:
 
 def play(engine: Engine, step: Step) -> None:
     """The measured path: bytes in, every output encoded to bytes."""
-    receive_bridge, receive_switch, loads = engine.receive_bridge, engine.receive_switch, json.loads
+    receive_bridge, receive_switch = engine.receive_bridge, engine.receive_switch
     for source, raw in step.inputs:
         outputs = receive_bridge(raw) if source == BRIDGE else receive_switch(loads(raw))
         for output in outputs:
