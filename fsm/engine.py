@@ -21,6 +21,7 @@ from fsm.catalog import (
     DONE_WHEN,
     GUARDS,
     FreeProperties,
+    Guard,
     GuardContext,
     NoProperties,
     RequestSpec,
@@ -29,7 +30,17 @@ from fsm.errors import LocalProtocolError, RemoteProtocolError
 from fsm.frozen import builder
 from fsm.intake import Defect, read_message
 from fsm.machines import CONVERSATION, INTERACTION, LIFECYCLE, Refusal, top
-from fsm.messages import Headers, Message, build_headers, copy_data, event, response
+from fsm.messages import (
+    RESPONSE,
+    SUCCESS,
+    Headers,
+    Message,
+    build_headers,
+    build_message,
+    copy_data,
+    event,
+    response,
+)
 from fsm.model import NO_CALLS, NO_REQUESTS, Conversation, Interaction, Pending, Request
 from fsm.outputs import (
     BridgeError,
@@ -289,16 +300,17 @@ class Engine(SwitchSide):
         if isinstance(checked, Refusal):
             self._refuse(headers, *_explain(machine, spec, model.state, checked))
             return
-        context = _build_context(interaction, conversation, props, self.policy)
-        for name in spec.guards:
-            guard = GUARDS[name]
-            reason_or_none = guard.check(context)
-            if reason_or_none is not None:
-                self._refuse(headers, guard.rule, reason_or_none)
-                return
-        effect = getattr(self, f"_do_{spec.short}", None)
+        guards = _GUARDS_OF[spec.name]
+        if guards:
+            context = _build_context(interaction, conversation, props, self.policy)
+            for guard in guards:
+                reason_or_none = guard.check(context)
+                if reason_or_none is not None:
+                    self._refuse(headers, guard.rule, reason_or_none)
+                    return
+        effect = _EFFECTS.get(spec.name)
         if effect is not None:
-            effect(headers, interaction, conversation, props)
+            effect(self, headers, interaction, conversation, props)
             return
         if conversation is not None:
             CONVERSATION.fire(conversation, spec.trigger)
@@ -493,7 +505,9 @@ class Engine(SwitchSide):
 
     def _fire(self, interaction: Interaction, trigger: str) -> None:
         before = interaction.state
-        self._after(interaction, INTERACTION.fire(interaction, trigger, self.policy), before)
+        edge = INTERACTION.fire(interaction, trigger, self.policy)
+        if edge.dest is not None or edge.action is not None:
+            self._after(interaction, edge, before)
 
     def _after(self, interaction: Interaction, edge: m.Edge, before: str) -> None:
         """What follows an interaction edge from state ``before``: the event of
@@ -553,12 +567,35 @@ class Engine(SwitchSide):
         properties: dict[str, str] | None = None,
         body: Any = None,
     ) -> None:
-        self._out.append(build_to_bridge(response(headers, properties=properties, body=body)))
+        """Answer SUCCESS (S-REQ-1); what :func:`fsm.messages.response` makes,
+        built here directly: one is made for nearly every input."""
+        self._out.append(
+            build_to_bridge(
+                build_message(
+                    build_headers(RESPONSE, headers.name, headers.target, headers.request_id, SUCCESS),
+                    properties or {},
+                    body,
+                )
+            )
+        )
 
     def _refuse(self, headers: Headers, rule: str, reason: str, *, prefix: bool = True) -> None:
         short = headers.name.rpartition(".")[2] or "message"
         text = f"{short} refused: {reason}" if prefix else reason
         self._out.append(build_to_bridge(response(headers, error=text), rule))
+
+
+#: request name -> the engine method that carries it out, for requests that
+#: do more than fire their trigger and ask the switch (``_do_<short name>``)
+_EFFECTS: Final[dict[str, Any]] = {
+    name: effect
+    for name, spec in CATALOG.items()
+    if (effect := Engine.__dict__.get(f"_do_{spec.short}")) is not None
+}
+#: request name -> its request guards, in order (looked up once)
+_GUARDS_OF: Final[dict[str, tuple[Guard, ...]]] = {
+    name: tuple(GUARDS[guard] for guard in spec.guards) for name, spec in CATALOG.items()
+}
 
 
 # --------------------------------------------------------------------------

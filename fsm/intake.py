@@ -9,7 +9,7 @@ FAILURE response must echo (S-REQ-2). Nothing here touches engine state.
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import attrs
 from orjson import JSONDecodeError as OrjsonDecodeError
@@ -24,11 +24,11 @@ from fsm.messages import QUERY, REQUEST, Headers, build_headers, json_type, stru
 MAX_REQUEST_ID = 256
 
 
-@attrs.frozen
-class Valid:
+class Valid(NamedTuple):
     """A well-formed query or request of the catalog. ``props`` is
     ``properties`` structured as the spec says (see
-    :func:`fsm.engine.read_properties`)."""
+    :func:`fsm.engine.read_properties`). A named tuple, not an attrs class:
+    it lives from intake to execution only, and one is made per request."""
 
     headers: Headers
     spec: RequestSpec
@@ -48,7 +48,7 @@ class Defect:
 
 
 def read_message(raw: object, max_size: int) -> Valid | Defect:
-    if isinstance(raw, bytes | bytearray | memoryview):
+    if type(raw) is bytes or isinstance(raw, bytes | bytearray | memoryview):
         raw = bytes(raw)
         if len(raw) > max_size:
             return _oversized(len(raw), max_size)
@@ -92,7 +92,7 @@ def _oversized(size: int, limit: int) -> Defect:
     return Defect("D-BOUND", f"message of {size} bytes exceeds the limit of {limit} (max_frame_size)", None)
 
 
-_build_valid: Final = builder(Valid)
+_new_tuple: Final = tuple.__new__
 #: The top-level keys of a message.
 _MESSAGE_KEYS: Final = frozenset({"headers", "properties", "body"})
 #: The header keys of a valid query or request, in the order the bridge writes them.
@@ -104,6 +104,12 @@ _PROPERTY_KEYS: Final = {
     spec.name: frozenset(field.name for field in attrs.fields(spec.properties))
     for spec in CATALOG.values()
     if attrs.has(spec.properties)
+}
+#: message name -> a quick constructor of its attrs properties class
+_PROPERTY_BUILDERS: Final = {
+    spec.name: builder(spec.properties)
+    for spec in CATALOG.values()
+    if attrs.has(spec.properties) and spec.properties is not NoProperties
 }
 
 
@@ -121,29 +127,41 @@ def _read_valid(raw: dict[str, Any]) -> Valid | None:
     properties are strings as its spec asks. Returns what
     :func:`_read_checked` returns for such a message, or None for anything
     else, which :func:`_read_checked` then reads and reports on (D-BAD)."""
-    if not raw.keys() <= _MESSAGE_KEYS:
-        return None
     headers = raw.get("headers")
-    if type(headers) is not dict or headers.keys() != _REQUEST_HEADERS:
+    if type(headers) is not dict or len(headers) != 4:
         return None
     kind, name, target, request_id = (
-        headers["type"],
-        headers["name"],
-        headers["target"],
-        headers["requestId"],
+        headers.get("type"),
+        headers.get("name"),
+        headers.get("target"),
+        headers.get("requestId"),
     )
+    # four keys, each of them one of the four: exactly the four
     if not (type(kind) is str and type(name) is str and type(target) is str and type(request_id) is str):
         return None
     spec = CATALOG.get(name)
-    if spec is None or spec.kind != kind or not request_id or raw.get("body") not in (None, "", {}):
+    if spec is None or spec.kind != kind or not request_id:
         return None
-    properties = raw.get("properties")
+    properties: Any = None
+    if len(raw) > 1:
+        if not raw.keys() <= _MESSAGE_KEYS:
+            return None
+        body = raw.get("body")
+        if body is not None and body != "" and body != {}:
+            return None
+        properties = raw.get("properties")
+    props: Any
     if properties is None:
         properties = {}
+        if spec.properties is NoProperties:
+            props = _NO_PROPERTIES
+        elif spec.properties is FreeProperties:
+            props = {}
+        else:
+            return None
     elif type(properties) is not dict:
         return None
-    props: Any
-    if spec.properties is FreeProperties:
+    elif spec.properties is FreeProperties:
         for key, value in properties.items():
             if type(key) is not str or type(value) is not str:
                 return None
@@ -153,18 +171,15 @@ def _read_valid(raw: dict[str, Any]) -> Valid | None:
             return None
         props = _NO_PROPERTIES
     else:
-        if properties.keys() != _PROPERTY_KEYS[spec.name]:
+        if properties.keys() != _PROPERTY_KEYS[name]:
             return None
         for value in properties.values():
             if type(value) is not str:
                 return None
-        props = spec.properties(**properties)
-    return _build_valid(
-        build_headers(type=kind, name=name, target=target, request_id=request_id),
-        spec,
-        dict(properties),
-        props,
-    )
+        props = _PROPERTY_BUILDERS[name](**properties)
+    headers_read = build_headers(kind, name, target, request_id)
+    valid: Valid = _new_tuple(Valid, (headers_read, spec, dict(properties), props))
+    return valid
 
 
 def _read_checked(raw: object) -> Valid | Defect:
