@@ -31,6 +31,7 @@ from fsm.frozen import builder
 from fsm.intake import Defect, read_message
 from fsm.machines import CONVERSATION, INTERACTION, LIFECYCLE, Refusal, top
 from fsm.messages import (
+    QUERY,
     RESPONSE,
     SUCCESS,
     Headers,
@@ -69,7 +70,7 @@ __all__ = [
 ]
 
 
-_build_context: Final = builder(GuardContext)
+_new_tuple: Final = tuple.__new__
 _build_command: Final = builder(Command)
 
 
@@ -117,9 +118,11 @@ class Engine(SwitchSide):
 
     def receive_bridge(self, raw: object) -> list[Output]:
         """A message from the bridge: bytes, text or a decoded JSON object."""
-        self._out = []
+        out: list[Output] = []
+        self._out = out
         self._bridge_message(raw)
-        return self._take()
+        self._out = []
+        return out
 
     def receive_switch(self, raw: Mapping[str, Any] | SwitchEvent) -> list[Output]:
         """An event from the switch, decoded JSON or a :class:`SwitchEvent`."""
@@ -164,8 +167,9 @@ class Engine(SwitchSide):
             else:
                 self._refuse(read.echo, read.rule, read.message, prefix=False)
             return
-        headers, spec = read.headers, read.spec
-        assert headers.request_id is not None
+        headers, spec, properties, props = read
+        request_id = headers.request_id
+        assert request_id is not None
         target = headers.target
         dest = self.destinations.get(target)
         if dest is None:
@@ -174,53 +178,55 @@ class Engine(SwitchSide):
             else:
                 self._refuse(headers, "D-TARGET", f"no destination {target!r} is known")
             return
-        if spec.destination == "interaction" and not isinstance(dest, Interaction):
-            self._refuse(headers, "D-TARGET", f"{target} is a conversation, not an interaction")
+        if type(dest) is Interaction:
+            interaction = dest
+            if spec.destination != "interaction":
+                self._refuse(headers, "D-TARGET", f"{target} is an interaction, not a conversation")
+                return
+        else:
+            assert type(dest) is Conversation
+            if spec.destination != "conversation":
+                self._refuse(headers, "D-TARGET", f"{target} is a conversation, not an interaction")
+                return
+            interaction = self.interactions[dest.interaction_id]
+        seen = dest.request_ids
+        if request_id in seen:
+            self._refuse(headers, "D-DUP", f"duplicate requestId {request_id}")
             return
-        if spec.destination == "conversation" and not isinstance(dest, Conversation):
-            self._refuse(headers, "D-TARGET", f"{target} is an interaction, not a conversation")
-            return
-        if headers.request_id in dest.request_ids:
-            self._refuse(headers, "D-DUP", f"duplicate requestId {headers.request_id}")
-            return
-        if len(dest.request_ids) < self.policy.max_request_ids:
-            dest.request_ids[headers.request_id] = None
+        if len(seen) < self.policy.max_request_ids:
+            seen[request_id] = None
         elif spec.trigger != "dispose":
             # D-BOUND; dispose stays possible (D-LIFE-4), and needs no record:
             # once it ran, every later message is refused as disposed
             self._refuse(
                 headers,
                 "D-BOUND",
-                f"{target} has seen {len(dest.request_ids)} requestIds, the limit (policy "
+                f"{target} has seen {len(seen)} requestIds, the limit (policy "
                 "max_request_ids); only dispose is still accepted",
             )
             return
-        interaction = dest if isinstance(dest, Interaction) else self.interactions[dest.interaction_id]
-        if spec.kind == "cti.query":
+        if spec.kind == QUERY:
             self._query(headers, spec, interaction, dest)
             return
         if dest.lifecycle != m.INITIALIZED and spec.trigger != "dispose":
             self._refuse(headers, "D-LIFE-5", f"{target} is not initialized; send its init query")
             return
-        held = len(interaction.waiting) + (interaction.executing is not None)
-        if held >= self.policy.max_pending_requests:
-            self._refuse(
-                headers,
-                "D-BOUND",
-                f"{held} requests are already pending on this interaction (policy max_pending_requests)",
-            )
-            return
-        if interaction.executing is None and not interaction.waiting and interaction.lifecycle != m.DISPOSED:
-            # nothing ahead of it (D-SERIAL): it runs now, with the headers
-            # and properties its intake built
-            self._execute(interaction, spec, headers, read.props)
-            return
-        request = Request(
-            name=headers.name,
-            target=target,
-            request_id=headers.request_id,
-            properties=read.properties,
-        )
+        if interaction.executing is None and not interaction.waiting:
+            if interaction.lifecycle != m.DISPOSED:
+                # nothing ahead of it (D-SERIAL): it runs now, with the headers
+                # and properties its intake built
+                self._execute(interaction, spec, headers, props, dest)
+                return
+        else:
+            held = len(interaction.waiting) + (interaction.executing is not None)
+            if held >= self.policy.max_pending_requests:
+                self._refuse(
+                    headers,
+                    "D-BOUND",
+                    f"{held} requests are already pending on this interaction (policy max_pending_requests)",
+                )
+                return
+        request = Request(name=headers.name, target=target, request_id=request_id, properties=properties)
         if interaction.waiting:
             interaction.waiting.append(request)
         else:
@@ -284,17 +290,31 @@ class Engine(SwitchSide):
             props = read_properties(spec, request.properties)
             self._execute(interaction, spec, _headers_of(request), props)
 
-    def _execute(self, interaction: Interaction, spec: RequestSpec, headers: Headers, props: Any) -> None:
-        dest = self.destinations.get(headers.target)
+    def _execute(
+        self,
+        interaction: Interaction,
+        spec: RequestSpec,
+        headers: Headers,
+        props: Any,
+        dest: Interaction | Conversation | None = None,
+    ) -> None:
+        """Run one request whose turn it is. ``dest`` is its destination when
+        the caller has just looked it up; a queued request looks it up again
+        (it may have been disposed meanwhile)."""
         if dest is None:
-            self._refuse(headers, "D-LIFE-4", f"destination {headers.target} was disposed")
-            return
+            dest = self.destinations.get(headers.target)
+            if dest is None:
+                self._refuse(headers, "D-LIFE-4", f"destination {headers.target} was disposed")
+                return
         if spec.machine == "lifecycle":
             self._dispose(headers, interaction, dest)
             return
-        conversation = dest if isinstance(dest, Conversation) else None
-        machine = CONVERSATION if conversation is not None else INTERACTION
-        model: Interaction | Conversation = conversation or interaction
+        conversation: Conversation | None
+        model: Interaction | Conversation
+        if type(dest) is Conversation:
+            conversation, machine, model = dest, CONVERSATION, dest
+        else:
+            conversation, machine, model = None, INTERACTION, interaction
         assert spec.trigger is not None
         checked = machine.check(model.state, spec.trigger, self.policy)
         if isinstance(checked, Refusal):
@@ -302,7 +322,7 @@ class Engine(SwitchSide):
             return
         guards = _GUARDS_OF[spec.name]
         if guards:
-            context = _build_context(interaction, conversation, props, self.policy)
+            context: GuardContext = _new_tuple(GuardContext, (interaction, conversation, props, self.policy))
             for guard in guards:
                 reason_or_none = guard.check(context)
                 if reason_or_none is not None:
@@ -455,17 +475,18 @@ class Engine(SwitchSide):
     def _do_createconversation(
         self, headers: Headers, interaction: Interaction, _: object, props: Any
     ) -> None:
-        leg = interaction.legs[props.nativeid]
+        call = props.nativeid
+        leg = interaction.legs[call]
         self._fire(interaction, "createconversation")
         if leg.bridge_id is None:
             leg.bridge_id = props.id
-            leg.target = self.targets.conversation(interaction.target, props.id)
+            leg.target = target = self.targets.conversation(interaction.target, props.id)
             LIFECYCLE.fire(leg, "create")
-            self.destinations[leg.target] = leg
-        if leg.call in interaction.init_pending:
-            interaction.init_pending = _without(interaction.init_pending, leg.call)
-        if leg.call in interaction.creatable:
-            interaction.creatable = _without(interaction.creatable, leg.call)
+            self.destinations[target] = leg
+        if call in interaction.init_pending:
+            interaction.init_pending = _without(interaction.init_pending, call)
+        if call in interaction.creatable:
+            interaction.creatable = _without(interaction.creatable, call)
         self._respond(headers)
 
     def _dispose(self, headers: Headers, interaction: Interaction, dest: Interaction | Conversation) -> None:
@@ -625,7 +646,11 @@ def _allowed(machine: m.StateMachine, trigger: str) -> tuple[frozenset[str], str
 
 def _without(calls: dict[str, None], call: str) -> dict[str, None]:
     """``calls`` less ``call``: a smaller dict, or the shared empty one."""
-    return {c: None for c in calls if c != call} or NO_CALLS
+    if len(calls) == 1:
+        return NO_CALLS
+    rest = dict(calls)
+    del rest[call]
+    return rest
 
 
 def read_properties(spec: RequestSpec, properties: dict[str, str]) -> Any:

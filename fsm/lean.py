@@ -107,6 +107,15 @@ class EdgeTransition(Transition, Generic[Row]):
             setattr(model, attribute, self.dest)
         return True
 
+    def run_with(self, model: object, attribute: str, context: object) -> bool:
+        """:meth:`run` for a trigger given one argument, ``context``."""
+        for func, target in self._checks:
+            if func(context) != target:
+                return False
+        if self.dest is not None:
+            setattr(model, attribute, self.dest)
+        return True
+
     def add_callback(self, trigger: str, func: object) -> None:
         _refuse_callbacks(f"transition {self.source} -> {self.dest}", **{trigger: func})
 
@@ -132,6 +141,17 @@ class EdgeEvent(Event, Generic[Row]):
         if candidates is not None:
             for transition in candidates:
                 if transition.run(model, attribute, args, kwargs):
+                    return transition
+        return None
+
+    def fire_with(self, model: object, context: object) -> EdgeTransition[Row] | None:
+        """:meth:`fire` for a trigger given one argument, ``context`` (how the
+        project's machines fire: the conditions get the guard context)."""
+        attribute = self.machine.model_attribute
+        candidates = self.transitions.get(getattr(model, attribute))
+        if candidates is not None:
+            for transition in candidates:
+                if transition.run_with(model, attribute, context):
                     return transition
         return None
 

@@ -343,7 +343,7 @@ class StateMachine:
         """Fire ``trigger`` on ``model`` through `transitions`. The caller has
         checked it is allowed; a refusal here is a bug and raises."""
         event = self._events.get(trigger)
-        transition = event.fire(model, context) if event is not None else None
+        transition = event.fire_with(model, context) if event is not None else None
         if transition is None:
             outcome = self.check(getattr(model, self.attribute), trigger, context)
             reason = outcome.reason if isinstance(outcome, Refusal) else "its transition did not run"
@@ -354,7 +354,7 @@ class StateMachine:
         """Fire ``trigger`` on ``model`` through `transitions` where it may
         fire; None, and nothing changed, where :meth:`check` would refuse."""
         event = self._events.get(trigger)
-        transition = event.fire(model, context) if event is not None else None
+        transition = event.fire_with(model, context) if event is not None else None
         return transition.edge if transition is not None else None
 
     def fire_if_edge(self, model: Any, trigger: str, context: Any = None) -> Edge | None:
