@@ -29,7 +29,7 @@ from fsm.catalog import (
 from fsm.errors import LocalProtocolError, RemoteProtocolError
 from fsm.frozen import builder
 from fsm.intake import Defect, read_message
-from fsm.machines import CONVERSATION, INTERACTION, LIFECYCLE, Refusal, top
+from fsm.machines import CONVERSATION, INTERACTION, LIFECYCLE, TOP_OF, Refusal, top
 from fsm.messages import (
     QUERY,
     RESPONSE,
@@ -537,9 +537,9 @@ class Engine(SwitchSide):
             if edge.action is not None:
                 getattr(self, f"_action_{edge.action}")(interaction)
             return
-        now = interaction.top
-        if now != top(before) and interaction.lifecycle == m.INITIALIZED:
-            self._emit(event(f"interaction.{now.lower()}", interaction.target))
+        now = TOP_OF[interaction.state]
+        if now != TOP_OF[before] and interaction.lifecycle == m.INITIALIZED:
+            self._emit(event(_INTERACTION_EVENT[now], interaction.target))
         if edge.action is not None:
             getattr(self, f"_action_{edge.action}")(interaction)
         self._index(interaction)
@@ -606,6 +606,8 @@ class Engine(SwitchSide):
         self._out.append(build_to_bridge(response(headers, error=text), rule))
 
 
+#: top-level interaction state -> the event that announces it (interaction.started, ...)
+_INTERACTION_EVENT: Final = {state: f"interaction.{state.lower()}" for state in set(TOP_OF.values())}
 #: request name -> the engine method that carries it out, for requests that
 #: do more than fire their trigger and ask the switch (``_do_<short name>``)
 _EFFECTS: Final[dict[str, Any]] = {
@@ -663,8 +665,7 @@ def read_properties(spec: RequestSpec, properties: dict[str, str]) -> Any:
 
 
 def _headers_of(request: Request) -> Headers:
-    kind = CATALOG[request.name].kind
-    return build_headers(type=kind, name=request.name, target=request.target, request_id=request.request_id)
+    return build_headers(CATALOG[request.name].kind, request.name, request.target, request.request_id)
 
 
 def _request_of(headers: Headers) -> Request:

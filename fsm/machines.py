@@ -80,9 +80,14 @@ DISPOSED: Final = "DISPOSED"
 LIFECYCLE_STATES: Final = (ABSENT, SETUP, INITIALIZED, DISPOSED)
 
 
+#: interaction state -> its top-level state (what :func:`top` answers), looked up
+#: on every state change
+TOP_OF: Final = {state: state.partition(".")[0] for state in INTERACTION_STATES}
+
+
 def top(state: str) -> str:
     """The protocol's name of a state: ``STARTED.ringing`` -> ``STARTED``."""
-    return state.partition(".")[0]
+    return TOP_OF.get(state) or state.partition(".")[0]
 
 
 # --------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any, Final, NoReturn
 
 import attrs
 
-from fsm.machines import ABSENT, ENDED, SETUP, top
+from fsm.machines import ABSENT, ENDED, SETUP, TOP_OF, top
 
 
 def _read_only(self: object, *args: object, **kwargs: object) -> NoReturn:
@@ -111,7 +111,7 @@ class Interaction:
 
     @property
     def top(self) -> str:
-        return top(self.state)
+        return TOP_OF.get(self.state) or top(self.state)
 
     def leg(self, role: str) -> Conversation | None:
         call = self.primary if role == "primary" else self.consult

@@ -10,6 +10,8 @@ bridge side (requests, queries, their execution) is in ``fsm.engine``.
 
 from __future__ import annotations
 
+from typing import Final
+
 from fsm import machines as m
 from fsm.machines import CONVERSATION, LIFECYCLE, Refusal
 from fsm.messages import DataValue, Message, copy_data, event
@@ -215,7 +217,7 @@ class SwitchSide:
             return
         if leg.state != before and leg.lifecycle == m.INITIALIZED:
             assert leg.target is not None
-            self._emit(event(f"conversation.{leg.state.lower()}", leg.target))
+            self._emit(event(_CONVERSATION_EVENT[leg.state], leg.target))
         interaction = self.interactions[leg.interaction_id]
         if leg.call == interaction.primary and interaction.state == m.S_NONE:
             self._index(interaction)
@@ -262,6 +264,10 @@ class SwitchSide:
             self._release_orphan(ev.call)
 
 
+#: conversation state -> the event that announces it (conversation.talking, ...)
+_CONVERSATION_EVENT: Final = {state: f"conversation.{state.lower()}" for state in m.CONVERSATION_STATES}
+
+
 def _derived_trigger(interaction: Interaction, leg: Conversation, before: str) -> str | None:
     """What a leg's new state means for its interaction. The active leg
     (S-ALT-1) is the last one that became TALKING; when it is put on hold
@@ -269,7 +275,9 @@ def _derived_trigger(interaction: Interaction, leg: Conversation, before: str) -
     state = leg.state
     if state == before:
         return None
-    primary, consult = interaction.leg("primary"), interaction.leg("consult")
+    legs = interaction.legs
+    primary = legs[interaction.primary] if interaction.primary is not None else None
+    consult = legs[interaction.consult] if interaction.consult is not None else None
     if leg is primary:
         if state == m.TALKING:
             return "primary_connected" if interaction.top in (m.ALERTING, m.DIALING) else "primary_talking"
