@@ -238,8 +238,12 @@ def to_wire(message: Message) -> dict[str, Any]:
 
 
 def wire_bytes(message: Message) -> bytes:
-    """``dumps(to_wire(message))`` as UTF-8 bytes: what an adapter sends."""
-    wire = to_wire(message)
+    """``dumps(to_wire(message))`` as UTF-8 bytes: what an adapter sends.
+    (The dict is encoded at once, so the properties are not copied.)"""
+    wire: dict[str, Any] = {"headers": _unstructure_headers(message.headers)}
+    if message.properties:
+        wire["properties"] = message.properties
     if message.body is None:  # headers and properties are strings
         return dumpb_floatless(wire)
+    wire["body"] = message.body
     return dumpb(wire)
