@@ -2,9 +2,11 @@
 
 Prints, for each figure of the project's performance targets, the figure,
 the floor measured in the same run (see :mod:`tests.benchmarks.floor`),
-their ratio, the target and whether it is met. ``--profile request`` and
-``--profile run`` print the 25 costliest functions (cProfile, by own time)
-of the request mix and of the ``run`` loop instead. See README.md here.
+their ratio, the target and whether it is met. ``--profile request``,
+``--profile create`` and ``--profile run`` print the 25 costliest functions
+(cProfile, by own time) of the request mix, of creating and disposing
+interactions with two conversations (item 3, all inputs) and of the ``run``
+loop instead. See README.md here.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ from tests.benchmarks.workload import Checker, Writer, demo_lines, play
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes (well under 30 s)")
-    parser.add_argument("--profile", choices=("request", "run"), help="profile one hot path instead")
+    parser.add_argument(
+        "--profile", choices=("request", "create", "run"), help="profile one hot path instead"
+    )
     parser.add_argument("--floor-run", metavar="TEMPLATE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.floor_run:
@@ -133,9 +137,12 @@ def table(rows: Sequence[Row]) -> str:
 def profile(path: str, sizes: Sizes) -> None:
     """cProfile of one hot path, top 25 by own time."""
     profiler = cProfile.Profile()
-    if path == "request":
+    if path in ("request", "create"):
         writer, checker = Writer(prefix="p"), Checker()
-        calls = [writer.mix_call(f"p{i}") for i in range(sizes.mix_calls)]
+        if path == "request":
+            calls = [writer.mix_call(f"p{i}") for i in range(sizes.mix_calls)]
+        else:  # item 3's script: a consult request, then dispose
+            calls = [[*writer.live_call(f"p{i}"), writer.dispose(f"p{i}")] for i in range(sizes.mix_calls)]
         for steps in calls:
             checker.check_all(steps)
         engine = Engine()
