@@ -235,8 +235,10 @@ class Leg:
     #: conversation init may name either role (D-PRIMARY-LOSS says only what
     #: the promoted leg's role is)
     role_either: bool = False
-    #: when it last became TALKING (S-ALT-1: the active leg is the last one
-    #: that was TALKING)
+    #: when it last was TALKING: the tick at which it became TALKING, moved
+    #: on to the tick at which it left TALKING (S-ALT-1: the active leg is the
+    #: last one that was TALKING; of two legs that are both TALKING, the one
+    #: that became TALKING last)
     talked_at: int = 0
 
 
@@ -1206,7 +1208,9 @@ class Reference:
             leg.state = new
             if leg.lifecycle == INITIALIZED:
                 self._expect(leg.target or "", f"conversation.{new.lower()}")
-            if new == TALKING:
+            if TALKING in (new, before):
+                # S-ALT-1: leaving TALKING counts too; of two held legs, the
+                # one that stopped talking last is the active one.
                 self.ticks += 1
                 leg.talked_at = self.ticks
             if leg.call == i.primary:

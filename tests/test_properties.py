@@ -900,6 +900,34 @@ def test_queue_released_by_a_timeout() -> None:
     h.check_trace(end_of_run=True)
 
 
+def test_alternate_with_both_legs_held_acts_on_the_leg_that_talked_last() -> None:
+    """S-ALT-1, D-ASYNC: the consult talks; the primary is retrieved (both
+    talk), then held while the consult still talks; then the consult is
+    held too. The consult is the last leg that was TALKING, so it is the
+    active one: alternate holds it (already held) and retrieves the primary,
+    and is SUCCESS once the switch reports the primary retrieved. A run the
+    simulated machine found (the reference model took the primary, which
+    became TALKING last, for the active leg), replayed with every check."""
+    h = Harness(scripted=False, policy=Policy(), log=lambda text: None)
+    it = f"{CH}.c1"
+    h.switch_event({"kind": "offered", "call": "c1"})
+    h.send("interaction.query.init", it)
+    h.send("interaction.request.accept", it)
+    h.send("interaction.request.consult", it, {"destination": "200"})  # c1 held, sim-1 talking
+    h.switch_event({"kind": "retrieved", "call": "c1"})
+    h.switch_event({"kind": "held", "call": "c1"})
+    h.switch_event({"kind": "held", "call": "sim-1"})
+    out = h.send("interaction.request.alternate", it)
+    assert [{"id": "cmd-3", "op": "alternate", "call": "sim-1", "other": "c1"}] == [
+        o["command"] for o in out if o.get("to") == "switch"
+    ]
+    assert ["SUCCESS"] == [o["message"]["headers"]["result"] for o in out if o.get("to") == "bridge"]
+    assert isinstance(h.switch, SimulatedSwitch)
+    assert {"c1": "TALKING", "sim-1": "HELD"} == h.switch.calls
+    assert not h.model.finish()
+    h.check_trace(end_of_run=True)
+
+
 # --------------------------------------------------------------------------
 # A planted bug must be found.
 

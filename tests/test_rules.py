@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 
+from adapters.simulated import SimulatedSwitch
 from fsm.engine import Targets
 from fsm.snapshot import snapshot
 from tests.drive import (
@@ -703,6 +704,25 @@ def test_s_alt_1_held_active_leg_hands_over_to_the_talking_one() -> None:
     out = d.req("alternate")
     assert [{"id": "cmd-7", "op": "alternate", "call": "c1", "other": "sim-1"}] == commands(out)
     assert ok(out)
+
+
+def test_s_alt_1_both_held_the_leg_that_talked_last_is_active() -> None:
+    """S-ALT-1: with both legs held, the active leg is the one that was
+    TALKING last, not the one that became TALKING last: the primary is
+    retrieved and held again while the consult talks, then the consult is
+    held; alternate holds the consult and retrieves the primary (D-ASYNC:
+    SUCCESS once the switch reports the primary retrieved)."""
+    d = Drive()
+    d.consulting_call()  # consult connected last: active
+    d.sw("retrieved", "c1")  # both talk; the primary became TALKING last
+    d.sw("held", "c1")  # ... and is held while the consult still talks
+    d.sw("held", "sim-1")  # both held: the consult was TALKING last
+    out = d.req("alternate")
+    assert [{"id": "cmd-3", "op": "alternate", "call": "sim-1", "other": "c1"}] == commands(out)
+    assert ok(out)
+    assert ["conversation.talking"] == event_names(out)
+    assert isinstance(d.switch, SimulatedSwitch)
+    assert {"c1": "TALKING", "sim-1": "HELD"} == d.switch.calls
 
 
 def test_d_bad_empty_request_id_cannot_be_answered() -> None:
