@@ -7,19 +7,24 @@ import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from adapters.diagrams import main as diagrams_main
 from adapters.runner import Runner
-from adapters.session import Step
 from adapters.simulated import ScriptedSwitch, SimulatedSwitch
 from adapters.switch import Switch
 from fsm.engine import Engine, Targets
 from fsm.errors import LocalProtocolError
 from fsm.policy import Policy
 
+if TYPE_CHECKING:
+    from adapters.session import Step
 
-def _parser() -> argparse.ArgumentParser:
+
+def _parser(only_run: bool = False) -> argparse.ArgumentParser:
+    """The command's parser. ``only_run``: the ``run`` command alone, so that
+    ``telephony-fsm run`` (started once per session by whatever scripts it)
+    does not import the TCP, SQLite and demo modules of the other commands;
+    its options, help and errors are the same as in the whole parser."""
     parser = argparse.ArgumentParser(
         prog="telephony-fsm",
         description="The telephony interaction destination engine and its tools.",
@@ -48,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--trace", metavar="FILE", help="also write the merged trace (JSONL)")
     run.set_defaults(subparser=run)
+    if only_run:
+        return parser
     demo = commands.add_parser(
         "demo",
         help="the main job: bridge, engine and simulated switch play a full call",
@@ -148,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from adapters.check import main as check_main
 
         return check_main(arguments[1:])
-    parser = _parser()
+    parser = _parser(only_run=arguments[:1] == ["run"])
     args = parser.parse_args(arguments)
     if args.command == "run":
         policy = make_policy(args.subparser, args.policy)
@@ -164,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args, args.subparser)
         return code
     if args.command == "diagrams":
+        from adapters.diagrams import main as diagrams_main
+
         return diagrams_main(["--check"] if args.check else [], Path(args.root))
     parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse refuses first
 
