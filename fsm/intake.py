@@ -48,8 +48,7 @@ class Defect:
 
 
 def read_message(raw: object, max_size: int) -> Valid | Defect:
-    if type(raw) is bytes or isinstance(raw, bytes | bytearray | memoryview):
-        raw = bytes(raw)
+    if type(raw) is bytes:  # what an adapter passes: the common case first
         if len(raw) > max_size:
             return _oversized(len(raw), max_size)
         quick = _read_quickly(raw)
@@ -59,6 +58,8 @@ def read_message(raw: object, max_size: int) -> Valid | Defect:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             return Defect("D-BAD", f"message is not UTF-8: {exc.reason} at byte {exc.start}", None)
+    elif isinstance(raw, bytes | bytearray | memoryview):
+        return read_message(bytes(raw), max_size)
     elif isinstance(raw, str):
         if len(raw) > max_size:
             return _oversized(len(raw), max_size)
@@ -85,7 +86,7 @@ def _read_quickly(text: bytes | str) -> Valid | None:
         value = orjson_loads(text)
     except OrjsonDecodeError:
         return None
-    return _read_valid(value) if type(value) is dict else None
+    return _read_valid(value, True) if type(value) is dict else None
 
 
 def _oversized(size: int, limit: int) -> Defect:
@@ -115,28 +116,32 @@ _PROPERTY_BUILDERS: Final = {
 
 def _read_object(raw: object) -> Valid | Defect:
     if type(raw) is dict:
-        valid = _read_valid(raw)
+        valid = _read_valid(raw, False)
         if valid is not None:
             return valid
     return _read_checked(raw)
 
 
-def _read_valid(raw: dict[str, Any]) -> Valid | None:
+def _read_valid(raw: dict[str, Any], owned: bool) -> Valid | None:
     """The common case in one pass: a query or request whose headers are
     exactly type, name, target and requestId, every one a string, and whose
     properties are strings as its spec asks. Returns what
     :func:`_read_checked` returns for such a message, or None for anything
-    else, which :func:`_read_checked` then reads and reports on (D-BAD)."""
+    else, which :func:`_read_checked` then reads and reports on (D-BAD).
+    ``owned``: ``raw`` was decoded here, so its properties dict need not be
+    copied (a caller's dict is)."""
     headers = raw.get("headers")
     if type(headers) is not dict or len(headers) != 4:
         return None
-    kind, name, target, request_id = (
-        headers.get("type"),
-        headers.get("name"),
-        headers.get("target"),
-        headers.get("requestId"),
-    )
-    # four keys, each of them one of the four: exactly the four
+    try:  # four keys, each of them one of the four: exactly the four
+        kind, name, target, request_id = (
+            headers["type"],
+            headers["name"],
+            headers["target"],
+            headers["requestId"],
+        )
+    except KeyError:
+        return None
     if not (type(kind) is str and type(name) is str and type(target) is str and type(request_id) is str):
         return None
     spec = CATALOG.get(name)
@@ -161,24 +166,26 @@ def _read_valid(raw: dict[str, Any]) -> Valid | None:
             return None
     elif type(properties) is not dict:
         return None
-    elif spec.properties is FreeProperties:
-        for key, value in properties.items():
-            if type(key) is not str or type(value) is not str:
-                return None
-        props = dict(properties)
-    elif spec.properties is NoProperties:
-        if properties:
-            return None
-        props = _NO_PROPERTIES
     else:
-        if properties.keys() != _PROPERTY_KEYS[name]:
-            return None
-        for value in properties.values():
-            if type(value) is not str:
+        if not owned:
+            properties = dict(properties)
+        if spec.properties is FreeProperties:
+            for key, value in properties.items():
+                if type(key) is not str or type(value) is not str:
+                    return None
+            props = dict(properties)
+        elif spec.properties is NoProperties:
+            if properties:
                 return None
-        props = _PROPERTY_BUILDERS[name](**properties)
-    headers_read = build_headers(kind, name, target, request_id)
-    valid: Valid = _new_tuple(Valid, (headers_read, spec, dict(properties), props))
+            props = _NO_PROPERTIES
+        else:
+            if properties.keys() != _PROPERTY_KEYS[name]:
+                return None
+            for value in properties.values():
+                if type(value) is not str:
+                    return None
+            props = _PROPERTY_BUILDERS[name](**properties)
+    valid: Valid = _new_tuple(Valid, (build_headers(kind, name, target, request_id), spec, properties, props))
     return valid
 
 

@@ -81,17 +81,18 @@ def _read_plain_event(raw: dict[str, Any]) -> SwitchEvent | None:
     for name in required:
         if name not in raw:
             return None
-    fields = dict(raw)
     for key, value in raw.items():
         if key == "data":
             try:
                 check_data(value, "data")
             except TypeError:
                 return None
-            fields[key] = dict(value)
         elif type(value) is not (bool if key == "ok" else str):
             return None
-    event = _build_event(**fields)
+    if "data" in raw:  # the event gets a data dict of its own
+        event = _build_event(**{**raw, "data": dict(raw["data"])})
+    else:
+        event = _build_event(**raw)
     if "call" in required and not event.call:
         return None
     return event

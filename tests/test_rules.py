@@ -3,12 +3,14 @@ each through the real engine, switch driver and runner."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from typing import Any
 
 import pytest
 
 from adapters.simulated import SimulatedSwitch
-from fsm.engine import Targets
+from fsm.engine import Engine, Targets, ToBridge
 from fsm.snapshot import snapshot
 from tests.drive import (
     CH,
@@ -555,6 +557,36 @@ def test_d_serial_second_request_waits_for_the_first() -> None:
     out = d.sw("connected")
     assert [r["headers"]["result"] for r in responses(out)] == ["SUCCESS", "FAILURE"]
     assert "the interaction is STARTED" in error_message(out)
+
+
+def test_d_serial_a_waiting_request_keeps_the_properties_it_was_sent_with() -> None:
+    """D-SERIAL: a request that waits its turn runs with the properties it
+    arrived with, whether it came as bytes or as an object its sender still
+    holds and changes afterwards."""
+    engine = Engine()
+    engine.receive_switch({"kind": "offered", "call": "c1"})
+    target = "session-1.channel-1.c1"
+
+    def message(name: str, rid: str, **properties: str) -> dict[str, Any]:
+        kind = "cti.query" if ".query." in name else "cti.request"
+        return {
+            "headers": {"type": kind, "name": name, "target": target, "requestId": rid},
+            **({"properties": properties} if properties else {}),
+        }
+
+    engine.receive_bridge(message("interaction.query.init", "r1"))
+    engine.receive_bridge(message("interaction.request.accept", "r2"))  # executing until connected
+    held_by_sender = message("interaction.request.setdata", "r3", tier="gold")
+    as_bytes = json.dumps(message("interaction.request.setdata", "r4", queue="sales")).encode()
+    assert [] == engine.receive_bridge(held_by_sender) + engine.receive_bridge(as_bytes)  # both wait
+    held_by_sender["properties"]["tier"] = "changed by the sender"
+    out = engine.receive_switch({"kind": "connected", "call": "c1"})
+    changes = [
+        o.message.properties
+        for o in out
+        if isinstance(o, ToBridge) and o.message.name.endswith("datachanged")
+    ]
+    assert [{"tier": "gold"}, {"queue": "sales"}] == changes
 
 
 def test_d_dup_duplicate_request_id_never_executed_twice() -> None:
