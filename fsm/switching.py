@@ -22,8 +22,9 @@ from fsm.switch_events import Command, SwitchEvent
 
 
 class SwitchSide:
-    """Switch-event handling; mixed into :class:`fsm.engine.Engine`, which
-    provides the state and the methods declared here."""
+    """Switch-event handling; the base of :class:`fsm.execution.ExecutionSide`
+    and so of :class:`fsm.engine.Engine`, which provide the state and the
+    methods declared here."""
 
     policy: Policy
     targets: Targets
@@ -41,7 +42,7 @@ class SwitchSide:
     _joinable_other: dict[str, None]
     _out: list[Output]
 
-    # Provided by the engine.
+    # Provided by fsm.execution and fsm.engine.
     def _fire(self, interaction: Interaction, trigger: str) -> None:
         raise NotImplementedError
 

@@ -50,6 +50,7 @@ from hypothesis.stateful import (
 )
 
 import fsm.engine
+import fsm.execution
 from adapters.runner import Runner
 from adapters.simulated import ScriptedSwitch, SimulatedSwitch
 from fsm import machines as m
@@ -941,7 +942,8 @@ def test_planted_guard_removal_is_found(monkeypatch: pytest.MonkeyPatch) -> None
     which S-CONS-1 forbids): the stateful test must fail."""
     planted = m.Edge(source=m.ALERTING, trigger="consult", dest=m.S_REQUESTED, rule="S-CONS-1")
     broken = m.StateMachine("interaction", m.INTERACTION_STATES, m.ALERTING, (*m.INTERACTION_EDGES, planted))
-    monkeypatch.setattr(fsm.engine, "INTERACTION", broken)
+    for module in (fsm.engine, fsm.execution):  # the modules that check and fire interaction edges
+        monkeypatch.setattr(module, "INTERACTION", broken)
     found = settings(
         max_examples=300,
         stateful_step_count=50,
