@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+from collections.abc import Callable
 from typing import Any, Final
 
 from fsm import machines as m
@@ -20,7 +21,6 @@ from fsm.catalog import (
     DONE_WHEN,
     GUARDS,
     FreeProperties,
-    Guard,
     GuardContext,
     NoProperties,
     RequestSpec,
@@ -105,10 +105,10 @@ class ExecutionSide(SwitchSide):
         guards = _GUARDS_OF[spec.name]
         if guards:
             context: GuardContext = _new_tuple(GuardContext, (interaction, conversation, props, self.policy))
-            for guard in guards:
-                reason_or_none = guard.check(context)
+            for check, rule in guards:
+                reason_or_none = check(context)
                 if reason_or_none is not None:
-                    self._refuse(headers, guard.rule, reason_or_none)
+                    self._refuse(headers, rule, reason_or_none)
                     return
         effect = _EFFECTS.get(spec.name)
         if effect is not None:
@@ -304,9 +304,10 @@ _EFFECTS: Final[dict[str, Any]] = {
     for name, spec in CATALOG.items()
     if (effect := ExecutionSide.__dict__.get(f"_do_{spec.short}")) is not None
 }
-#: request name -> its request guards, in order (looked up once)
-_GUARDS_OF: Final[dict[str, tuple[Guard, ...]]] = {
-    name: tuple(GUARDS[guard] for guard in spec.guards) for name, spec in CATALOG.items()
+#: request name -> the check and rule of each of its request guards, in order (looked up once)
+_GUARDS_OF: Final[dict[str, tuple[tuple[Callable[[GuardContext], str | None], str], ...]]] = {
+    name: tuple((GUARDS[guard].check, GUARDS[guard].rule) for guard in spec.guards)
+    for name, spec in CATALOG.items()
 }
 
 

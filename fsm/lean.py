@@ -146,11 +146,17 @@ class EdgeEvent(Event, Generic[Row]):
 
     def fire_with(self, model: object, context: object) -> EdgeTransition[Row] | None:
         """:meth:`fire` for a trigger given one argument, ``context`` (how the
-        project's machines fire: the conditions get the guard context)."""
+        project's machines fire: the conditions get the guard context). A
+        transition without conditions is taken here directly, as
+        :meth:`EdgeTransition.run_with` would take it."""
         attribute = self.machine.model_attribute
         candidates = self.transitions.get(getattr(model, attribute))
         if candidates is not None:
             for transition in candidates:
+                if not transition._checks:
+                    if transition.dest is not None:
+                        setattr(model, attribute, transition.dest)
+                    return transition
                 if transition.run_with(model, attribute, context):
                     return transition
         return None
