@@ -115,14 +115,16 @@ class Engine(ExecutionSide):
 
     def receive_switch(self, raw: Mapping[str, Any] | SwitchEvent) -> list[Output]:
         """An event from the switch, decoded JSON or a :class:`SwitchEvent`."""
-        self._out = []
+        out: list[Output] = []
+        self._out = out
         try:
             ev = raw if isinstance(raw, SwitchEvent) else parse_switch_event(raw)
         except RemoteProtocolError as exc:
-            self._out.append(SwitchError(exc.rule, exc.message))
-            return self._take()
-        self._switch_event(ev)
-        return self._take()
+            out.append(SwitchError(exc.rule, exc.message))
+        else:
+            self._switch_event(ev)
+        self._out = []
+        return out
 
     def advance(self, seconds: float) -> list[Output]:
         """Let ``seconds`` of engine time pass; pending requests may time out

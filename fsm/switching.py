@@ -225,8 +225,10 @@ class SwitchSide:
         trigger = _derived_trigger(interaction, leg, before)
         if trigger is not None:
             self._fire_if_edge(interaction, trigger)
-        self._check_done(interaction)
-        self._pump(interaction)
+        if interaction.executing is not None:
+            self._check_done(interaction)
+        if interaction.waiting:  # what _pump runs, if nothing executes now
+            self._pump(interaction)
 
     def _result(self, ev: SwitchEvent) -> None:
         interaction_id = self.awaited.get(ev.command)
