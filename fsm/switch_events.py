@@ -57,6 +57,10 @@ _SHAPES: Final = {
 }
 
 
+#: the kinds whose one required field is ``call``
+_CALL_KINDS: Final = frozenset(kind for kind, (required, _) in EVENT_FIELDS.items() if required == ("call",))
+
+
 def parse_switch_event(raw: object) -> SwitchEvent:
     """Validate a decoded switch event; raise a D-BAD error naming the defect."""
     if type(raw) is dict:
@@ -72,7 +76,12 @@ def _read_plain_event(raw: dict[str, Any]) -> SwitchEvent | None:
     :func:`_read_event` returns for it; None for anything else, which
     :func:`_read_event` then reports on (D-BAD)."""
     kind = raw.get("kind")
-    shape = _SHAPES.get(kind) if type(kind) is str else None
+    if type(kind) is not str:
+        return None
+    if len(raw) == 2 and kind in _CALL_KINDS:  # most events: a kind and its call, nothing else
+        call = raw.get("call")
+        return _build_event(kind, call) if type(call) is str and call else None
+    shape = _SHAPES.get(kind)
     if shape is None:
         return None
     required, allowed = shape

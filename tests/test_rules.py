@@ -673,6 +673,29 @@ def test_d_bad_switch_event_with_wrong_type_changes_nothing() -> None:
     assert before == snapshot(d.engine)
 
 
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        ({"kind": ["held"], "call": "c1"}, "switch event: 'kind' is missing or not a string"),
+        ({"kind": {"a": 1}, "call": "c1"}, "switch event: 'kind' is missing or not a string"),
+        ({"kind": 7, "call": "c1"}, "switch event: 'kind' is missing or not a string"),
+        ({"kind": "held", "call": ""}, "switch event held: 'call' is empty"),
+        ({"kind": "held", "cal": "c1"}, "switch event held: missing required field call"),
+        ({"kind": "hold", "call": "c1"}, "switch event: unknown kind 'hold'"),
+    ],
+)
+def test_d_bad_two_field_switch_events_are_refused_by_name(event: dict[str, Any], expected: str) -> None:
+    """D-BAD: the quick path for a kind and its call refuses anything else
+    as the full reader does, naming the defect; nothing changes."""
+    d = Drive()
+    d.sw("offered")
+    before = snapshot(d.engine)
+    out = d.send({"from": "switch", "event": event})
+    assert 1 == len(errors(out))
+    assert errors(out)[0].startswith(expected)
+    assert before == snapshot(d.engine)
+
+
 def test_d_bound_pending_requests_and_message_size() -> None:
     """D-BOUND: too many pending requests, and an oversized message, are refused clearly."""
     d = Drive(scripted=True, max_pending_requests=2)
