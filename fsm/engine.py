@@ -337,12 +337,14 @@ class Engine(ExecutionSide):
 
     def _respond(
         self,
-        headers: Headers,
+        headers: Headers | Request,
         properties: dict[str, str] | None = None,
         body: Any = None,
     ) -> None:
-        """Answer SUCCESS (S-REQ-1); what :func:`fsm.messages.response` makes,
-        built here directly: one is made for nearly every input."""
+        """Answer SUCCESS (S-REQ-1) to the request named, targeted and
+        identified by ``headers`` (a waiting request's record will do); what
+        :func:`fsm.messages.response` makes, built here directly: one is made
+        for nearly every input."""
         self._out.append(
             build_to_bridge(
                 build_message(

@@ -52,7 +52,7 @@ class ExecutionSide(SwitchSide):
     # Provided by the engine.
     def _respond(
         self,
-        headers: Headers,
+        headers: Headers | Request,
         properties: dict[str, str] | None = None,
         body: Any = None,
     ) -> None:
@@ -182,14 +182,14 @@ class ExecutionSide(SwitchSide):
             self.awaited.pop(pending.command, None)
             self.awaiting_leg.pop(pending.command, None)
         self._prune_deadlines()
-        headers = _headers_of(pending.request)
+        request = pending.request
         if error is None:
             props = {}
-            if pending.request.name == "interaction.request.consult" and interaction.consult:
+            if request.name == "interaction.request.consult" and interaction.consult:
                 props = {"nativeid": interaction.consult}
-            self._respond(headers, properties=props)
+            self._respond(request, properties=props)  # a response needs its name, target and requestId
         else:
-            self._refuse(headers, rule, error)
+            self._refuse(_headers_of(request), rule, error)
 
     def _prune_deadlines(self) -> None:
         """D-BOUND: the deadline heap keeps entries of finished requests until
