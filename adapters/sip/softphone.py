@@ -254,9 +254,13 @@ class SipSoftphone:
             audio = ua.audio_of(call)
             if audio is not None:
                 names[audio.getPortId()] = ua.user_of(call.getInfo().remoteUri)
+        links = self._bridge()[1]
+        pairs = [(names.get(source, str(source)), names.get(sink, str(sink))) for source, sink in links]
         heard: dict[str, list[str]] = {}
-        for source, sink in sorted(self._bridge()[1]):
-            heard.setdefault(names.get(source, str(source)), []).append(names.get(sink, str(sink)))
+        # by party, the agent first: PJSIP's slot numbers depend on when each
+        # call's media came up, which would make the same mix read differently
+        for source, sink in sorted(pairs, key=lambda pair: (_party_order(pair[0]), _party_order(pair[1]))):
+            heard.setdefault(source, []).append(sink)
         return heard
 
     # -- SIP callbacks
@@ -628,3 +632,7 @@ class SipSoftphone:
         for source, sink in wanted - links:
             if source in ports and sink in ports:
                 ports[source].startTransmit(ports[sink])
+
+
+def _party_order(name: str) -> tuple[bool, str]:
+    return (name != "agent", name)
