@@ -250,6 +250,16 @@ def _request(name: str, **kw: Any) -> RequestSpec:
     return RequestSpec(name=name, kind=REQUEST, destination=destination, **kw)
 
 
+def read_properties(spec: RequestSpec, properties: dict[str, str]) -> Any:
+    """The structured properties of an already validated request
+    (a TypeError when they do not fit the spec's class)."""
+    if spec.properties is FreeProperties:
+        return dict(properties)
+    if spec.properties is NoProperties:
+        return NoProperties()
+    return spec.properties(**properties)
+
+
 CATALOG: Final[dict[str, RequestSpec]] = {
     spec.name: spec
     for spec in (

@@ -12,7 +12,7 @@ from typing import Any, Final, cast
 
 import attrs
 
-from fsm.catalog import GUARDS, FreeProperties, GuardContext, NoProperties, RequestSpec
+from fsm.catalog import GUARDS, GuardContext, RequestSpec, read_properties
 from fsm.checker_model import TOP_STATES, WITH_PRIMARY, WITHOUT_CONVERSATIONS, InteractionFacts
 from fsm.machines import (
     CONVERSATION_STATES,
@@ -193,12 +193,8 @@ def property_refusal(spec: RequestSpec, properties: dict[str, str], policy: Poli
 
 
 def _structure(spec: RequestSpec, properties: dict[str, str]) -> object:
-    if spec.properties is FreeProperties:
-        return dict(properties)
-    if spec.properties is NoProperties:
-        return NoProperties()
     try:
-        return spec.properties(**properties)
+        return read_properties(spec, properties)
     except TypeError:
         return None
 

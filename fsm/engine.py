@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from fsm import machines as m
-from fsm.catalog import RequestSpec
+from fsm.catalog import RequestSpec, read_properties
 from fsm.errors import LocalProtocolError, RemoteProtocolError
-from fsm.execution import ExecutionSide, read_properties
+from fsm.execution import ExecutionSide
 from fsm.intake import Defect, read_message
 from fsm.machines import INTERACTION, LIFECYCLE, TOP_OF
 from fsm.messages import (

@@ -20,10 +20,9 @@ from fsm.catalog import (
     CATALOG,
     DONE_WHEN,
     GUARDS,
-    FreeProperties,
     GuardContext,
-    NoProperties,
     RequestSpec,
+    read_properties,
 )
 from fsm.frozen import builder
 from fsm.machines import CONVERSATION, INTERACTION, LIFECYCLE, Refusal, top
@@ -339,15 +338,6 @@ def _without(calls: dict[str, None], call: str) -> dict[str, None]:
     rest = dict(calls)
     del rest[call]
     return rest
-
-
-def read_properties(spec: RequestSpec, properties: dict[str, str]) -> Any:
-    """The structured properties of an already validated request."""
-    if spec.properties is FreeProperties:
-        return dict(properties)
-    if spec.properties is NoProperties:
-        return NoProperties()
-    return spec.properties(**properties)
 
 
 def _headers_of(request: Request) -> Headers:

@@ -27,7 +27,7 @@ MAX_REQUEST_ID = 256
 class Valid(NamedTuple):
     """A well-formed query or request of the catalog. ``props`` is
     ``properties`` structured as the spec says (see
-    :func:`fsm.execution.read_properties`). A named tuple, not an attrs class:
+    :func:`fsm.catalog.read_properties`). A named tuple, not an attrs class:
     it lives from intake to execution only, and one is made per request."""
 
     headers: Headers
