@@ -208,7 +208,7 @@ class ReferenceBridge:
         self.lost = {
             request_id: message
             for request_id, message in self.lost.items()
-            if self._interaction_of(message["headers"]["target"]) is not None
+            if self._interaction_of(message["header"]["target"]) is not None
         }
         return self._take()
 
@@ -224,7 +224,7 @@ class ReferenceBridge:
 
     def _resend_lost(self, interaction_id: str) -> None:
         for request_id, message in list(self.lost.items()):
-            headers = message["headers"]
+            headers = message["header"]
             if self._interaction_of(headers["target"]) != interaction_id:
                 continue
             del self.lost[request_id]
@@ -252,7 +252,7 @@ class ReferenceBridge:
         self.received += 1
         self.line += 1
         self._check(self.watcher.from_client(message, self.line))
-        headers = message.get("headers") if isinstance(message, dict) else None
+        headers = message.get("header") if isinstance(message, dict) else None
         if not isinstance(headers, dict):
             return self._take()
         if headers.get("type") == "cti.response":
@@ -309,7 +309,7 @@ class ReferenceBridge:
             conversation.role = str(body.get("role", conversation.role))
             self._flush(interaction)
         elif pending.name == "interaction.request.consult":
-            nativeid = (message.get("properties") or {}).get("nativeid")
+            nativeid = body.get("nativeid")
             if isinstance(nativeid, str):
                 self._create(interaction, nativeid, "consult")
         elif pending.name == "interaction.request.dispose":
@@ -407,8 +407,8 @@ class ReferenceBridge:
                     return
 
     def _created(self, message: dict[str, Any]) -> None:
-        properties = message.get("properties") or {}
-        interaction_id = properties.get("interactionid")
+        body = message.get("body")
+        interaction_id = body.get("interactionid") if isinstance(body, dict) else None
         if not isinstance(interaction_id, str) or interaction_id in self.interactions:
             return
         interaction = BridgeInteraction(id=interaction_id, target=f"{self.channel_target}.{interaction_id}")
@@ -424,9 +424,10 @@ class ReferenceBridge:
 
     def _deliver(self, interaction: BridgeInteraction, message: dict[str, Any]) -> None:
         self._out.append(Deliver(message))
-        name = message["headers"].get("name")
-        if name == "interaction.consult":
-            nativeid = (message.get("properties") or {}).get("nativeid")
+        name = message["header"].get("name")
+        body = message.get("body")
+        if name == "interaction.consult" and isinstance(body, dict):
+            nativeid = body.get("nativeid")
             if isinstance(nativeid, str):
                 self._create(interaction, nativeid, "consult")  # S-EVT-1, D-CC-4
         elif isinstance(name, str) and name.startswith("interaction.") and name != "interaction.datachanged":
@@ -450,10 +451,9 @@ class ReferenceBridge:
         request_id = f"{{00000000-0000-4000-8000-{self._ids:012d}}}"
         kind = "cti.query" if ".query." in name else "cti.request"
         message: dict[str, Any] = {
-            "headers": {"type": kind, "name": name, "target": target, "requestId": request_id}
+            "header": {"type": kind, "name": name, "target": target, "requestId": request_id},
+            "body": dict(properties) if properties else {},
         }
-        if properties:
-            message["properties"] = dict(properties)
         self.pending[request_id] = _Pending(
             target=target,
             name=name,

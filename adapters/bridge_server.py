@@ -7,7 +7,10 @@ initialized with all its conversations (S-INIT-6) and nothing is pending,
 and the next waits for its answer. Customer and clock steps belong to the
 client side (``serve --switch-events``) and are skipped here.
 
-When the connection drops, it keeps listening; on the next connection it
+Each connection's start is written to the trace as ``{"connection": N}``
+(N from 1). When the session is over, it closes the connection (cleanly, at
+a frame boundary: the protocol has no goodbye message) and exits. When the
+connection drops, it keeps listening; on the next connection it
 re-initializes every live destination (D-LIFE-5, D-CC-3) and re-sends a
 desktop request whose answer was lost with the same requestId, so that a
 request the client already executed is refused as a duplicate (D-DUP) and
@@ -27,9 +30,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from adapters.bridge import ReferenceBridge, Send
-from adapters.framing import FramingError
+from adapters.framing import ByteOrder
 from adapters.session import DEMO_CALL, BadSession, Step, load_steps
-from adapters.transport import FramedConnection, TransportError, serve, server_ssl_context
+from adapters.transport import FramedConnection, TransportError, add_wire_arguments, serve, wire_options
 from fsm.checker import Violation
 from fsm.messages import dumps
 from fsm.policy import Policy
@@ -60,23 +63,21 @@ class BridgeProcess:
     async def handle(self, conn: FramedConnection) -> None:
         if self.conn is not None:
             logger.warning("a second client connected; refusing it")
-            await conn.close()
+            conn.abort()  # a reset: that client must not take it for the end of a session
             return
         self.conn = conn
         self.connections += 1
+        self.record({"connection": self.connections})
         try:
             if self.connections > 1:
                 await self.send(self.bridge.reinitialize())
             self.changed.set()
-            while (message := await conn.recv()) is not None:
+            while (message := await conn.recv()) is not None:  # a JSON object (D-WIRE)
                 self.record({"to": "bridge", "message": message})
-                if isinstance(message, dict):
-                    await self.send(self.bridge.receive(message))
-                else:
-                    self.show([Violation(self.bridge.line, "D-BAD", "a message that is not a JSON object")])
+                await self.send(self.bridge.receive(message))
                 self.changed.set()
-        except (TransportError, FramingError) as error:
-            logger.warning("connection to the client failed: %s", error)
+        except TransportError as error:  # the transport logged why (D-WIRE) and closed it
+            logger.info("connection to the client ended: %s", error)
         finally:
             self.conn = None
             self.bridge.connection_lost()
@@ -135,7 +136,7 @@ class BridgeProcess:
                 answered = len(self.bridge.outcomes)
                 await self.send(
                     self.bridge.request(
-                        interaction, step["action"], step.get("role", "primary"), **step.get("properties", {})
+                        interaction, step["action"], step.get("role", "primary"), **step.get("body", {})
                     )
                 )
                 await self.until(lambda n=answered: len(self.bridge.outcomes) > n, deadline)  # type: ignore[misc]
@@ -170,11 +171,19 @@ async def run_bridge(
     report: IO[str] | None = None,
     timeout: float = 60.0,
     ssl: Any = None,
+    byte_order: ByteOrder = "big",
+    tcp_keepalive: float | None = None,
     on_listening: Callable[[int], None] | None = None,
 ) -> int:
     process = BridgeProcess(steps, policy=policy, trace=trace, report=report)
     server = await serve(
-        host, port, process.handle, ssl=ssl, max_frame_size=(policy or Policy()).max_frame_size
+        host,
+        port,
+        process.handle,
+        ssl=ssl,
+        byte_order=byte_order,
+        tcp_keepalive=tcp_keepalive,
+        max_frame_size=(policy or Policy()).max_frame_size,
     )
     try:
         if on_listening is not None:
@@ -182,11 +191,7 @@ async def run_bridge(
         code = await process.play(timeout)
         conn = process.conn
         if conn is not None:
-            try:
-                await conn.bye()
-            except TransportError as error:
-                logger.warning("saying bye failed: %s", error)
-            await conn.close()
+            await conn.close()  # the session is over: a clean close at a frame boundary
         return code
     finally:
         server.close()
@@ -201,8 +206,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trace", metavar="FILE", help="write the trace (JSONL)")
     parser.add_argument("--policy", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds")
-    parser.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this certificate")
-    parser.add_argument("--tls-key", metavar="FILE", help="the certificate's key")
+    add_wire_arguments(parser, server=True)
 
 
 def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -219,7 +223,7 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             steps = load_steps(Path(args.steps))
         except BadSession as exc:
             parser.error(str(exc))
-    ssl = server_ssl_context(args.tls_cert, args.tls_key) if args.tls_cert else None
+    wire = wire_options(args, parser, server=True)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
 
     def listening(port: int) -> None:
@@ -235,7 +239,7 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 policy=policy,
                 trace=trace,
                 timeout=args.timeout,
-                ssl=ssl,
                 on_listening=listening,
+                **wire,
             )
         )

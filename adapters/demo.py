@@ -85,6 +85,7 @@ class Demo:
         self.inputs = 0
 
     def play(self, steps: list[Step]) -> int:
+        self.runner.connected(1)  # the bridge and the client in one process: one connection
         for number, step in enumerate(steps, start=1):
             caption = step.get("say") or _caption(step)
             self.screen.say("head", f"\n== {number}. {step['actor']}: {caption}")
@@ -110,7 +111,7 @@ class Demo:
             interaction = step.get("interaction") or list(self.bridge.interactions)[-1]
             try:
                 outputs = self.bridge.request(
-                    interaction, step["action"], step.get("role", "primary"), **step.get("properties", {})
+                    interaction, step["action"], step.get("role", "primary"), **step.get("body", {})
                 )
             except ValueError as exc:  # nothing to send it to: the desktop cannot ask
                 self.screen.say("error", f"  {exc}")
@@ -182,7 +183,7 @@ class Demo:
 
 def _caption(step: Step) -> str:
     if step["actor"] == "agent":
-        props = " ".join(f"{k}={v}" for k, v in step.get("properties", {}).items())
+        props = " ".join(f"{k}={v}" for k, v in step.get("body", {}).items())
         return f"{step['action']} {props}".strip()
     if step["actor"] == "clock":
         return f"+{step['advance']} s"

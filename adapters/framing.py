@@ -1,98 +1,100 @@
-"""The sans-IO frame codec of the TCP transport (rule D-WIRE of the spec).
+"""The sans-IO frame codec of the TCP transport (rules F-WIRE and D-WIRE of the spec).
 
-Every frame on the wire is::
+Every message on the wire is one frame (F-WIRE)::
 
-    +------+-------+----------------+-----------------+
-    | ~!OM | index | length         | contents        |
-    | 4 B  | 1 B   | 4 B, unsigned, | ``length`` B    |
-    |      |       | big-endian     |                 |
-    +------+-------+----------------+-----------------+
+    +-------------------------+-----------------------+
+    | length                  | contents              |
+    | 4 bytes, unsigned,      | ``length`` bytes of   |
+    | big-endian by default   | UTF-8 JSON (an object)|
+    +-------------------------+-----------------------+
 
-- ``~!OM`` is the boundary. It is never escaped: the contents may contain
-  ``~!OM`` themselves, because the length field (which counts the contents
-  only, not the 9 header bytes) delimits them.
-- ``index`` is the protocol index: :data:`TRANSPORT_INDEX` (0) for the
-  transport's own messages (hello, negotiation, error, teardown),
-  :data:`CTI_INDEX` (1) by default for CTI messages.
-- The contents of a CTI message are a UTF-8 JSON object
-  ``{"headers": {...}, "properties": {...}, "body": ...}``.
+Nothing else is on the wire: no boundary marker, no negotiation, no
+keepalive or error message. The length counts the contents only. It is
+big-endian (network byte order) unless the byte order is set to ``"little"``
+for a bridge that differs (D-WIRE). For example, the event
+``{"header":{"type":"cti.event","name":"channel.ready","target":"s1.g1.c1"},"body":{}}``
+(84 bytes of contents) is the 4 bytes ``00 00 00 54`` followed by those
+84 bytes, 88 bytes in all::
 
-A frame that does not start with the boundary is an error: the receiver
-sends an ERROR message (see :func:`error_frame`) and closes. A maximum frame
-size (default 1 MiB of contents) is enforced from the header, before any of
-the contents are buffered.
+    >>> message = {"header": {"type": "cti.event", "name": "channel.ready", "target": "s1.g1.c1"}, "body": {}}
+    >>> frame = encode_json(message)
+    >>> frame[:4].hex(" "), len(frame[4:]), frame[4:16]
+    ('00 00 00 54', 84, b'{"header":{"')
+    >>> encode_json(message, byte_order="little")[:4].hex(" ")
+    '54 00 00 00'
 
-Nothing here does I/O: :func:`encode_frame` turns contents into bytes to
-write, and :class:`FrameDecoder` turns whatever bytes were read, in whatever
-chunks they arrived, into :class:`Frame` objects.
+A broken stream (D-WIRE) is a :class:`FramingError`, whose message names the
+offset of the frame in the stream and the defect:
+
+- a length above the maximum frame size (default 1 MiB), refused from the 4
+  length bytes alone, before any byte of the contents is buffered
+  (:class:`FrameTooLarge`);
+- contents that are not UTF-8, not JSON, or not a JSON object
+  (:class:`BadContents`, raised by :func:`decode_json`);
+- a stream that ends inside a frame (:class:`TruncatedFrame`).
+
+Nothing here does I/O: :func:`encode_frame` and :func:`encode_json` turn
+contents or a message into the bytes to write; :class:`FrameDecoder` turns
+the bytes read, in whatever chunks they arrived, into :class:`Frame` objects;
+:func:`decode_json` reads a frame's contents as a message.
 """
 
 from __future__ import annotations
 
 import json
-import struct
-from typing import Final, NoReturn
+from collections.abc import Mapping
+from typing import Any, Final, Literal, NoReturn, TypeAlias
 
 import attrs
 
 from fsm.errors import LocalProtocolError, RemoteProtocolError
+from fsm.messages import json_type
 
 __all__ = [
-    "BOUNDARY",
-    "CTI_INDEX",
+    "BYTE_ORDERS",
     "DEFAULT_MAX_FRAME_SIZE",
-    "HEADER_SIZE",
+    "LENGTH_SIZE",
     "RULE",
-    "TRANSPORT_INDEX",
-    "BadBoundary",
     "BadContents",
+    "ByteOrder",
     "Frame",
     "FrameDecoder",
     "FrameTooLarge",
     "FramingError",
     "TruncatedFrame",
+    "check_byte_order",
     "decode_json",
     "encode_frame",
     "encode_json",
-    "error_frame",
 ]
 
 RULE: Final = "D-WIRE"
 """The spec rule every error of this module cites."""
 
-BOUNDARY: Final = b"~!OM"
-"""The 4 bytes every frame starts with; never escaped inside contents."""
+ByteOrder: TypeAlias = Literal["big", "little"]
+BYTE_ORDERS: Final[tuple[ByteOrder, ...]] = ("big", "little")
+"""The byte orders of the length field; ``"big"`` is the default (D-WIRE)."""
 
-HEADER_SIZE: Final = 9
-"""Boundary (4 bytes) + protocol index (1 byte) + contents length (4 bytes)."""
-
-TRANSPORT_INDEX: Final = 0
-"""Protocol index of the transport's own messages (hello, negotiation, error, teardown)."""
-
-CTI_INDEX: Final = 1
-"""Default protocol index of CTI messages."""
+LENGTH_SIZE: Final = 4
+"""The length field: 4 bytes, unsigned; all there is before the contents."""
 
 DEFAULT_MAX_FRAME_SIZE: Final = 1 << 20
-"""Default maximum size of a frame's contents, in bytes (1 MiB; the header is not counted)."""
+"""Default maximum length of a frame's contents, in bytes (1 MiB; the length field is not counted)."""
 
-_LENGTH: Final = struct.Struct(">I")
-_MAX_LENGTH: Final = (1 << 32) - 1  # the largest value the 4-byte length field can hold
-_MAX_INDEX: Final = 255
-_BOUNDARY_SIZE: Final = len(BOUNDARY)
-_LENGTH_OFFSET: Final = _BOUNDARY_SIZE + 1  # boundary, then the index byte, then the length
-
-assert _BOUNDARY_SIZE + 1 + _LENGTH.size == HEADER_SIZE
+_MAX_LENGTH: Final = (1 << (8 * LENGTH_SIZE)) - 1  # the largest value the length field can hold
 
 
 class FramingError(RemoteProtocolError):
-    """The peer's byte stream breaks the frame format (always rule D-WIRE)."""
+    """The peer's byte stream is broken (always rule D-WIRE): ``offset`` is
+    where the frame starts in the stream, ``defect`` what is wrong with it.
+    ``frames``: the frames that the :meth:`FrameDecoder.feed` which found the
+    defect completed before it (they are sound; nothing is lost)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, RULE)
-
-
-class BadBoundary(FramingError):
-    """A frame does not start with the boundary ``~!OM`` (D-WIRE)."""
+    def __init__(self, offset: int, defect: str, frames: tuple[Frame, ...] = ()) -> None:
+        super().__init__(f"frame at offset {offset}: {defect}", RULE)
+        self.offset = offset
+        self.defect = defect
+        self.frames = frames
 
 
 class FrameTooLarge(FramingError):
@@ -100,22 +102,31 @@ class FrameTooLarge(FramingError):
 
 
 class TruncatedFrame(FramingError):
-    """The stream ended in the middle of a frame (D-WIRE)."""
+    """The stream ended inside a frame (D-WIRE)."""
 
 
 class BadContents(FramingError):
-    """A frame's contents are not UTF-8 JSON (D-WIRE)."""
+    """A frame's contents are not UTF-8, not JSON or not a JSON object (D-WIRE)."""
 
 
 @attrs.frozen
 class Frame:
-    """One decoded frame: its protocol index and its contents."""
+    """One frame: where it starts in the stream (its length field), and its contents."""
 
-    index: int
+    offset: int
     contents: bytes
 
 
-def _check_max_frame_size(max_frame_size: int) -> int:
+def check_byte_order(byte_order: object) -> ByteOrder:
+    """Return ``byte_order`` if it is ``"big"`` or ``"little"``; else raise LocalProtocolError."""
+    if byte_order == "big":
+        return "big"
+    if byte_order == "little":
+        return "little"
+    raise LocalProtocolError(f"the byte order must be 'big' or 'little', not {byte_order!r}", RULE)
+
+
+def _check_max_frame_size(max_frame_size: object) -> int:
     """Validate a caller-supplied maximum and return the effective one."""
     if isinstance(max_frame_size, bool) or not isinstance(max_frame_size, int):
         raise LocalProtocolError(
@@ -126,61 +137,60 @@ def _check_max_frame_size(max_frame_size: int) -> int:
     return min(max_frame_size, _MAX_LENGTH)
 
 
-def _too_large(length: int, max_frame_size: int) -> FrameTooLarge:
-    return FrameTooLarge(f"frame of {length} bytes exceeds the maximum frame size of {max_frame_size} bytes")
-
-
 def encode_frame(
-    contents: bytes,
-    index: int = CTI_INDEX,
-    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    contents: bytes, *, byte_order: ByteOrder = "big", max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
 ) -> bytes:
-    """Return the wire bytes of one frame carrying ``contents`` on protocol ``index``.
+    """Return the wire bytes of one frame carrying ``contents`` (F-WIRE).
 
-    Raises :class:`FrameTooLarge` if ``contents`` is longer than ``max_frame_size``
-    (or than the 4-byte length field can express), and :class:`LocalProtocolError`
-    if ``index`` is not in 0..255 or ``max_frame_size`` is not a non-negative int.
+    Raises :class:`LocalProtocolError` if ``contents`` is longer than
+    ``max_frame_size`` (the peer would refuse it), or if an option is invalid.
+    The contents are not checked: :func:`encode_json` writes only valid ones.
     """
+    order = check_byte_order(byte_order)
     limit = _check_max_frame_size(max_frame_size)
-    if isinstance(index, bool) or not isinstance(index, int):
-        raise LocalProtocolError(f"the protocol index must be an int, not {type(index).__name__}", RULE)
-    if not 0 <= index <= _MAX_INDEX:
-        raise LocalProtocolError(f"the protocol index must be in 0..255 (got {index})", RULE)
     length = len(contents)
     if length > limit:
-        raise _too_large(length, limit)
-    return b"".join((BOUNDARY, bytes((index,)), _LENGTH.pack(length), contents))
+        raise LocalProtocolError(
+            f"a frame of {length} bytes exceeds the maximum frame size of {limit} bytes", RULE
+        )
+    return length.to_bytes(LENGTH_SIZE, order) + contents
 
 
 def encode_json(
-    obj: object,
-    index: int = CTI_INDEX,
+    message: Mapping[str, Any],
+    *,
+    byte_order: ByteOrder = "big",
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
 ) -> bytes:
-    """Return the wire bytes of one frame whose contents are ``obj`` as compact UTF-8 JSON.
+    """Return the wire bytes of one frame whose contents are ``message`` as compact UTF-8 JSON.
 
-    Raises :class:`LocalProtocolError` if ``obj`` cannot be written as standard
-    JSON (an unserialisable value, NaN or an infinity, a lone surrogate), plus
-    whatever :func:`encode_frame` raises.
+    Raises :class:`LocalProtocolError` if ``message`` is not a JSON object
+    (a mapping) or cannot be written as valid UTF-8 JSON (an unserialisable
+    value, NaN or an infinity, a lone surrogate), plus whatever
+    :func:`encode_frame` raises.
     """
+    if not isinstance(message, Mapping):
+        raise LocalProtocolError(f"a message must be a JSON object, not {type(message).__name__}", RULE)
     try:
-        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         contents = text.encode("utf-8")
     except (TypeError, ValueError) as error:  # UnicodeEncodeError is a ValueError
         raise LocalProtocolError(f"cannot encode the message as UTF-8 JSON: {error}", RULE) from error
-    return encode_frame(contents, index, max_frame_size)
+    except RecursionError:
+        raise LocalProtocolError("cannot encode the message as UTF-8 JSON: nested too deeply", RULE) from None
+    return encode_frame(contents, byte_order=byte_order, max_frame_size=max_frame_size)
 
 
 def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON value")
 
 
-def decode_json(frame: Frame) -> object:
-    """Return the JSON value carried by ``frame``.
+def decode_json(frame: Frame) -> dict[str, Any]:
+    """Return the JSON object carried by ``frame``.
 
-    Raises :class:`BadContents` naming the defect if the contents are not
-    UTF-8, or not standard JSON (``NaN``, ``Infinity`` and ``-Infinity`` are
-    refused).
+    Raises :class:`BadContents`, naming the frame's offset and the defect, if
+    the contents are not UTF-8, not standard JSON (``NaN`` and the infinities
+    are refused; so is nesting too deep to decode) or not a JSON object.
     """
     contents = frame.contents
     try:
@@ -188,48 +198,45 @@ def decode_json(frame: Frame) -> object:
     except UnicodeDecodeError as error:
         bad = contents[error.start : error.end]
         raise BadContents(
-            f"frame contents are not valid UTF-8: {error.reason} {bad!r} at byte {error.start}"
-        ) from error
+            frame.offset, f"contents are not UTF-8: {error.reason} {bad!r} at byte {error.start}"
+        ) from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as error:
         raise BadContents(
-            f"frame contents are not valid JSON: {error.msg}"
-            f" at line {error.lineno} column {error.colno} (char {error.pos})"
-        ) from error
+            frame.offset,
+            f"contents are not JSON: {error.msg}"
+            f" at line {error.lineno} column {error.colno} (char {error.pos})",
+        ) from None
     except ValueError as error:  # raised by _reject_constant
-        raise BadContents(f"frame contents are not valid JSON: {error}") from error
+        raise BadContents(frame.offset, f"contents are not JSON: {error}") from None
     except RecursionError:
-        raise BadContents("frame contents are not valid JSON: nested too deeply") from None
-
-
-def error_frame(message: str) -> bytes:
-    """Return the wire bytes of the transport's ERROR message (protocol index 0)."""
-    return encode_json(
-        {"headers": {"type": "transport.error"}, "properties": {"message": message}},
-        index=TRANSPORT_INDEX,
-    )
+        raise BadContents(frame.offset, "contents are not JSON: nested too deeply") from None
+    if not isinstance(value, dict):
+        raise BadContents(frame.offset, f"contents are not a JSON object but {json_type(value)}")
+    return value
 
 
 class FrameDecoder:
     """Incremental decoder: feed it the bytes read, in any chunks, and get frames back.
 
-    Errors are raised as early as the bytes allow: :class:`BadBoundary` as
-    soon as the bytes seen cannot be the start of a boundary (the first byte
-    of a frame that is not ``~`` is enough), :class:`FrameTooLarge` as soon as
-    the length field is read, before any contents are buffered. After an
-    error the decoder is broken: every further :meth:`feed` or
-    :meth:`end_of_stream` raises the same error again. Frames completed
-    earlier in the very :meth:`feed` that raised are not returned; the
-    connection is to be closed anyway.
+    Each :class:`Frame` carries its offset in the stream. A length above
+    ``max_frame_size`` raises :class:`FrameTooLarge` as soon as its 4 bytes
+    are fed, before any byte of those contents is buffered; the frames that
+    the same :meth:`feed` completed before it are the error's ``frames``.
+    After an error the decoder is broken: every further :meth:`feed` or
+    :meth:`end_of_stream` raises the same error again.
 
-    Between calls the decoder holds at most one partial frame, that is fewer
-    than ``HEADER_SIZE + max_frame_size`` bytes.
+    Between calls the decoder holds at most one partial frame: fewer than
+    ``LENGTH_SIZE + max_frame_size`` bytes.
     """
 
-    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, byte_order: ByteOrder = "big") -> None:
         self._max_frame_size = _check_max_frame_size(max_frame_size)
-        self._buffer = bytearray()
+        self._byte_order = check_byte_order(byte_order)
+        self._offset = 0  # where the frame being read starts in the stream
+        self._length: int | None = None  # its contents' length, once its length field is read
+        self._buffer = bytearray()  # what was read of it: the length field, then the contents
         self._error: FramingError | None = None
         self._ended = False
 
@@ -239,9 +246,19 @@ class FrameDecoder:
         return self._max_frame_size
 
     @property
+    def byte_order(self) -> ByteOrder:
+        """The byte order of the length field."""
+        return self._byte_order
+
+    @property
+    def offset(self) -> int:
+        """The stream offset of the next frame to complete (the bytes of every frame returned so far)."""
+        return self._offset
+
+    @property
     def buffered(self) -> int:
-        """How many bytes of a partial frame the decoder holds."""
-        return len(self._buffer)
+        """How many bytes of a partial frame the decoder holds (its length field included)."""
+        return len(self._buffer) + (LENGTH_SIZE if self._length is not None else 0)
 
     @property
     def error(self) -> FramingError | None:
@@ -251,64 +268,67 @@ class FrameDecoder:
     def feed(self, data: bytes) -> list[Frame]:
         """Consume ``data`` and return the frames it completes, in stream order."""
         self._raise_if_unusable()
-        buffer = self._buffer
-        buffer += data
         frames: list[Frame] = []
-        offset = 0
-        end = len(buffer)
-        try:
-            with memoryview(buffer) as view:
-                while True:
-                    available = end - offset
-                    self._check_boundary(view[offset : offset + min(available, _BOUNDARY_SIZE)])
-                    if available < HEADER_SIZE:
+        buffer = self._buffer
+        position, end = 0, len(data)
+        with memoryview(data) as view:
+            while position < end:
+                if self._length is None:
+                    take = min(LENGTH_SIZE - len(buffer), end - position)
+                    buffer += view[position : position + take]
+                    position += take
+                    if len(buffer) < LENGTH_SIZE:
                         break
-                    (length,) = _LENGTH.unpack_from(view, offset + _LENGTH_OFFSET)
+                    length = int.from_bytes(buffer, self._byte_order)
                     if length > self._max_frame_size:
-                        raise _too_large(length, self._max_frame_size)
-                    start = offset + HEADER_SIZE
-                    stop = start + length
-                    if stop > end:
+                        self._break(
+                            FrameTooLarge(
+                                self._offset,
+                                f"length {length} exceeds the maximum frame size of"
+                                f" {self._max_frame_size} bytes",
+                                tuple(frames),
+                            )
+                        )
+                    self._length = length
+                    buffer.clear()
+                need = self._length - len(buffer)
+                if not buffer and end - position >= need:  # the whole contents in this chunk: one copy
+                    contents = bytes(view[position : position + need])
+                    position += need
+                else:
+                    take = min(need, end - position)
+                    buffer += view[position : position + take]
+                    position += take
+                    if len(buffer) < self._length:
                         break
-                    frames.append(Frame(view[offset + _BOUNDARY_SIZE], bytes(view[start:stop])))
-                    offset = stop
-        except FramingError as error:
-            self._break(error)
-            raise
-        # One slice per feed, whatever the number of frames: no quadratic copying.
-        del buffer[:offset]
+                    contents = bytes(buffer)
+                    buffer.clear()
+                frames.append(Frame(self._offset, contents))
+                self._offset += LENGTH_SIZE + self._length
+                self._length = None
         return frames
 
     def end_of_stream(self) -> None:
         """Declare that the peer closed the stream.
 
-        Raises :class:`TruncatedFrame` if a partial frame is buffered.
+        Raises :class:`TruncatedFrame` if the stream ended inside a frame.
         """
         self._raise_if_broken()
         self._ended = True
-        buffer = self._buffer
-        got = len(buffer)
-        if got == 0:
+        got = len(self._buffer)
+        if self._length is None and got == 0:
             return
-        if got < HEADER_SIZE:
-            error = TruncatedFrame(f"stream ended inside a frame header: got {got} of {HEADER_SIZE} bytes")
+        if self._length is None:
+            defect = f"truncated: the stream ended after {got} of its {LENGTH_SIZE} length bytes"
         else:
-            (length,) = _LENGTH.unpack_from(buffer, _LENGTH_OFFSET)
-            error = TruncatedFrame(
-                f"stream ended inside the contents of a frame on protocol index"
-                f" {buffer[_BOUNDARY_SIZE]}: got {got - HEADER_SIZE} of {length} bytes"
-            )
-        self._break(error)
-        raise error
+            defect = f"truncated: the stream ended after {got} of its {self._length} bytes of contents"
+        self._break(TruncatedFrame(self._offset, defect))
 
-    @staticmethod
-    def _check_boundary(seen: memoryview) -> None:
-        if seen != BOUNDARY[: len(seen)]:
-            raise BadBoundary(f"frame does not start with the boundary {BOUNDARY!r} (got {bytes(seen)!r})")
-
-    def _break(self, error: FramingError) -> None:
+    def _break(self, error: FramingError) -> NoReturn:
         self._error = error
         self._buffer = bytearray()  # release the memory; nothing more will be decoded
+        self._length = None
+        raise error
 
     def _raise_if_broken(self) -> None:
         if self._error is not None:

@@ -32,8 +32,10 @@ class Runner:
         out: list[dict[str, Any]] = []
         seq: Any = lineno
         limit = self.engine.policy.max_frame_size
-        if len(line) > limit:
-            out.append(self._error(seq, f"input line of {len(line)} characters exceeds {limit}"))
+        # H-RUN-2, D-BOUND: the limit counts bytes of UTF-8 (up to 4 a code point)
+        size = len(line.encode("utf-8", "surrogatepass")) if len(line) > limit // 4 else 0
+        if size > limit:
+            out.append(self._error(seq, f"input line of {size} bytes exceeds {limit} (max_frame_size)"))
         else:
             try:
                 item = loads(line)
@@ -90,7 +92,7 @@ class Runner:
             out.append(entry)
             self._record(entry)
             if isinstance(output, ToBridge) and output.rule is not None:
-                self.refusals.append((output.message.headers.request_id or "", output.rule))
+                self.refusals.append((output.message.header.request_id or "", output.rule))
             if isinstance(output, ToSwitch):
                 commands.append(output.command)
         for command in commands:
@@ -99,6 +101,11 @@ class Runner:
                     self._record({"from": "switch", "event": event_to_wire(ev)})
                 self._drain(self.engine.receive_switch(ev), seq, out)
         return out
+
+    def connected(self, number: int) -> None:
+        """A connection to the bridge started: the trace says so as
+        ``{"connection": N}``, N counting from 1 (harness.md "Traces")."""
+        self._record({"connection": number})
 
     def _error(self, seq: Any, message: str) -> dict[str, Any]:
         entry = _error(seq, message)

@@ -10,19 +10,27 @@ the same trace:
   commands run on the driver, and the events they cause are fed back;
 - switch events from outside (the customer and far parties; the ``result``
   events of a scripted switch) come from ``--switch-events FILE`` (``-``:
-  stdin), one harness line ``{"from": "switch", "event": ...}`` per line;
+  stdin), one harness line ``{"from": "switch", "event": ...}`` per line,
+  taken from the first connection to the bridge on (so a trace starts with
+  ``{"connection": 1}``); a SIP softphone is polled from start-up;
 - the engine clock follows the event loop's monotonic clock: before each
   input, and every ``tick`` seconds while a request waits on the switch, the
   elapsed time is fed as ``{"from": "clock", "advance": ...}`` (D-ASYNC).
 
-On connection loss the adapter reconnects with bounded exponential backoff
-and keeps its engine: the bridge re-initializes (D-LIFE-5), and a re-sent
-requestId gets D-DUP. While disconnected, messages for the bridge are
-dropped (the re-init snapshot supersedes them, D-LIFE-3), except
-``interaction.created`` (D-NEW), which is held (bounded) and sent after
-reconnecting. It exits 0 on the bridge's ``transport.bye`` or on
-SIGTERM/SIGINT (saying bye itself), 1 when it cannot (re)connect within
-``--max-reconnects``, 2 on a usage error (an unusable ``--state`` file too).
+When a connection is lost (reset, a truncated frame, a broken stream:
+D-WIRE) the adapter reconnects with bounded exponential backoff and keeps
+its engine: the bridge re-initializes (D-LIFE-5), and a re-sent requestId
+gets D-DUP. When the bridge closes the connection cleanly (at a frame
+boundary) the adapter reconnects too, unless ``--exit-on-close`` is given:
+then it exits 0. A connection that ends before the bridge sent anything is
+followed by a backoff pause, so a bridge that accepts and closes at once is
+not hammered. While disconnected, messages for the bridge are dropped (the
+re-init snapshot supersedes them, D-LIFE-3), except ``interaction.created``
+(D-NEW), which is held (bounded) and sent after reconnecting. Each
+connection's start is written to the trace as ``{"connection": N}`` (N from
+1). It exits 0 on SIGTERM/SIGINT (closing the connection), 1 when it cannot
+(re)connect within ``--max-reconnects``, 2 on a usage error (an unusable
+``--state`` file too).
 
 Durable state (``--state FILE``, :mod:`adapters.state`): every input is
 committed (engine, switch driver, counters, and the messages it produced,
@@ -51,7 +59,6 @@ import json
 import logging
 import os
 import signal
-import ssl as _ssl
 import sys
 import time
 from collections import deque
@@ -60,16 +67,19 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any, Final
 
-from adapters.framing import BadContents, FramingError, decode_json
 from adapters.runner import Runner
 from adapters.simulated import ScriptedSwitch, SimulatedSwitch
 from adapters.state import StateError, StateStore, resume
 from adapters.switch import PolledSwitch, Switch
 from adapters.transport import (
+    End,
     FramedConnection,
     TransportError,
-    client_ssl_context,
+    Unsendable,
+    add_wire_arguments,
+    backoff_delays,
     connect_with_backoff,
+    wire_options,
 )
 from fsm.engine import Engine, Targets
 from fsm.errors import LocalProtocolError
@@ -79,7 +89,7 @@ from fsm.switch_events import event_to_wire
 
 logger = logging.getLogger("telephony_fsm.serve")
 
-_CONNECT_ERRORS: Final = (OSError, TimeoutError, TransportError, FramingError)
+_CONNECT_ERRORS: Final = (OSError, TimeoutError)
 
 
 class Adapter:
@@ -98,11 +108,16 @@ class Adapter:
     ) -> None:
         self.runner = runner
         self.conn: FramedConnection | None = None
+        #: connections to the bridge so far (this process's), and messages received on them
+        self.connections = 0
+        self.received = 0
+        #: set at the first connection: events from outside are taken from then on
+        self.first_connection = asyncio.Event()
         #: inputs processed (over the state file's life with ``store``)
         self.inputs = inputs
         #: switch events fed from outside (``--switch-events``)
         self.switch_events_fed = switch_events
-        self.held: deque[object] = deque(maxlen=max_held)
+        self.held: deque[dict[str, Any]] = deque(maxlen=max_held)
         self.max_held = max_held
         self.store = store
         self.crash_after_input = crash_after_input
@@ -163,6 +178,8 @@ class Adapter:
         for entry, message in self.store.unsent():
             try:
                 await conn.send(message)
+            except Unsendable as error:  # it never will be: drop it rather than block the outbox
+                logger.warning("dropped a message that cannot be sent: %s", error)
             except TransportError as error:
                 logger.warning("sending to the bridge failed: %s", error)
                 return
@@ -184,10 +201,10 @@ class Adapter:
             message = entry["message"]
             conn = self.conn
             if conn is None or conn.closed:
-                if message["headers"]["name"] == "interaction.created":
+                if message["header"]["name"] == "interaction.created":
                     self.held.append(message)  # D-NEW: sent after reconnecting
                 else:
-                    logger.info("not connected: dropped %s", message["headers"]["name"])
+                    logger.info("not connected: dropped %s", message["header"]["name"])
                 return
             try:
                 await conn.send(message)
@@ -197,9 +214,10 @@ class Adapter:
             logger.warning("%s", dumps(entry))
 
     async def switch_events(self, source: AsyncIterable[object], *, skip: int = 0) -> None:
-        """Feed switch events from outside: event objects or harness lines.
-        The first ``skip`` were consumed before a restart (the state file
-        counts them) and are skipped."""
+        """Feed switch events from outside: event objects or harness lines,
+        from the first connection on. The first ``skip`` were consumed before a
+        restart (the state file counts them) and are skipped."""
+        await self.first_connection.wait()
         async for item in source:
             if skip > 0:
                 skip -= 1
@@ -209,7 +227,9 @@ class Adapter:
             await self.feed(item, external=True)
 
     async def polling(self, driver: PolledSwitch, every: float = 0.01) -> None:
-        """Feed the events of a driver that reports on its own (SIP), in order."""
+        """Feed the events of a driver that reports on its own (SIP), in order,
+        from start-up on: the stack is never left unpolled (D-NEW: calls are
+        followed from start-up; an announcement waits for the connection)."""
         while True:
             for event in driver.poll(0):
                 await self.feed({"from": "switch", "event": event_to_wire(event)})
@@ -221,9 +241,16 @@ class Adapter:
             await self.tick()
 
     async def session(self, conn: FramedConnection, stop: asyncio.Event) -> str:
-        """Serve one connection: ``"bye"``, ``"stopped"`` or ``"lost"``."""
+        """Serve one connection: ``"closed"`` (the bridge closed it at a frame
+        boundary), ``"lost"`` (reset, truncated frame, broken stream: D-WIRE) or
+        ``"stopped"`` (``stop`` was set; this side closed it)."""
         async with self._lock:
             self.conn = conn
+            self.connections += 1
+            self.runner.connected(self.connections)
+            if self.runner.trace is not None:
+                self.runner.trace.flush()
+            self.first_connection.set()
             await self._flush()  # with a state file: what waited, a crash's leftovers first
             while self.held and not conn.closed:
                 try:
@@ -240,25 +267,18 @@ class Adapter:
             await asyncio.gather(reading, return_exceptions=True)
         async with self._lock:
             self.conn = None
-            if stopped:
-                await conn.bye()
-                return "stopped"
             await conn.close()
-        return reading.result()
+        return "stopped" if stopped else reading.result()
 
     async def _read(self, conn: FramedConnection) -> str:
         while True:
             try:
-                frame = await conn.recv_frame()
-            except (TransportError, FramingError) as error:
-                logger.warning("connection to the bridge failed: %s", error)
+                message = await conn.recv()
+            except TransportError:  # the transport logged why and closed the connection
                 return "lost"
-            if frame is None:
-                return "bye" if conn.bye_received else "lost"
-            try:
-                message: object = decode_json(frame)
-            except BadContents:  # the engine reports it (D-BAD)
-                message = frame.contents.decode("utf-8", "replace")
+            if message is None:
+                return "closed" if conn.end is End.CLEAN else "lost"
+            self.received += 1
             await self.feed({"from": "bridge", "message": message})
 
 
@@ -285,14 +305,18 @@ async def run_serve(
     tick: float = 1.0,
     state: str | Path | StateStore | None = None,
     crash_after_input: int | None = None,
+    exit_on_close: bool = False,
     **connect_options: Any,
 ) -> int:
-    """Run the adapter until the bridge says bye or ``stop`` is set (0), or it
-    cannot (re)connect (1). ``max_reconnects`` bounds the connection attempts
+    """Run the adapter until ``stop`` is set, or, with ``exit_on_close``, until
+    the bridge closes a connection cleanly at a frame boundary (0); or until
+    it cannot (re)connect (1). A lost connection (reset, truncated frame,
+    broken stream) is always followed by a reconnect, and so is a clean close
+    without ``exit_on_close``. ``max_reconnects`` bounds the connection attempts
     after the first one, over the whole run (None: forever); ``backoff`` is
     (base, factor, cap) in seconds; ``connect_options`` go to
     :func:`adapters.transport.connect` (``ssl``, ``server_hostname``,
-    ``idle_timeout``, ``keepalive``, ...). ``state``: a state file (a path,
+    ``byte_order``, ``tcp_keepalive``, ...). ``state``: a state file (a path,
     or a :class:`StateStore` the caller opened and closes) to commit every
     input to and to resume from (:mod:`adapters.state`; an unusable file
     raises :class:`adapters.state.StateError`). ``crash_after_input``
@@ -318,6 +342,7 @@ async def run_serve(
             tick=tick,
             store=store,
             crash_after_input=crash_after_input,
+            exit_on_close=exit_on_close,
             **connect_options,
         )
 
@@ -337,6 +362,7 @@ async def _run_serve(
     tick: float,
     store: StateStore | None,
     crash_after_input: int | None,
+    exit_on_close: bool,
     **connect_options: Any,
 ) -> int:
     policy = policy or Policy()
@@ -373,8 +399,12 @@ async def _run_serve(
         background.append(asyncio.create_task(adapter.switch_events(switch_events, skip=skip)))
     base, factor, cap = backoff
     remaining = None if max_reconnects is None else max_reconnects + 1
+    pauses = backoff_delays(base, factor, cap)
+    pause = 0.0
     try:
         while True:
+            if pause and await _stopped_within(stop, pause):
+                return 0
             attempts = 1
 
             def count(*_: object) -> None:
@@ -409,18 +439,34 @@ async def _run_serve(
             if remaining is not None:
                 remaining -= attempts
             logger.info("connected to the bridge at %s:%s", host, port)
+            received = adapter.received
             outcome = await adapter.session(conn, stop)
-            if outcome != "lost":
-                logger.info("done: %s", "the bridge said bye" if outcome == "bye" else "stopped")
+            if outcome == "stopped":
+                logger.info("done: stopped")
+                return 0
+            ended = "lost" if outcome == "lost" else "closed by the bridge"
+            if outcome == "closed" and exit_on_close:
+                logger.info("done: the connection was %s (--exit-on-close)", ended)
                 return 0
             if remaining == 0:
-                logger.error("connection to the bridge lost; no reconnection left (--max-reconnects)")
+                logger.error("connection to the bridge %s; no reconnection left (--max-reconnects)", ended)
                 return 1
-            logger.warning("connection to the bridge lost; reconnecting")
+            if adapter.received > received:  # the bridge was working: reconnect at once
+                pauses, pause = backoff_delays(base, factor, cap), 0.0
+            else:  # nothing came on that connection: pause before the next, growing
+                pause = next(pauses)
+            logger.warning("connection to the bridge %s; reconnecting", ended)
     finally:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+
+
+async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait ``seconds`` unless ``stop`` is set first; whether it is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()
 
 
 async def read_switch_events(path: str) -> AsyncIterator[object]:
@@ -476,12 +522,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trace", metavar="FILE", help="also write the merged trace (JSONL)")
     parser.add_argument("--switch-events", metavar="FILE", help="switch events, JSONL ('-': stdin)")
     parser.add_argument("--max-reconnects", type=int, metavar="N", help="default: forever")
-    parser.add_argument("--idle-timeout", type=float, metavar="SECONDS", help="drop a silent bridge")
-    parser.add_argument("--keepalive", type=float, metavar="SECONDS", help="ping a silent bridge")
+    parser.add_argument(
+        "--exit-on-close",
+        action="store_true",
+        help="exit 0 when the bridge closes the connection cleanly (default: reconnect); "
+        "a lost connection is always reconnected",
+    )
+    add_wire_arguments(parser, server=False)
     parser.add_argument("--tls", action="store_true", help="TLS, verifying the bridge by the system CAs")
-    parser.add_argument("--tls-ca", metavar="FILE", help="TLS, verifying the bridge by these CAs")
-    parser.add_argument("--tls-cert", metavar="FILE", help="client certificate (PEM) for TLS")
-    parser.add_argument("--tls-key", metavar="FILE", help="its private key (PEM)")
     parser.add_argument("--tls-server-name", metavar="NAME", help="name to check the bridge's cert against")
     parser.add_argument(
         "--state",
@@ -512,12 +560,7 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--crash-after-input takes N >= 1 and needs --state")
     if args.switch == "sip" and args.state:
         parser.error("--state cannot be used with --switch sip: live SIP calls cannot be saved and resumed")
-    context: _ssl.SSLContext | None = None
-    if args.tls or args.tls_ca or args.tls_cert:
-        try:
-            context = client_ssl_context(args.tls_ca, certfile=args.tls_cert, keyfile=args.tls_key)
-        except (OSError, _ssl.SSLError) as exc:
-            parser.error(f"cannot set up TLS: {exc}")
+    wire = wire_options(args, parser, server=False, tls=args.tls)
     with ExitStack() as stack:
         store: StateStore | None = None
         if args.state:
@@ -551,12 +594,11 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 switch_events=events,
                 stop=stop,
                 max_reconnects=args.max_reconnects,
-                ssl=context,
                 server_hostname=args.tls_server_name,
-                idle_timeout=args.idle_timeout,
-                keepalive=args.keepalive,
                 state=store,
                 crash_after_input=args.crash_after_input,
+                exit_on_close=args.exit_on_close,
+                **wire,
             )
 
         try:

@@ -4,7 +4,7 @@ A session is a list of steps, one JSON object each (a file of steps is JSONL):
 
 - ``{"actor": "customer", "event": SWITCH_EVENT}``: the outside world acts on
   the switch (harness.md switch events: ``offered``, ``ended``, ...);
-- ``{"actor": "agent", "action": ACTION, "role": "primary", "properties": {...}}``:
+- ``{"actor": "agent", "action": ACTION, "role": "primary", "body": {...}}``:
   the agent's desktop asks the bridge for an action (see
   ``adapters.bridge.ACTIONS``; ``role`` picks the conversation for
   conversation actions);
@@ -48,7 +48,7 @@ DEMO_CALL: list[Step] = [
     {
         "actor": "agent",
         "action": "consult",
-        "properties": {"destination": "200"},
+        "body": {"destination": "200"},
         "say": "the agent consults an expert at 200 (the customer is held)",
     },
     {"actor": "agent", "action": "alternate", "say": "the agent alternates back to the customer"},
@@ -57,14 +57,14 @@ DEMO_CALL: list[Step] = [
     {
         "actor": "agent",
         "action": "consult",
-        "properties": {"destination": "300"},
+        "body": {"destination": "300"},
         "say": "the agent consults a second expert at 300",
     },
     {"actor": "agent", "action": "transfer", "say": "the agent transfers the customer to 300"},
     {
         "actor": "agent",
         "action": "complete",
-        "properties": {"wrapup": "transferred"},
+        "body": {"wrapup": "transferred"},
         "say": "the agent completes the wrap-up; the bridge disposes the interaction",
     },
 ]
@@ -84,9 +84,9 @@ def check_step(step: object, where: str) -> Step:
     elif actor == "agent":
         if step.get("action") not in ACTIONS:
             raise BadSession(f"{where}: unknown action {step.get('action')!r}; known: {', '.join(ACTIONS)}")
-        props = step.get("properties", {})
+        props = step.get("body", {})
         if not isinstance(props, dict) or not all(isinstance(v, str) for v in props.values()):
-            raise BadSession(f"{where}: 'properties' must be an object of strings")
+            raise BadSession(f"{where}: 'body' must be an object of strings")
     elif actor == "clock":
         advance = step.get("advance")
         if isinstance(advance, bool) or not isinstance(advance, int | float) or advance < 0:

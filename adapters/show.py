@@ -17,8 +17,8 @@ def render(entry: dict[str, Any]) -> tuple[str, str]:
     """(who, text) of one trace line."""
     if entry.get("from") == "bridge":
         message = entry.get("message") or {}
-        headers = message.get("headers") or {}
-        props = _props(message.get("properties"))
+        headers = message.get("header") or {}
+        props = _props(message.get("body"))
         return "bridge", f"bridge -> client  {headers.get('name')}  {headers.get('requestId')}{props}"
     if entry.get("from") == "switch":
         ev = dict(entry.get("event") or {})
@@ -32,21 +32,20 @@ def render(entry: dict[str, Any]) -> tuple[str, str]:
         return "client", f"client -> switch  {op} {call} ({cid}){_props(command)}"
     if entry.get("to") == "bridge":
         message = entry["message"]
-        headers = message["headers"]
+        headers = message["header"]
         if headers["type"] == "cti.response":
             result = headers["result"]
             text = f"client -> bridge  {result} {headers['name']}  {headers['requestId']}"
             if result == "FAILURE":
                 text += f"  {headers.get('errorMessage')}"
-            text += _props(message.get("properties"))
-            if message.get("body") is not None:
-                text += "  " + json.dumps(message["body"], separators=(",", ":"))
+            body = message.get("body")
+            if body:
+                text += "  " + json.dumps(body, separators=(",", ":"))
             return "client", text
         target = headers["target"].rpartition(".")[2]
-        return (
-            "client",
-            f"client -> bridge  event {headers['name']} @{target}{_props(message.get('properties'))}",
-        )
+        return "client", f"client -> bridge  event {headers['name']} @{target}{_props(message.get('body'))}"
+    if "connection" in entry:
+        return "bridge", f"-- connection {entry['connection']} to the bridge"
     for key in ("error", "protocol_error"):
         if key in entry:
             return "error", f"{key}: {entry[key].get('message')}"

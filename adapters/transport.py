@@ -1,112 +1,154 @@
 """The framed TCP transport: thin asyncio around the sans-IO codec of :mod:`adapters.framing`.
 
-Our D-WIRE decisions for protocol index 0 (the transport's own messages; each
-is a JSON object ``{"headers": {"type": T}, "properties": {...}}``):
+F-WIRE: TCP, TLS optional; the client connects to the bridge; every message
+is one frame, a 4-byte length then UTF-8 JSON. There is nothing else: no
+handshake, no transport message of any kind. A connection carries messages
+from its first byte (after the TLS handshake, if any).
 
-- ``transport.hello`` (properties ``role`` = ``client``): the client's first
-  frame after connecting (and after the TLS handshake, if any).
-- ``transport.welcome`` (properties ``index`` = decimal string, 1..255): the
-  server's answer; CTI messages then travel on that protocol index (default
-  1). Anything else as first frame is refused: ERROR, then close.
-- ``transport.error`` (properties ``message``): the sender found the peer's
-  stream unusable (no boundary, frame too large, bad handshake, idle too
-  long) and closes the socket after it.
-- ``transport.bye``: the sender is going away on purpose; the peer must not
-  treat the close as a failure (an adapter does not reconnect after it).
-- ``transport.ping`` / ``transport.pong``: keepalive. A side with a keepalive
-  interval sends a ping when it has received nothing for that long; the other
-  side answers with a pong. A side with an idle timeout closes the connection
-  (ERROR first) when nothing at all arrived for that long: a half-open
-  connection does not live forever. Unknown index-0 types are logged and
-  ignored; a frame on an index that was not negotiated is refused.
+D-WIRE, as this module applies it:
+
+- the byte order of the length field is an option (``byte_order``, big by
+  default) of :func:`connect`, :func:`serve` and :class:`FramedConnection`;
+- a broken stream (a length above ``max_frame_size``, contents that are not
+  UTF-8, not JSON or not a JSON object) is logged (a warning naming the
+  frame's offset and the defect) and the connection is closed, with a reset
+  so that the peer sees a loss, not a clean end: the protocol has no error
+  message to send back. A connection that ends inside a frame is logged as
+  truncated;
+- idle connections are detected by TCP keepalive (``tcp_keepalive``
+  seconds, off by default): the kernel probes a silent peer, and a dead one
+  makes the next read fail, which ends the connection as lost.
+
+How a connection ended is :attr:`FramedConnection.end`: :attr:`End.CLEAN`
+when the peer closed it at a frame boundary (:meth:`FramedConnection.recv`
+returns None), :attr:`End.LOST` when it was reset, ended inside a frame,
+broke the stream or stopped reading (``recv`` raises
+:class:`ConnectionLost`), :attr:`End.LOCAL` when this side closed it
+(:meth:`FramedConnection.close`: cleanly, at a frame boundary, or
+:meth:`FramedConnection.abort`: with a reset, which the peer sees as a loss).
 
 Bounds (D-BOUND): a frame's contents are refused above ``max_frame_size``
-before they are read; the bytes queued for a peer that does not read are
+from the length alone; the bytes queued for a peer that does not read are
 bounded by ``max_send_buffer`` (beyond it a send waits at most
 ``send_timeout`` seconds, then the connection is dropped).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import enum
 import logging
+import math
+import socket
 import ssl as _ssl
+import struct
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, Final, NoReturn
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any, Final
 
 from adapters.framing import (
-    CTI_INDEX,
+    BYTE_ORDERS,
     DEFAULT_MAX_FRAME_SIZE,
-    TRANSPORT_INDEX,
-    BadContents,
-    Frame,
+    ByteOrder,
     FrameDecoder,
     FramingError,
+    TruncatedFrame,
+    check_byte_order,
     decode_json,
     encode_json,
-    error_frame,
 )
-from fsm.errors import RemoteProtocolError
+from fsm.errors import LocalProtocolError, ProtocolError
 
 logger = logging.getLogger("telephony_fsm.transport")
 
-HELLO: Final = {"headers": {"type": "transport.hello"}, "properties": {"role": "client"}}
-BYE: Final = {"headers": {"type": "transport.bye"}}
-PING: Final = {"headers": {"type": "transport.ping"}}
-PONG: Final = {"headers": {"type": "transport.pong"}}
 DEFAULT_MAX_SEND_BUFFER: Final = 4 * DEFAULT_MAX_FRAME_SIZE
 DEFAULT_SEND_TIMEOUT: Final = 10.0
-DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0
+DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+#: TCP keepalive: unanswered probes before the kernel declares the peer dead
+KEEPALIVE_PROBES: Final = 3
 _CHUNK: Final = 1 << 16
-_INDEXES: Final = frozenset(str(i) for i in range(1, 256))  # a CTI index assigned by the welcome
-_LINGER: Final = 1.0  # seconds spent draining the peer's bytes after an ERROR frame
+_CLOSE_WAIT: Final = 1.0  # seconds a close may take before the socket is aborted
+_RESET_ON_CLOSE: Final = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 
 
-class TransportError(RemoteProtocolError):
-    """The connection cannot go on (rule D-WIRE unless said otherwise)."""
+class TransportError(ProtocolError):
+    """The connection cannot carry a message (rule D-WIRE unless said otherwise)."""
 
     def __init__(self, message: str, rule: str = "D-WIRE") -> None:
         super().__init__(message, rule)
 
 
-class HandshakeError(TransportError):
-    """The negotiation on protocol index 0 failed."""
+class ConnectionLost(TransportError):
+    """The connection ended other than by a clean close at a frame boundary:
+    reset, truncated frame, broken stream (``cause`` is the
+    :class:`~adapters.framing.FramingError` then), or a peer that stopped
+    reading. The connection is closed."""
+
+    def __init__(self, message: str, rule: str = "D-WIRE", cause: BaseException | None = None) -> None:
+        super().__init__(message, rule)
+        self.cause = cause
 
 
-class PeerError(TransportError):
-    """The peer sent ``transport.error`` and closed."""
-
-
-class IdleTimeout(TransportError):
-    """Nothing arrived within the idle timeout (a half-open connection)."""
-
-
-class SendBufferFull(TransportError):
+class SendBufferFull(ConnectionLost):
     """The peer stopped reading and the send buffer bound was reached (D-BOUND)."""
 
 
 class ConnectionClosed(TransportError):
-    """The connection is closed or was lost."""
+    """A send on a connection that has already ended."""
 
 
-def _message_type(obj: object) -> str:
-    headers = obj.get("headers") if isinstance(obj, dict) else None
-    kind = headers.get("type") if isinstance(headers, dict) else None
-    return kind if isinstance(kind, str) else ""
+class Unsendable(TransportError):
+    """A message that cannot be framed (not a JSON object, not valid UTF-8
+    JSON, or larger than ``max_frame_size``); nothing was written and the
+    connection goes on."""
 
 
-def _property(obj: object, name: str) -> object:
-    properties = obj.get("properties") if isinstance(obj, dict) else None
-    return properties.get(name) if isinstance(properties, dict) else None
+class End(enum.Enum):
+    """How a connection ended."""
+
+    CLEAN = "clean"
+    """The peer closed it at a frame boundary."""
+    LOST = "lost"
+    """Reset, truncated frame, broken stream, or a peer that stopped reading."""
+    LOCAL = "local"
+    """This side closed it."""
+
+
+def check_tcp_keepalive(seconds: object) -> float | None:
+    """Return ``seconds`` (None: off) if it is a usable keepalive time, else raise LocalProtocolError."""
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise LocalProtocolError(f"the TCP keepalive must be seconds, not {type(seconds).__name__}", "D-WIRE")
+    if not (math.isfinite(seconds) and seconds >= 1):
+        raise LocalProtocolError(f"the TCP keepalive must be at least 1 second (got {seconds!r})", "D-WIRE")
+    return float(seconds)
+
+
+def set_tcp_keepalive(sock: Any, seconds: float) -> None:
+    """D-WIRE: turn on TCP keepalive on ``sock``: probe a connection silent for
+    ``seconds``, then every ``seconds / KEEPALIVE_PROBES`` (at least 1 s); after
+    ``KEEPALIVE_PROBES`` unanswered probes the kernel resets it. The timings are
+    set where the platform has the options (TCP_KEEPIDLE or macOS's
+    TCP_KEEPALIVE, TCP_KEEPINTVL, TCP_KEEPCNT); elsewhere its defaults apply."""
+    idle = max(1, round(seconds))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    idle_option = getattr(socket, "TCP_KEEPIDLE", None) or getattr(socket, "TCP_KEEPALIVE", None)
+    timings = (
+        (idle_option, idle),
+        (getattr(socket, "TCP_KEEPINTVL", None), max(1, round(seconds / KEEPALIVE_PROBES))),
+        (getattr(socket, "TCP_KEEPCNT", None), KEEPALIVE_PROBES),
+    )
+    for option, value in timings:
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 class FramedConnection:
-    """One transport connection over an asyncio stream pair.
+    """One connection over an asyncio stream pair: whole messages in and out.
 
-    :meth:`recv` returns CTI messages and handles index-0 frames itself;
-    keepalive pings and the idle timeout run while a :meth:`recv` is waiting.
     One task receives at a time; any task may send.
     """
 
@@ -115,228 +157,158 @@ class FramedConnection:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         *,
-        index: int = CTI_INDEX,
+        byte_order: ByteOrder = "big",
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
-        idle_timeout: float | None = None,
-        keepalive: float | None = None,
+        tcp_keepalive: float | None = None,
     ) -> None:
-        self.index = index
+        self.byte_order = check_byte_order(byte_order)
         self.max_frame_size = max_frame_size
-        self.bye_received = False
-        self.closed = False
-        self._negotiated = False
-        self.peer = str(writer.get_extra_info("peername"))
+        #: how the connection ended; None while it is open
+        self.end: End | None = None
+        self.peer = _address(writer.get_extra_info("peername"))
         self._reader, self._writer = reader, writer
-        self._decoder = FrameDecoder(max_frame_size)
-        self._frames: deque[Frame] = deque()
+        self._decoder = FrameDecoder(max_frame_size, self.byte_order)
+        self._frames: deque[dict[str, Any]] = deque()
+        self._lost: ConnectionLost | None = None
         self._max_send_buffer, self._send_timeout = max_send_buffer, send_timeout
-        self._idle_timeout, self._keepalive = idle_timeout, keepalive
-        self._last_received = self._last_ping = asyncio.get_running_loop().time()
+        keepalive = check_tcp_keepalive(tcp_keepalive)
+        if keepalive is not None:
+            set_tcp_keepalive(writer.get_extra_info("socket"), keepalive)
         writer.transport.set_write_buffer_limits(high=max_send_buffer)
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection has ended, whichever way (:attr:`end`)."""
+        return self.end is not None
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """The stream's transport information (``"socket"``, ``"peercert"``, ...)."""
         return self._writer.get_extra_info(name, default)
 
     # -- receiving
-    async def recv(self) -> object | None:
-        """The next CTI message as decoded JSON; None once the peer closed cleanly
-        (:attr:`bye_received` tells whether it said bye). Raises FramingError
-        (ERROR sent, connection closed) when the peer breaks the framing,
-        BadContents for one frame that is not JSON (the connection stays
-        usable), TransportError when the connection fails."""
-        frame = await self.recv_frame()
-        if frame is None:
-            return None
-        try:
-            return decode_json(frame)
-        except RecursionError:
-            raise BadContents("frame contents are not valid JSON: nested too deeply") from None
-
-    async def recv_frame(self) -> Frame | None:
-        """Like :meth:`recv`, but the undecoded frame on the CTI index."""
-        while not self.closed:
-            frame = await self._next_frame()
-            if frame is None:
-                return None
-            if frame.index == self.index:
-                return frame
-            if frame.index != TRANSPORT_INDEX:
-                await self._fail(FramingError(f"frame on protocol index {frame.index}, not negotiated"))
-            await self._transport_message(frame)
-        return None
-
-    async def _transport_message(self, frame: Frame) -> None:
-        try:
-            obj = decode_json(frame)
-        except (BadContents, RecursionError):
-            await self._fail(FramingError("a transport frame (index 0) is not JSON"))
-        kind = _message_type(obj)
-        if kind == "transport.bye":
-            self.bye_received = True
-            logger.info("%s said bye; closing", self.peer)
-            await self.close()
-        elif kind == "transport.error":
-            text = f"{self.peer} reported an error: {_property(obj, 'message')}"
-            logger.warning("%s; closing", text)
-            await self.close()
-            raise PeerError(text)
-        elif kind == "transport.ping":
-            await self._send(PONG, TRANSPORT_INDEX)
-        elif kind != "transport.pong":
-            logger.info("%s: ignored transport message %r", self.peer, kind)
-
-    async def _next_frame(self) -> Frame | None:
+    async def recv(self) -> dict[str, Any] | None:
+        """The next message, a JSON object; None once the peer closed the
+        connection at a frame boundary (:attr:`end` is CLEAN) or this side
+        closed it (LOCAL). Raises :class:`ConnectionLost` when the connection
+        was reset, ended inside a frame or broke the stream (logged, closed;
+        :attr:`end` is LOST)."""
         while not self._frames:
-            if self.closed:
+            if self._lost is not None:
+                raise self._lost.with_traceback(None)
+            if self.end is not None:
                 return None
-            data = await self._read_chunk()
+            try:
+                data = await self._reader.read(_CHUNK)
+            except OSError as error:  # reset by the peer, keepalive timeout, TLS failure
+                if self.end is None:
+                    self._lose(ConnectionLost(f"connection to {self.peer} lost: {error}", cause=error))
+                continue
+            if self.end is not None:  # closed (or lost) while the read waited
+                continue
             try:
                 if not data:
                     self._decoder.end_of_stream()
-                    await self.close()
-                    return None
-                self._frames.extend(self._decoder.feed(data))
+                    logger.info("%s closed the connection", self.peer)
+                    await self._close(End.CLEAN)
+                    continue
+                try:
+                    frames = self._decoder.feed(data)
+                except FramingError as error:  # what came before the defect is delivered first
+                    self._frames.extend(decode_json(frame) for frame in error.frames)
+                    raise
+                self._frames.extend(decode_json(frame) for frame in frames)
+            except TruncatedFrame as error:
+                self._lose(
+                    ConnectionLost(f"{self.peer} ended the connection inside a {error.message}", cause=error)
+                )
             except FramingError as error:
-                await self._fail(error)
+                self._lose(ConnectionLost(f"broken stream from {self.peer}: {error.message}", cause=error))
         return self._frames.popleft()
 
-    async def _read_chunk(self) -> bytes:
-        """Read what arrives; meanwhile ping a silent peer and enforce the idle timeout."""
-        loop = asyncio.get_running_loop()
-        while True:
-            idle_at = ping_at = None
-            if self._negotiated and self._idle_timeout is not None:
-                idle_at = self._last_received + self._idle_timeout
-            if self._negotiated and self._keepalive is not None:
-                ping_at = max(self._last_received, self._last_ping) + self._keepalive
-            deadline = min((t for t in (idle_at, ping_at) if t is not None), default=None)
-            try:
-                async with asyncio.timeout_at(deadline):
-                    data = await self._reader.read(_CHUNK)
-            except TimeoutError:
-                if deadline == idle_at:
-                    await self._fail(IdleTimeout(f"nothing received for {self._idle_timeout:g} s"))
-                self._last_ping = loop.time()
-                await self._send(PING, TRANSPORT_INDEX)
-                continue
-            except OSError as error:  # reset by the peer, TLS failure
-                await self._lost(error)
-            self._last_received = loop.time()
-            return data
-
     # -- sending
-    async def send(self, obj: object) -> None:
-        """Send one CTI message (a JSON-ready object) on the negotiated index."""
-        await self._send(obj, self.index)
-
-    async def bye(self) -> None:
-        """Say ``transport.bye`` and close: a deliberate end, not a failure."""
-        if not self.closed:
-            with contextlib.suppress(TransportError):
-                await self._send(BYE, TRANSPORT_INDEX)
-        await self.close()
-
-    async def _send(self, obj: object, index: int) -> None:
-        if self.closed or self._writer.is_closing():
+    async def send(self, message: Mapping[str, Any]) -> None:
+        """Send one message (a JSON object). Raises :class:`Unsendable` for
+        one that cannot be framed (nothing is written), :class:`ConnectionClosed`
+        once the connection has ended, :class:`ConnectionLost` when it is lost
+        while sending (:class:`SendBufferFull`: the peer does not read)."""
+        if self._lost is not None:
+            raise ConnectionClosed(f"the connection to {self.peer} was lost: {self._lost.message}")
+        if self.end is not None or self._writer.is_closing():
             raise ConnectionClosed(f"the connection to {self.peer} is closed")
-        self._writer.write(encode_json(obj, index, self.max_frame_size))
+        try:
+            frame = encode_json(message, byte_order=self.byte_order, max_frame_size=self.max_frame_size)
+        except LocalProtocolError as error:
+            raise Unsendable(error.message, error.rule) from error
+        self._writer.write(frame)
         try:  # drain() waits only while the buffer holds more than max_send_buffer
             async with asyncio.timeout(self._send_timeout):
                 await self._writer.drain()
         except TimeoutError:
             pending = self._writer.transport.get_write_buffer_size()
-            error = SendBufferFull(
-                f"{self.peer} is not reading: {pending} bytes unsent exceed the send buffer bound of"
-                f" {self._max_send_buffer} bytes for {self._send_timeout:g} s",
-                "D-BOUND",
+            self._lose(
+                SendBufferFull(
+                    f"{self.peer} is not reading: {pending} bytes unsent exceed the send buffer bound of"
+                    f" {self._max_send_buffer} bytes for {self._send_timeout:g} s",
+                    "D-BOUND",
+                )
             )
-            logger.warning("%s; disconnecting", error.message)
-            self._abort()
-            raise error from None
+            raise self._ended() from None
         except OSError as error:
-            await self._lost(error)
+            if self.end is None:
+                self._lose(ConnectionLost(f"connection to {self.peer} lost: {error}", cause=error))
+            raise self._ended() from error
 
-    # -- closing
+    # -- ending
     async def close(self) -> None:
-        """Close the connection (idempotent); the peer sees end of stream."""
-        if self.closed:
+        """Close the connection cleanly (idempotent): what was sent is flushed,
+        then the peer sees the end of the stream at a frame boundary."""
+        await self._close(End.LOCAL)
+
+    def abort(self) -> None:
+        """Drop the connection at once with a reset (idempotent): the peer sees
+        a loss, not a clean close; anything unsent is discarded."""
+        if self.end is None:
+            self.end = End.LOCAL
+            self._reset()
+
+    async def _close(self, end: End) -> None:
+        if self.end is not None:
             return
-        self.closed = True
+        self.end = end
         self._writer.close()
         try:
-            await asyncio.wait_for(self._writer.wait_closed(), _LINGER)
+            await asyncio.wait_for(self._writer.wait_closed(), _CLOSE_WAIT)
         except (TimeoutError, OSError):
-            self._abort()
+            self._writer.transport.abort()
 
-    def _abort(self) -> None:
-        self.closed = True
+    def _lose(self, error: ConnectionLost) -> None:
+        """Log why, drop the connection at once (a reset: the peer must not take
+        it for a clean end), and keep ``error`` for :meth:`recv`."""
+        logger.warning("%s; connection closed", error.message)
+        self._lost = error
+        self.end = End.LOST
+        self._reset()
+
+    def _reset(self) -> None:
+        sock = self._writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed: nothing to reset
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
         self._writer.transport.abort()
 
-    async def _lost(self, error: OSError) -> NoReturn:
-        self._abort()
-        logger.warning("connection to %s lost: %s", self.peer, error)
-        raise ConnectionClosed(f"connection to {self.peer} lost: {error}") from error
+    def _ended(self) -> TransportError:
+        """The error for a send on a connection that has just ended."""
+        return self._lost or ConnectionClosed(f"the connection to {self.peer} is closed")
 
-    async def _fail(self, error: RemoteProtocolError) -> NoReturn:
-        """Send ERROR, close (reading what the peer still sends for a moment, so
-        that the close does not reset the connection and lose the ERROR), raise."""
-        logger.warning("%s: %s; sent an error frame and closed the connection", self.peer, error)
-        if not self.closed and not self._writer.is_closing():
-            # the peer may already be gone (it closed mid-frame): then there
-            # is nobody to tell, and the close below is all that is left
-            with contextlib.suppress(OSError):
-                self._writer.write(error_frame(error.message))
-                if self._writer.can_write_eof():
-                    self._writer.write_eof()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(_LINGER):
-                            while await self._reader.read(_CHUNK):
-                                pass
-        await self.close()
-        raise error
 
-    # -- negotiation on index 0
-    async def handshake_client(self, timeout: float = DEFAULT_HANDSHAKE_TIMEOUT) -> None:
-        """Send the hello, wait for the welcome, adopt the index it assigns."""
-        await self._send(HELLO, TRANSPORT_INDEX)
-        welcome = await self._first_message(timeout, "transport.welcome")
-        if _message_type(welcome) == "transport.error":
-            await self.close()
-            raise HandshakeError(f"{self.peer} refused the hello: {_property(welcome, 'message')}")
-        index = _property(welcome, "index")
-        if _message_type(welcome) != "transport.welcome" or index not in _INDEXES:
-            await self._fail(
-                HandshakeError(f"expected transport.welcome with an index in 1..255, got {index!r}")
-            )
-        self.index = int(str(index))
-        self._negotiated = True
-
-    async def handshake_server(self, timeout: float = DEFAULT_HANDSHAKE_TIMEOUT) -> None:
-        """Wait for the hello, answer with the welcome naming :attr:`index`."""
-        hello = await self._first_message(timeout, "transport.hello")
-        if _message_type(hello) != "transport.hello" or _property(hello, "role") != "client":
-            await self._fail(HandshakeError("expected transport.hello with role client"))
-        welcome = {"headers": {"type": "transport.welcome"}, "properties": {"index": str(self.index)}}
-        await self._send(welcome, TRANSPORT_INDEX)
-        self._negotiated = True
-
-    async def _first_message(self, timeout: float, expected: str) -> object:
-        try:
-            async with asyncio.timeout(timeout):
-                frame = await self._next_frame()
-        except TimeoutError:
-            await self._fail(HandshakeError(f"no {expected} within {timeout:g} s"))
-        if frame is None:
-            raise HandshakeError(f"{self.peer} closed the connection before {expected}")
-        if frame.index != TRANSPORT_INDEX:
-            await self._fail(HandshakeError(f"expected {expected} on index 0, got index {frame.index}"))
-        try:
-            return decode_json(frame)
-        except (BadContents, RecursionError):
-            await self._fail(HandshakeError(f"expected {expected}, got a frame that is not JSON"))
+def _address(peername: object) -> str:
+    """``host:port`` of a socket address (IPv6 in brackets); anything else as it is."""
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        host, port = peername[0], peername[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(peername)
 
 
 Handler = Callable[[FramedConnection], Awaitable[None]]
@@ -348,21 +320,32 @@ async def serve(
     handler: Handler,
     *,
     ssl: _ssl.SSLContext | None = None,
+    ssl_handshake_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    byte_order: ByteOrder = "big",
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-    index: int = CTI_INDEX,
-    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
-    **options: Any,
+    max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
+    send_timeout: float = DEFAULT_SEND_TIMEOUT,
+    tcp_keepalive: float | None = None,
 ) -> asyncio.Server:
-    """Listen (the bridge side). Each connection is negotiated (welcome names
-    ``index``), then given to ``handler``, and closed when it returns.
-    ``options`` go to :class:`FramedConnection`. Returns the listening server."""
+    """Listen (the bridge side). Each connection (after its TLS handshake, with
+    ``ssl``) is given to ``handler`` as a :class:`FramedConnection`, and closed
+    when the handler returns. Returns the listening server."""
+    check_byte_order(byte_order)
+    check_tcp_keepalive(tcp_keepalive)
 
     async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = FramedConnection(reader, writer, index=index, max_frame_size=max_frame_size, **options)
+        conn = FramedConnection(
+            reader,
+            writer,
+            byte_order=byte_order,
+            max_frame_size=max_frame_size,
+            max_send_buffer=max_send_buffer,
+            send_timeout=send_timeout,
+            tcp_keepalive=tcp_keepalive,
+        )
         try:
-            await conn.handshake_server(handshake_timeout)
             await handler(conn)
-        except (TransportError, FramingError) as error:
+        except TransportError as error:
             logger.debug("connection from %s ended: %s", conn.peer, error)
         except asyncio.CancelledError:  # shutting down; asyncio 3.11 would log a cancelled callback
             logger.debug("connection from %s cancelled", conn.peer)
@@ -372,7 +355,7 @@ async def serve(
             await conn.close()
 
     return await asyncio.start_server(
-        accepted, host, port, ssl=ssl, ssl_handshake_timeout=handshake_timeout if ssl else None
+        accepted, host, port, ssl=ssl, ssl_handshake_timeout=ssl_handshake_timeout if ssl else None
     )
 
 
@@ -382,24 +365,31 @@ async def connect(
     *,
     ssl: _ssl.SSLContext | None = None,
     server_hostname: str | None = None,
+    timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    byte_order: ByteOrder = "big",
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-    timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
-    **options: Any,
+    max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
+    send_timeout: float = DEFAULT_SEND_TIMEOUT,
+    tcp_keepalive: float | None = None,
 ) -> FramedConnection:
-    """Connect (the client side), TLS included, and negotiate; ``timeout``
-    bounds each step. Raises OSError (ssl.SSLError for a refused certificate),
-    TimeoutError or :class:`TransportError`."""
+    """Connect (the client side), TLS included; ``timeout`` bounds the TCP and
+    TLS handshakes. Raises OSError (ssl.SSLError for a refused certificate) or
+    TimeoutError."""
+    check_byte_order(byte_order)
+    check_tcp_keepalive(tcp_keepalive)
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection(
             host, port, ssl=ssl, server_hostname=(server_hostname or host) if ssl else None
         )
-    conn = FramedConnection(reader, writer, max_frame_size=max_frame_size, **options)
-    try:
-        await conn.handshake_client(timeout)
-    except BaseException:
-        await conn.close()
-        raise
-    return conn
+    return FramedConnection(
+        reader,
+        writer,
+        byte_order=byte_order,
+        max_frame_size=max_frame_size,
+        max_send_buffer=max_send_buffer,
+        send_timeout=send_timeout,
+        tcp_keepalive=tcp_keepalive,
+    )
 
 
 def backoff_delays(base: float = 0.5, factor: float = 2.0, cap: float = 30.0) -> Iterator[float]:
@@ -424,14 +414,15 @@ async def connect_with_backoff(
 ) -> FramedConnection:
     """:func:`connect` until it succeeds, sleeping per :func:`backoff_delays`
     between attempts; ``max_attempts`` None retries forever. ``on_retry(attempt,
-    delay, error)`` is called before each sleep. The last error is raised."""
+    delay, error)`` is called before each sleep. The last error is raised.
+    ``options`` go to :func:`connect`."""
     delays = backoff_delays(base, factor, cap)
     attempt = 0
     while True:
         attempt += 1
         try:
             return await connect(host, port, **options)
-        except (OSError, TimeoutError, TransportError, FramingError) as error:
+        except (OSError, TimeoutError) as error:
             if max_attempts is not None and attempt >= max_attempts:
                 logger.warning("giving up on %s:%s after %d attempts: %s", host, port, attempt, error)
                 raise
@@ -464,3 +455,65 @@ def server_ssl_context(
         context.load_verify_locations(cafile)
         context.verify_mode = _ssl.CERT_REQUIRED
     return context
+
+
+# -- the wire options of the command line (``serve`` is the client, ``bridge`` the server)
+
+
+def add_wire_arguments(parser: argparse.ArgumentParser, *, server: bool) -> None:
+    """Add the options ``serve`` and ``bridge`` share (spec/harness.md):
+    ``--byte-order``, ``--tcp-keepalive``, ``--tls-cert``, ``--tls-key``, ``--tls-ca``."""
+    parser.add_argument(
+        "--byte-order",
+        choices=BYTE_ORDERS,
+        default="big",
+        help="byte order of the 4-byte frame length (D-WIRE; default big, network order)",
+    )
+    parser.add_argument(
+        "--tcp-keepalive",
+        type=float,
+        metavar="SECONDS",
+        help="TCP keepalive: probe a connection silent this long, drop it after "
+        f"{KEEPALIVE_PROBES} unanswered probes (default: off)",
+    )
+    if server:
+        parser.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this certificate (PEM)")
+        parser.add_argument("--tls-key", metavar="FILE", help="its private key (PEM), if not in --tls-cert")
+        parser.add_argument(
+            "--tls-ca",
+            metavar="FILE",
+            help="require client certificates signed by these CAs (needs --tls-cert)",
+        )
+    else:
+        parser.add_argument("--tls-ca", metavar="FILE", help="TLS, verifying the bridge by these CAs")
+        parser.add_argument(
+            "--tls-cert", metavar="FILE", help="TLS, presenting this client certificate (PEM)"
+        )
+        parser.add_argument("--tls-key", metavar="FILE", help="its private key (PEM), if not in --tls-cert")
+
+
+def wire_options(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, *, server: bool, tls: bool = False
+) -> dict[str, Any]:
+    """The keywords of :func:`serve` (``server``) or :func:`connect` that the
+    options of :func:`add_wire_arguments` give: ``byte_order``,
+    ``tcp_keepalive`` and ``ssl``. ``tls``: a client uses TLS even without
+    ``--tls-ca`` or ``--tls-cert`` (verifying the bridge by the system CAs).
+    A bad value or an unreadable file is a usage error (``parser.error``)."""
+    try:
+        keepalive = check_tcp_keepalive(args.tcp_keepalive)
+    except LocalProtocolError as error:
+        parser.error(f"--tcp-keepalive: {error.message}")
+    if args.tls_key and not args.tls_cert:
+        parser.error("--tls-key needs --tls-cert")
+    context: _ssl.SSLContext | None = None
+    try:
+        if server and args.tls_cert:
+            context = server_ssl_context(args.tls_cert, args.tls_key, cafile=args.tls_ca)
+        elif server and args.tls_ca:
+            parser.error("--tls-ca needs --tls-cert: a TLS server presents a certificate")
+        elif not server and (tls or args.tls_ca or args.tls_cert):
+            context = client_ssl_context(args.tls_ca, certfile=args.tls_cert, keyfile=args.tls_key)
+    except (OSError, _ssl.SSLError) as error:
+        parser.error(f"cannot set up TLS: {error}")
+    return {"byte_order": args.byte_order, "tcp_keepalive": keepalive, "ssl": context}

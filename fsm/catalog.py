@@ -109,6 +109,15 @@ def _nativeid_known(ctx: GuardContext) -> str | None:
     return None
 
 
+def _conversation_id_valid(ctx: GuardContext) -> str | None:
+    bridge_id = ctx.properties.id
+    if not bridge_id:
+        return "the conversation id is empty"
+    if "." in bridge_id:
+        return f"conversation id {bridge_id!r} contains a '.', which would break its target (D-TARGET)"
+    return None
+
+
 def _registration_consistent(ctx: GuardContext) -> str | None:
     bridge_id, nativeid = ctx.properties.id, ctx.properties.nativeid
     for leg in ctx.interaction.legs.values():
@@ -147,6 +156,7 @@ GUARDS: Final[dict[str, Guard]] = {
         Guard("leg_room", "D-BOUND", _leg_room),
         Guard("blind_destination_given", "D-CONV", _destination_given),
         Guard("digits_valid", "D-CONV", _digits_valid),
+        Guard("conversation_id_valid", "D-CC-2", _conversation_id_valid),
         Guard("nativeid_known", "D-CC-2", _nativeid_known),
         Guard("registration_consistent", "D-CC-3", _registration_consistent),
         Guard("conversation_not_disposed", "D-LIFE-4", _not_disposed),
@@ -276,6 +286,7 @@ CATALOG: Final[dict[str, RequestSpec]] = {
             properties=CreateConversationProperties,
             trigger="createconversation",
             guards=(
+                "conversation_id_valid",
                 "nativeid_known",
                 "registration_consistent",
                 "conversation_not_disposed",

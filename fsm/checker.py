@@ -39,6 +39,7 @@ from fsm.checker_model import (
 from fsm.checker_rules import (
     Finding,
     creation_refusal,
+    envelope_findings,
     header_findings,
     property_refusal,
     state_refusal,
@@ -91,6 +92,8 @@ class Watcher:
         self._awaiting: dict[tuple[str, str], list[Asked]] = {}
         self._queues: dict[str, list[Asked]] = {}
         self._answered: dict[tuple[str, str], int] = {}
+        #: ``{"connection": N}`` lines seen (harness.md, "Traces")
+        self.connections = 0
         #: messages unanswered when a connection dropped: each may still get
         #: its one response, late, on a later connection (a client that keeps
         #: its state across a crash sends its outbox first), none is required
@@ -101,7 +104,10 @@ class Watcher:
     # The API.
 
     def from_bridge(self, message: object, line: int) -> list[Violation]:
-        """A query or request the bridge sent: it now awaits one response."""
+        """A query or request the bridge sent: it now awaits one response.
+        A malformed one is the client's to refuse (D-BAD); what the trace
+        then holds of the client is judged, not the bridge's message."""
+        found: list[Violation] = []
         read = read_message(message, self.policy.max_frame_size)
         if isinstance(read, Defect):
             echo = read.echo
@@ -116,7 +122,7 @@ class Watcher:
                         defect=read,
                     )
                 )
-            return []
+            return found
         headers, spec = read.headers, read.spec
         assert headers.request_id is not None
         dest = self.destinations.get(headers.target)
@@ -136,15 +142,15 @@ class Watcher:
         if dest is not None and fits and spec.name in (INIT, CONVERSATION_INIT):
             dest.init_asked += 1
         self._ask(asked)
-        return []
+        return found
 
     def from_client(self, message: object, line: int) -> list[Violation]:
         """A response or an event the client sent."""
-        headers = message.get("headers") if isinstance(message, dict) else None
+        found: list[Finding] = envelope_findings(message)
+        headers = message.get("header") if isinstance(message, dict) else None
         if not isinstance(message, dict) or not isinstance(headers, dict):
-            return [Violation(line, "S-EVT-0", "a message from the client has no headers object")]
+            return [Violation(line, rule, text) for rule, text in found]
         kind = headers.get("type")
-        found: list[Finding] = []
         if kind == RESPONSE or (kind != EVENT and ("requestId" in headers or "result" in headers)):
             if kind != RESPONSE:
                 found.append(("S-REQ-2", f"a response has type {RESPONSE}, not {kind!r}"))
@@ -159,6 +165,14 @@ class Watcher:
         """A switch event or command line. The rules are judged on the
         messages alone, so switch lines are only accepted."""
         return []
+
+    def connected(self) -> None:
+        """A ``{"connection": N}`` trace line (harness.md, "Traces"): a new
+        connection started; after the first, the one before it dropped, and
+        what it left unanswered is lost, not unanswered (D-RECONNECT)."""
+        if self.connections:
+            self.connection_lost()
+        self.connections += 1
 
     def connection_lost(self) -> None:
         """The connection dropped: what awaited a response will not get one
@@ -352,15 +366,18 @@ class Watcher:
 
 
 def watch_entry(watcher: Watcher, entry: dict[str, Any], line: int) -> list[Violation]:
-    """One trace line (spec/harness.md, "Traces"). Lines that are neither
-    a bridge message nor a switch line (error, protocol_error, done, clock)
-    tell the checker nothing."""
+    """One trace line (spec/harness.md, "Traces"). A ``connection`` line
+    starts a connection; other lines that are neither a bridge message nor
+    a switch line (error, protocol_error, done, clock) tell the checker
+    nothing."""
     if entry.get("from") == "bridge":
         return watcher.from_bridge(entry.get("message"), line)
     if entry.get("to") == "bridge":
         return watcher.from_client(entry.get("message"), line)
     if entry.get("from") == "switch" or entry.get("to") == "switch":
         return watcher.switch(entry, line)
+    if "connection" in entry:
+        watcher.connected()
     return []
 
 

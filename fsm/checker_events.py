@@ -30,7 +30,7 @@ from fsm.checker_rules import (
     check_data_body,
     check_init_body,
     is_text,
-    message_properties,
+    message_body,
 )
 from fsm.machines import DIALING, ENDED, INTERACTION, STARTED, join_words
 
@@ -65,12 +65,7 @@ class EventJudge:
         name, target = headers.get("name"), headers.get("target")
         if not isinstance(name, str) or not name or not isinstance(target, str) or not target:
             return [*found, ("S-EVT-0", "an event carries a name and a target")]
-        props = message.get("properties")
-        if props is None:
-            props = {}
-        if not isinstance(props, dict) or not all(isinstance(v, str) for v in props.values()):
-            found.append(("S-EVT-0", f"the properties of {name} are not string values"))
-            props = {}
+        props = message_body(message)
         if name in CHANNEL_EVENTS and self.channel_target in (None, target):
             return found + self._created(target, props)
         return found + self._destination_event(name, target, props)
@@ -111,7 +106,10 @@ class EventJudge:
         if name == "interaction.consult":
             return self._phone_consult(facts, props)
         if name == "interaction.datachanged":
-            return [] if props else [("D-EVT-3", "interaction.datachanged names no changed key")]
+            changed = props.get("interaction-data")
+            if isinstance(changed, dict) and changed:
+                return []
+            return [("D-EVT-3", "interaction.datachanged names no changed key in body.interaction-data")]
         new, old = STATE_EVENTS[name], facts.top
         if old == new:
             return [("D-EVT-2", f"{name}: the interaction is already {new}; an event reports a change")]
@@ -186,7 +184,7 @@ class EventJudge:
             return self.judge_conversation_init(facts, dest, body)
         if spec.name == DATA:
             return check_data_body(body)
-        if spec.trigger == "consult" and not is_text(message_properties(message).get("nativeid")):
+        if spec.trigger == "consult" and not is_text(message_body(message).get("nativeid")):
             return [("S-CONS-1", f"{what} without the nativeid of the consult call")]
         return []
 
@@ -213,7 +211,7 @@ class EventJudge:
             target = rule.conversation(facts.target, bridge_id)
             register(self.watcher.destinations, facts, bridge_id, asked.properties["nativeid"], target)
         elif spec.trigger == "consult":
-            nativeid = message_properties(message).get("nativeid")
+            nativeid = message_body(message).get("nativeid")
             if isinstance(nativeid, str) and nativeid:
                 facts.leg(nativeid)
                 facts.consult = nativeid

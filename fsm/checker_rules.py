@@ -253,21 +253,47 @@ def header_findings(
             found.append(("S-REQ-2", f"the FAILURE response to {label} has no errorMessage"))
         elif "Traceback (most recent call last)" in error:
             found.append(("S-REQ-2", f"the errorMessage of the response to {label} is a stack trace"))
-    if not is_string_map(message.get("properties")):
-        found.append(("S-REQ-2", f"the properties of the response to {label} are not string values"))
+    body = message.get("body")
+    if not isinstance(body, dict):
+        found.append(("D-ENV", f"the response to {label} has no body object (the client always writes one)"))
+    elif result == FAILURE and body:
+        found.append(("D-BODY", f"the FAILURE response to {label} has a body; it is always {{}}"))
     return found
 
 
-def message_properties(message: dict[str, Any]) -> dict[str, Any]:
-    props = message.get("properties")
-    return props if isinstance(props, dict) else {}
+def envelope_findings(message: object) -> list[Finding]:
+    """F-ENV, D-ENV: a message the client writes is ``{"header": ...,
+    "body": ...}``. One in the guessed envelope of old (``headers``,
+    ``properties``) is D-BAD; the client writes a body always and exactly
+    the header keys of the table."""
+    if not isinstance(message, dict):
+        return [("D-BAD", "a message is a JSON object {header, body}")]
+    old = [key for key in ("headers", "properties") if key in message]
+    if old:
+        keys = " and ".join(repr(k) for k in old)
+        return [("D-BAD", f"a message with {keys}: the envelope is {{header, body}} (F-ENV)")]
+    header = message.get("header")
+    if not isinstance(header, dict):
+        return [("F-ENV", "a message has a header object")]
+    found: list[Finding] = []
+    extra = sorted(set(header) - _CLIENT_HEADER_KEYS)
+    if extra:
+        found.append(("D-ENV", f"the client writes no header key {', '.join(map(repr, extra))}"))
+    if not isinstance(message.get("body"), dict):
+        found.append(("D-ENV", f"{header.get('name')!r} has no body object (the client always writes one)"))
+    return found
+
+
+#: The header keys the client may write (the table of "Messages").
+_CLIENT_HEADER_KEYS: Final = frozenset({"type", "name", "target", "requestId", "result", "errorMessage"})
+
+
+def message_body(message: dict[str, Any]) -> dict[str, Any]:
+    """The body of a message, ``{}`` when it has none (D-ENV)."""
+    body = message.get("body")
+    return body if isinstance(body, dict) else {}
 
 
 def is_text(value: object) -> bool:
     """A non-empty string."""
     return isinstance(value, str) and bool(value)
-
-
-def is_string_map(value: object) -> bool:
-    """Absent, or an object of string values (message properties)."""
-    return value is None or (isinstance(value, dict) and all(isinstance(v, str) for v in value.values()))

@@ -335,22 +335,17 @@ class Engine(ExecutionSide):
     def _emit(self, message: Message) -> None:
         self._out.append(build_to_bridge(message))
 
-    def _respond(
-        self,
-        headers: Headers | Request,
-        properties: dict[str, str] | None = None,
-        body: Any = None,
-    ) -> None:
+    def _respond(self, headers: Headers | Request, body: dict[str, Any] | None = None) -> None:
         """Answer SUCCESS (S-REQ-1) to the request named, targeted and
-        identified by ``headers`` (a waiting request's record will do); what
+        identified by ``headers`` (a waiting request's record will do), with
+        the response JSON as the body (D-BODY); what
         :func:`fsm.messages.response` makes, built here directly: one is made
         for nearly every input."""
         self._out.append(
             build_to_bridge(
                 build_message(
                     build_headers(RESPONSE, headers.name, headers.target, headers.request_id, SUCCESS),
-                    properties or {},
-                    body,
+                    body if body is not None else {},
                 )
             )
         )

@@ -49,12 +49,7 @@ class ExecutionSide(SwitchSide):
     _out: list[Output]
 
     # Provided by the engine.
-    def _respond(
-        self,
-        headers: Headers | Request,
-        properties: dict[str, str] | None = None,
-        body: Any = None,
-    ) -> None:
+    def _respond(self, headers: Headers | Request, body: dict[str, Any] | None = None) -> None:
         raise NotImplementedError
 
     def _refuse(self, headers: Headers, rule: str, reason: str, *, prefix: bool = True) -> None:
@@ -183,10 +178,10 @@ class ExecutionSide(SwitchSide):
         self._prune_deadlines()
         request = pending.request
         if error is None:
-            props = {}
+            body = None
             if request.name == "interaction.request.consult" and interaction.consult:
-                props = {"nativeid": interaction.consult}
-            self._respond(request, properties=props)  # a response needs its name, target and requestId
+                body = {"nativeid": interaction.consult}  # D-BODY
+            self._respond(request, body)  # a response needs its name, target and requestId
         else:
             self._refuse(_headers_of(request), rule, error)
 
@@ -251,7 +246,8 @@ class ExecutionSide(SwitchSide):
             return
         interaction.data.update(changed)
         if interaction.lifecycle == m.INITIALIZED:
-            self._emit(event("interaction.datachanged", interaction.target, changed))
+            # D-BODY: the changed keys only
+            self._emit(event("interaction.datachanged", interaction.target, {"interaction-data": changed}))
 
     def _do_createconversation(
         self, headers: Headers, interaction: Interaction, _: object, props: Any

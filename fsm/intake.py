@@ -1,4 +1,4 @@
-"""Decoding and validating what the bridge sends (D-BAD).
+"""Decoding and validating what the bridge sends (F-ENV, D-ENV, D-BAD).
 
 :func:`read_message` turns raw input (bytes, text or an already decoded
 object) into a :class:`Valid` message, or a :class:`Defect` that says what
@@ -9,6 +9,7 @@ FAILURE response must echo (S-REQ-2). Nothing here touches engine state.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Final, NamedTuple
 
 import attrs
@@ -20,15 +21,27 @@ from fsm.errors import RemoteProtocolError
 from fsm.frozen import builder
 from fsm.messages import QUERY, REQUEST, Headers, build_headers, json_type, structure
 
-#: Longest requestId accepted; a longer one is a defect (D-BOUND).
+#: Longest requestId that can be answered, in code points (D-BAD).
 MAX_REQUEST_ID = 256
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def usable_request_id(value: object) -> bool:
+    """D-BAD: a requestId a FAILURE can echo: a non-empty string of at most
+    256 code points without a lone surrogate."""
+    return (
+        type(value) is str
+        and 0 < len(value) <= MAX_REQUEST_ID
+        and (value.isascii() or _SURROGATE.search(value) is None)
+    )
 
 
 class Valid(NamedTuple):
-    """A well-formed query or request of the catalog. ``props`` is
-    ``properties`` structured as the spec says (see
-    :func:`fsm.catalog.read_properties`). A named tuple, not an attrs class:
-    it lives from intake to execution only, and one is made per request."""
+    """A well-formed query or request of the catalog. ``properties`` are the
+    body keys its spec reads (D-ENV: others are ignored), ``props`` the same
+    structured as the spec says (see :func:`fsm.catalog.read_properties`).
+    A named tuple, not an attrs class: it lives from intake to execution
+    only, and one is made per request."""
 
     headers: Headers
     spec: RequestSpec
@@ -61,8 +74,9 @@ def read_message(raw: object, max_size: int) -> Valid | Defect:
     elif isinstance(raw, bytes | bytearray | memoryview):
         return read_message(bytes(raw), max_size)
     elif isinstance(raw, str):
-        if len(raw) > max_size:
-            return _oversized(len(raw), max_size)
+        # D-BOUND, D-WIRE: the limit counts bytes of UTF-8 (up to 4 a code point)
+        if len(raw) > max_size // 4 and (size := len(raw.encode("utf-8", "surrogatepass"))) > max_size:
+            return _oversized(size, max_size)
         quick = _read_quickly(raw)
         if quick is not None:
             return quick
@@ -94,13 +108,16 @@ def _oversized(size: int, limit: int) -> Defect:
 
 
 _new_tuple: Final = tuple.__new__
-#: The top-level keys of a message.
-_MESSAGE_KEYS: Final = frozenset({"headers", "properties", "body"})
-#: The header keys of a valid query or request, in the order the bridge writes them.
-_REQUEST_HEADERS: Final = frozenset({"type", "name", "target", "requestId"})
+#: The keys of the envelope (F-ENV).
+_ENVELOPE_KEYS: Final = frozenset({"header", "body"})
+#: The keys of the guessed envelope this client once read; a message that has
+#: them is refused naming the real envelope (D-ENV).
+_OLD_ENVELOPE_KEYS: Final = ("headers", "properties")
+#: The header keys intake reads; any other header key is ignored (D-ENV).
+_HEADER_KEYS: Final = ("type", "name", "target", "requestId", "result", "errorMessage")
 #: What every message without properties structures to.
 _NO_PROPERTIES: Final = NoProperties()
-#: message name -> the property keys its attrs properties class takes
+#: message name -> the body keys its attrs properties class takes
 _PROPERTY_KEYS: Final = {
     spec.name: frozenset(field.name for field in attrs.fields(spec.properties))
     for spec in CATALOG.values()
@@ -123,94 +140,87 @@ def _read_object(raw: object) -> Valid | Defect:
 
 
 def _read_valid(raw: dict[str, Any], owned: bool) -> Valid | None:
-    """The common case in one pass: a query or request whose headers are
+    """The common case in one pass: a query or request whose header is
     exactly type, name, target and requestId, every one a string, and whose
-    properties are strings as its spec asks. Returns what
+    body holds exactly the keys its spec takes, as strings. Returns what
     :func:`_read_checked` returns for such a message, or None for anything
     else, which :func:`_read_checked` then reads and reports on (D-BAD).
-    ``owned``: ``raw`` was decoded here, so its properties dict need not be
-    copied (a caller's dict is)."""
-    headers = raw.get("headers")
-    if type(headers) is not dict or len(headers) != 4:
+    ``owned``: ``raw`` was decoded here, so its body dict need not be
+    copied (a caller's is)."""
+    header = raw.get("header")
+    if type(header) is not dict or len(header) != 4:
         return None
     try:  # four keys, each of them one of the four: exactly the four
         kind, name, target, request_id = (
-            headers["type"],
-            headers["name"],
-            headers["target"],
-            headers["requestId"],
+            header["type"],
+            header["name"],
+            header["target"],
+            header["requestId"],
         )
     except KeyError:
         return None
     if not (type(kind) is str and type(name) is str and type(target) is str and type(request_id) is str):
         return None
     spec = CATALOG.get(name)
-    if spec is None or spec.kind != kind or not request_id:
+    if spec is None or spec.kind != kind or not usable_request_id(request_id):
         return None
-    properties: Any = None
+    body: Any = None
     if len(raw) > 1:
-        if not raw.keys() <= _MESSAGE_KEYS:
+        if not raw.keys() <= _ENVELOPE_KEYS:
             return None
-        body = raw.get("body")
-        if body is not None and body != "" and body != {}:
-            return None
-        properties = raw.get("properties")
+        body = raw["body"]
     props: Any
-    if properties is None:
-        properties = {}
+    if body is None or not body:
+        if type(body) not in (dict, type(None)):
+            return None
+        body = {}
         if spec.properties is NoProperties:
             props = _NO_PROPERTIES
         elif spec.properties is FreeProperties:
             props = {}
         else:
             return None
-    elif type(properties) is not dict:
+    elif type(body) is not dict:
         return None
     else:
         if not owned:
-            properties = dict(properties)
+            body = dict(body)
         if spec.properties is FreeProperties:
-            for key, value in properties.items():
+            for key, value in body.items():
                 if type(key) is not str or type(value) is not str:
                     return None
-            props = dict(properties)
+            props = dict(body)
         elif spec.properties is NoProperties:
-            if properties:
-                return None
-            props = _NO_PROPERTIES
+            return None  # keys it does not take: ignored, by the general reader (D-ENV)
         else:
-            if properties.keys() != _PROPERTY_KEYS[name]:
+            if body.keys() != _PROPERTY_KEYS[name]:
                 return None
-            for value in properties.values():
+            for value in body.values():
                 if type(value) is not str:
                     return None
-            props = _PROPERTY_BUILDERS[name](**properties)
-    valid: Valid = _new_tuple(Valid, (build_headers(kind, name, target, request_id), spec, properties, props))
+            props = _PROPERTY_BUILDERS[name](**body)
+    valid: Valid = _new_tuple(Valid, (build_headers(kind, name, target, request_id), spec, body, props))
     return valid
 
 
 def _read_checked(raw: object) -> Valid | Defect:
     if not isinstance(raw, dict):
-        return Defect("D-BAD", "message must be a JSON object with headers", None)
-    unknown = sorted(set(raw) - {"headers", "properties", "body"})
-    headers = raw.get("headers")
-    if not isinstance(headers, dict):
-        return Defect("D-BAD", "message has no headers object", None)
-    request_id = headers.get("requestId")
-    echo: Headers | None = None
-    if isinstance(request_id, str) and request_id and len(request_id) <= MAX_REQUEST_ID:
-        name, target = headers.get("name"), headers.get("target")
-        echo = Headers(
-            type=str(headers.get("type", "")),
-            name=name if isinstance(name, str) else "",
-            target=target if isinstance(target, str) else "",
-            request_id=request_id,
-        )
+        return Defect("D-BAD", f"a message is a JSON object {{header, body}}, not {json_type(raw)}", None)
+    header = raw.get("header")
+    old = [key for key in _OLD_ENVELOPE_KEYS if key in raw]
+    if old:
+        keys = " and ".join(repr(k) for k in old)
+        return Defect("D-BAD", f"unknown key {keys}: the envelope is {{header, body}}", _echo(header))
+    if not isinstance(header, dict):
+        if header is None:
+            return Defect("D-BAD", "message has no header object (the envelope is {header, body})", None)
+        return Defect("D-BAD", f"header: expected an object, got {json_type(header)}", None)
+    request_id = header.get("requestId")
+    echo = _echo(header)
     try:
-        if unknown:
-            raise RemoteProtocolError(f"unknown top-level key {', '.join(unknown)}", "D-BAD")
-        parsed: Headers = structure(headers, Headers, "headers")
-        return _read_headers(parsed, raw)
+        known = {key: header[key] for key in _HEADER_KEYS if key in header}
+        parsed: Headers = structure(known, Headers, "header")
+        return _read_body(parsed, raw)
     except RemoteProtocolError as exc:
         message = exc.message
         if echo is None:
@@ -218,50 +228,64 @@ def _read_checked(raw: object) -> Valid | Defect:
         return Defect(exc.rule, message, echo)
 
 
+def _echo(header: object) -> Headers | None:
+    """The header a FAILURE response echoes, when the message has a usable
+    requestId (D-BAD); None when it cannot be answered."""
+    if not isinstance(header, dict):
+        return None
+    request_id = header.get("requestId")
+    if not usable_request_id(request_id):
+        return None
+    name, target, kind = header.get("name"), header.get("target"), header.get("type")
+    return Headers(
+        type=kind if isinstance(kind, str) else "",
+        name=name if isinstance(name, str) else "",
+        target=target if isinstance(target, str) else "",
+        request_id=request_id,
+    )
+
+
 def _why_unanswerable(request_id: object) -> str:
     if request_id is None:
         return "no requestId: cannot be answered"
     if isinstance(request_id, str) and len(request_id) > MAX_REQUEST_ID:
         return f"requestId longer than {MAX_REQUEST_ID} characters: cannot be answered"
+    if isinstance(request_id, str) and request_id:
+        return "requestId holds a lone surrogate: cannot be answered"
     return "requestId is not a non-empty string: cannot be answered"
 
 
-def _read_headers(headers: Headers, raw: dict[str, Any]) -> Valid:
+def _read_body(headers: Headers, raw: dict[str, Any]) -> Valid:
     if headers.type not in (QUERY, REQUEST):
         raise RemoteProtocolError(
-            f"header type {headers.type!r}: the bridge sends only {QUERY} and {REQUEST}", "D-BAD"
+            f"header.type {headers.type!r}: the bridge sends only {QUERY} and {REQUEST}", "D-BAD"
         )
-    if not headers.request_id:
-        raise RemoteProtocolError(f"a {headers.type} needs a non-empty requestId header", "D-BAD")
+    if not usable_request_id(headers.request_id):
+        raise RemoteProtocolError(f"header.requestId: {_why_unanswerable(headers.request_id)}", "D-BAD")
     for field, value in (("result", headers.result), ("errorMessage", headers.error_message)):
         if value is not None:
-            raise RemoteProtocolError(f"a {headers.type} carries no {field} header", "D-BAD")
+            raise RemoteProtocolError(f"a {headers.type} carries no header.{field}", "D-BAD")
     spec = CATALOG.get(headers.name)
     if spec is None:
         raise RemoteProtocolError(f"unknown message name {headers.name!r}", "D-BAD")
     if spec.kind != headers.type:
         raise RemoteProtocolError(
-            f"{headers.name} is a {spec.kind}, but its type header says {headers.type}", "D-BAD"
+            f"{headers.name} is a {spec.kind}, but its header.type says {headers.type}", "D-BAD"
         )
     body = raw.get("body")
-    if body not in (None, "", {}):
-        raise RemoteProtocolError(f"{headers.name} takes no body", "D-BAD")
-    properties = raw.get("properties", {})
-    if properties is None:
-        properties = {}
-    where = f"properties of {headers.name}"
-    if not isinstance(properties, dict):
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
         raise RemoteProtocolError(
-            f"malformed {where}: expected an object, got {json_type(properties)}", "D-BAD"
+            f"body of {headers.name}: expected an object, got {json_type(body)}", "D-BAD"
         )
     props: Any
-    if spec.properties is FreeProperties:
-        props = structure(properties, FreeProperties, where)
-    elif spec.properties is NoProperties:
-        if properties:
-            extra = ", ".join(sorted(properties))
-            raise RemoteProtocolError(f"{headers.name} takes no properties (got {extra})", "D-BAD")
-        props = _NO_PROPERTIES
+    if spec.properties is FreeProperties:  # every key is data (D-ENV)
+        props = structure(body, FreeProperties, "body")
+        properties = dict(body)
+    elif spec.properties is NoProperties:  # whatever keys it has are ignored (D-ENV)
+        props, properties = _NO_PROPERTIES, {}
     else:
-        props = structure(properties, spec.properties, where)
-    return Valid(headers, spec, dict(properties), props)
+        properties = {key: body[key] for key in _PROPERTY_KEYS[spec.name] if key in body}
+        props = structure(properties, spec.properties, "body")
+    return Valid(headers, spec, properties, props)

@@ -1,10 +1,14 @@
 """Messages between the bridge and the client, and the one strict cattrs converter.
 
-Every message has headers, string properties and an optional JSON body
-(spec: "Messages"). Messages are frozen, slotted, keyword-only attrs classes;
-:data:`converter` structures and unstructures them. The converter is strict
-(D-BAD): a string field refuses an integer, an unknown key is refused, and
-each defect is reported as ``what @ where`` with the wire name of the field.
+Every message is ``{"header": {...}, "body": {...}}`` (F-ENV): the header
+holds type, name, target and, for queries, requests and responses, the
+requestId (responses add result and, on FAILURE, errorMessage); the body
+holds the message's properties, or a response's JSON (D-BODY). Messages are
+frozen, slotted, keyword-only attrs classes; :data:`converter` structures
+and unstructures them. The converter is strict (D-BAD): a string field
+refuses an integer, and each defect is reported with the wire name of the
+field (``body.destination: is missing``). Which keys are read at all is
+intake's business (D-ENV: unknown keys are ignored).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
-from fsm.codec import dumpb, dumpb_floatless
+from fsm.codec import dumpb_floatless
 from fsm.codec import dumps as dumps  # compact JSON, for the adapters
 from fsm.errors import RemoteProtocolError
 from fsm.frozen import builder
@@ -37,7 +41,7 @@ _WIRE_NAMES: Final = {"request_id": "requestId", "error_message": "errorMessage"
 
 @attrs.frozen(kw_only=True)
 class Headers:
-    """The headers of a message (spec table "Messages")."""
+    """The header of a message (spec table "Messages", F-ENV)."""
 
     type: str
     name: str
@@ -49,19 +53,20 @@ class Headers:
 
 @attrs.frozen(kw_only=True)
 class Message:
-    """One message: headers, string properties, optional JSON body."""
+    """One message: its header and its body (F-ENV). The body is a JSON
+    object: a request's properties, an event's properties or a response's
+    JSON; ``{}`` when there is none (D-ENV, D-BODY)."""
 
-    headers: Headers
-    properties: dict[str, str] = attrs.field(factory=dict)
-    body: JsonValue = None
+    header: Headers
+    body: dict[str, Any] = attrs.field(factory=dict)
 
     @property
     def name(self) -> str:
-        return self.headers.name
+        return self.header.name
 
     @property
     def target(self) -> str:
-        return self.headers.target
+        return self.header.target
 
 
 #: ``Headers(...)`` and ``Message(...)``, quicker (see ``fsm.frozen``).
@@ -73,12 +78,11 @@ def response(
     original: Headers,
     *,
     error: str | None = None,
-    properties: dict[str, str] | None = None,
-    body: JsonValue = None,
+    body: dict[str, Any] | None = None,
 ) -> Message:
     """The one response to ``original`` (S-REQ-1, S-REQ-2): same name, target
-    and requestId; FAILURE with a person-readable ``errorMessage`` when
-    ``error`` is given."""
+    and requestId; FAILURE with a person-readable ``errorMessage`` and an
+    empty body when ``error`` is given (D-BODY)."""
     return build_message(
         build_headers(
             RESPONSE,
@@ -88,14 +92,14 @@ def response(
             SUCCESS if error is None else FAILURE,
             error,
         ),
-        properties or {},
-        body,
+        {} if error is not None or body is None else body,
     )
 
 
-def event(name: str, target: str, properties: dict[str, str] | None = None) -> Message:
-    """An event: type, name and target, never a requestId (S-EVT-0)."""
-    return build_message(build_headers(EVENT, name, target), properties or {})
+def event(name: str, target: str, body: dict[str, Any] | None = None) -> Message:
+    """An event: type, name and target, never a requestId (S-EVT-0); its
+    body ``{}`` unless the event defines one (D-BODY)."""
+    return build_message(build_headers(EVENT, name, target), body if body is not None else {})
 
 
 # --------------------------------------------------------------------------
@@ -198,29 +202,35 @@ def _format(exc: BaseException, _: object) -> str:
     return str(exc) or type(exc).__name__
 
 
-def describe_error(exc: BaseException) -> str:
+def describe_error(exc: BaseException, where: str = "") -> str:
     """Turn a cattrs structuring error into one precise sentence with the
-    wire names of the fields, e.g. ``destination: expected a string, got the
-    number 5`` (D-BAD)."""
+    wire names of the fields, e.g. ``body.destination: expected a string,
+    got the number 5`` (D-BAD); ``where`` is the path of the value that was
+    structured."""
     if not isinstance(exc, cattrs.BaseValidationError):
-        return str(exc)
+        return f"{where}: {exc}" if where else str(exc)
     parts = []
     for line in cattrs.transform_error(exc, format_exception=_format):
         text, _, path = line.rpartition(" @ ")
         path = path.removeprefix("$").removeprefix(".")
         for py_name, wire in _WIRE_NAMES.items():
             path = path.replace(py_name, wire)
+        path = ".".join(p for p in (where, path) if p)
         parts.append(f"{path}: {text}" if path else text)
     return "; ".join(parts)
 
 
-def structure(value: object, cls: type[Any], where: str) -> Any:
-    """Structure ``value`` into ``cls`` or raise a D-BAD error that says
-    where (``where``: "headers", "properties", ...) and what was wrong."""
+def structure(value: object, cls: type[Any], where: str, *, context: str = "") -> Any:
+    """Structure ``value`` into ``cls`` or raise a D-BAD error that names
+    each defect with its path from ``where`` ("header", "body", ...), e.g.
+    ``body.destination: is missing`` or ``header.requestId: expected a
+    string, got the number 5``; ``context`` introduces them (``malformed
+    switch event held: call: ...``)."""
     try:
         return converter.structure(value, cls)
     except (cattrs.BaseValidationError, TypeError, ValueError, AttributeError, KeyError) as exc:
-        raise RemoteProtocolError(f"malformed {where}: {describe_error(exc)}", "D-BAD") from exc
+        text = describe_error(exc, where)
+        raise RemoteProtocolError(f"malformed {context}: {text}" if context else text, "D-BAD") from exc
 
 
 #: The converter's hook for headers, looked up once.
@@ -228,22 +238,13 @@ _unstructure_headers: Final = converter.get_unstructure_hook(Headers)
 
 
 def to_wire(message: Message) -> dict[str, Any]:
-    """The JSON-ready dict of a message: properties and body only when set."""
-    out: dict[str, Any] = {"headers": _unstructure_headers(message.headers)}
-    if message.properties:
-        out["properties"] = dict(message.properties)
-    if message.body is not None:
-        out["body"] = message.body
-    return out
+    """The JSON-ready dict of a message, ``{"header": ..., "body": ...}``
+    (F-ENV); the body is always written, ``{}`` when empty (D-ENV)."""
+    return {"header": _unstructure_headers(message.header), "body": message.body}
 
 
 def wire_bytes(message: Message) -> bytes:
     """``dumps(to_wire(message))`` as UTF-8 bytes: what an adapter sends.
-    (The dict is encoded at once, so the properties are not copied.)"""
-    wire: dict[str, Any] = {"headers": _unstructure_headers(message.headers)}
-    if message.properties:
-        wire["properties"] = message.properties
-    if message.body is None:  # headers and properties are strings
-        return dumpb_floatless(wire)
-    wire["body"] = message.body
-    return dumpb(wire)
+    What the client writes holds no float (strings, objects, arrays,
+    booleans and null), so the float checks of the codec are skipped."""
+    return dumpb_floatless({"header": _unstructure_headers(message.header), "body": message.body})

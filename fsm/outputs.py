@@ -54,16 +54,28 @@ build_to_bridge: Final = builder(ToBridge)
 build_to_switch: Final = builder(ToSwitch)
 
 
+def encode_id(client_id: str) -> str:
+    """D-TARGET: an id the client places into a target, percent-encoded for
+    ``%`` and ``.`` only (``%25``, ``%2E``), so that a switch call id with a
+    dot never names another destination's target."""
+    if "%" in client_id:
+        client_id = client_id.replace("%", "%25")
+    if "." in client_id:
+        client_id = client_id.replace(".", "%2E")
+    return client_id
+
+
 @attrs.frozen
 class Targets:
-    """D-TARGET: an interaction is ``CHANNEL.INTERACTIONID``, a conversation
-    its interaction's target plus ``.BRIDGEID``. Replace it to address
+    """F-TARGET, D-TARGET: an interaction is ``CHANNEL.I`` (``I`` the primary call id,
+    encoded by :func:`encode_id`), a conversation its interaction's target
+    plus ``.V`` (the bridge's id, verbatim). Replace it to address
     destinations another way."""
 
     channel: str = "session-1.channel-1"
 
     def interaction(self, interaction_id: str) -> str:
-        return f"{self.channel}.{interaction_id}"
+        return f"{self.channel}.{encode_id(interaction_id)}"
 
     def conversation(self, interaction_target: str, bridge_id: str) -> str:
         return f"{interaction_target}.{bridge_id}"

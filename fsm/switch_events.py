@@ -130,7 +130,7 @@ def _read_event(raw: object) -> SwitchEvent:
             check_data(raw["data"], "data")
         except TypeError as exc:
             raise RemoteProtocolError(f"switch event {kind}: {exc}", "D-BAD") from None
-    event: SwitchEvent = structure(raw, SwitchEvent, f"switch event {kind}")
+    event: SwitchEvent = structure(raw, SwitchEvent, "", context=f"switch event {kind}")
     if "call" in required and not event.call:
         raise RemoteProtocolError(f"switch event {kind}: 'call' is empty", "D-BAD")
     return event

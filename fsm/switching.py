@@ -16,7 +16,7 @@ from fsm import machines as m
 from fsm.machines import CONVERSATION, LIFECYCLE, Refusal
 from fsm.messages import DataValue, Message, copy_data, event
 from fsm.model import Conversation, Interaction, Pending
-from fsm.outputs import Output, SwitchError, Targets
+from fsm.outputs import Output, SwitchError, Targets, encode_id
 from fsm.policy import Policy
 from fsm.switch_events import Command, SwitchEvent
 
@@ -90,7 +90,7 @@ class SwitchSide:
             else:
                 self._out.append(SwitchError("D-BAD", f"{ev.kind}: call {call} is not known"))
             return
-        self._leg_event(leg, ev.kind)
+        self._leg_event(leg, ev.kind, ev.cause or ev.reason)
 
     def _new_interaction(self, ev: SwitchEvent, state: str) -> None:
         """D-NEW: a call that belongs to no interaction starts one."""
@@ -131,7 +131,7 @@ class SwitchSide:
             event(
                 "interaction.created",
                 self.targets.channel,
-                {"interactionid": interaction.id, "type": "telephony"},
+                {"interactionid": encode_id(interaction.id), "type": "telephony"},  # D-NEW, D-TARGET
             )
         )
 
@@ -209,7 +209,7 @@ class SwitchSide:
         bounded_add(self.released, call, self.policy.max_disposed)
         self._command("release", call)
 
-    def _leg_event(self, leg: Conversation, kind: str) -> None:
+    def _leg_event(self, leg: Conversation, kind: str, cause: str = "") -> None:
         before = leg.state
         if CONVERSATION.try_fire(leg, kind) is None:
             checked = CONVERSATION.check(before, kind)
@@ -218,7 +218,9 @@ class SwitchSide:
             return
         if leg.state != before and leg.lifecycle == m.INITIALIZED:
             assert leg.target is not None
-            self._emit(event(_CONVERSATION_EVENT[leg.state], leg.target))
+            # D-BODY: conversation.ended carries the switch's cause
+            body = {"cause": cause} if leg.state == m.ENDED else None
+            self._emit(event(_CONVERSATION_EVENT[leg.state], leg.target, body))
         interaction = self.interactions[leg.interaction_id]
         if leg.call == interaction.primary and interaction.state == m.S_NONE:
             self._index(interaction)

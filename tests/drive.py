@@ -32,7 +32,7 @@ class Drive:
 
     def rule(self, out: Out) -> str:
         """The rule ID behind the FAILURE response in ``out``."""
-        rid = responses(out)[-1]["headers"]["requestId"]
+        rid = responses(out)[-1]["header"]["requestId"]
         rules = [rule for request_id, rule in self.runner.refusals if request_id == rid]
         assert rules, f"no refusal recorded for {rid}"
         return rules[-1]
@@ -56,10 +56,10 @@ class Drive:
             rid = f"r{self.rid}"
         kind = "cti.query" if ".query." in name else "cti.request"
         message: dict[str, Any] = {
-            "headers": {"type": kind, "name": name, "target": target or f"{CH}.c1", "requestId": rid}
+            "header": {"type": kind, "name": name, "target": target or f"{CH}.c1", "requestId": rid}
         }
         if properties is not None:
-            message["properties"] = properties
+            message["body"] = properties
         return self.send({"from": "bridge", "message": message})
 
     def req(self, short: str, target: str | None = None, rid: str | None = None, **props: Any) -> Out:
@@ -89,7 +89,7 @@ class Drive:
         """talking_call plus a consult (created as b2 and initialized)."""
         self.talking_call()
         out = self.req("consult", destination=destination)
-        nativeid: str = responses(out)[-1]["properties"]["nativeid"]
+        nativeid: str = responses(out)[-1]["body"]["nativeid"]
         assert ok(self.create("b2", nativeid))
         self.conv_init("b2")
         return nativeid
@@ -100,15 +100,15 @@ def messages(out: Out) -> list[dict[str, Any]]:
 
 
 def responses(out: Out) -> list[dict[str, Any]]:
-    return [m for m in messages(out) if m["headers"]["type"] == "cti.response"]
+    return [m for m in messages(out) if m["header"]["type"] == "cti.response"]
 
 
 def events(out: Out) -> list[dict[str, Any]]:
-    return [m for m in messages(out) if m["headers"]["type"] == "cti.event"]
+    return [m for m in messages(out) if m["header"]["type"] == "cti.event"]
 
 
 def event_names(out: Out) -> list[str]:
-    return [m["headers"]["name"] for m in events(out)]
+    return [m["header"]["name"] for m in events(out)]
 
 
 def commands(out: Out) -> list[dict[str, Any]]:
@@ -122,7 +122,7 @@ def errors(out: Out) -> list[str]:
 def result(out: Out) -> str:
     found = responses(out)
     assert len(found) == 1, out
-    value: str = found[0]["headers"]["result"]
+    value: str = found[0]["header"]["result"]
     return value
 
 
@@ -131,12 +131,12 @@ def ok(out: Out) -> bool:
 
 
 def error_message(out: Out) -> str:
-    text: str = responses(out)[-1]["headers"]["errorMessage"]
+    text: str = responses(out)[-1]["header"]["errorMessage"]
     return text
 
 
 def body(out: Out) -> dict[str, Any]:
     found = responses(out)
-    assert len(found) == 1 and found[0]["headers"]["result"] == "SUCCESS", out
+    assert len(found) == 1 and found[0]["header"]["result"] == "SUCCESS", out
     value: dict[str, Any] = found[0]["body"]
     return value

@@ -43,7 +43,7 @@ class Sent:
         return [
             o.message
             for o in self.outputs
-            if isinstance(o, ToBridge) and o.message.headers.request_id == self.request_id
+            if isinstance(o, ToBridge) and o.message.header.request_id == self.request_id
         ]
 
     def response(self) -> Message | None:
@@ -56,12 +56,12 @@ class Sent:
     def result(self) -> str | None:
         """SUCCESS or FAILURE, or None while the message is pending."""
         response = self.response()
-        return None if response is None else response.headers.result
+        return None if response is None else response.header.result
 
     def refusal_rule(self) -> str | None:
         """The rule kept on this message's FAILURE response (None if there is none)."""
         for o in self.outputs:
-            if isinstance(o, ToBridge) and o.message.headers.request_id == self.request_id:
+            if isinstance(o, ToBridge) and o.message.header.request_id == self.request_id:
                 return o.rule
         return None
 
@@ -70,9 +70,7 @@ class Sent:
 
     def events(self) -> list[Message]:
         return [
-            o.message
-            for o in self.outputs
-            if isinstance(o, ToBridge) and o.message.headers.request_id is None
+            o.message for o in self.outputs if isinstance(o, ToBridge) and o.message.header.request_id is None
         ]
 
 
@@ -96,13 +94,13 @@ class Driver:
     ) -> Sent:
         rid = request_id if request_id is not None else self.new_request_id()
         message: dict[str, Any] = {
-            "headers": {
+            "header": {
                 "type": QUERY if ".query." in name else REQUEST,
                 "name": name,
                 "target": target,
                 "requestId": rid,
             },
-            "properties": dict(properties or {}),
+            "body": dict(properties or {}),
         }
         return Sent(rid, self.engine.receive_bridge(message))
 
@@ -203,7 +201,7 @@ def place_consult(scene: Scene) -> None:
     answered = Sent(sent.request_id, outputs).response()
     expected = (SUCCESS, {"nativeid": CONSULT_CALL})
     assert answered is not None, outputs
-    assert expected == (answered.headers.result, answered.properties)
+    assert expected == (answered.header.result, answered.body)
     driver.switch("alerting", CONSULT_CALL)
     scene.consult_target = create_conversation(driver, scene.target, CONSULT_ID, CONSULT_CALL)
 

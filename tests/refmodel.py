@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 SUCCESS: Final = "SUCCESS"
 FAILURE: Final = "FAILURE"
@@ -213,6 +213,15 @@ EVENT_KINDS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     "failed": (("call",), ("reason",)),
     "result": (("command", "ok"), ("call", "reason")),
 }
+
+
+def usable_request_id(value: object) -> TypeGuard[str]:
+    """D-BAD: a non-empty string of at most 256 code points without a lone surrogate."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= 256
+        and not any(0xD800 <= ord(c) <= 0xDFFF for c in value)
+    )
 
 
 class Ambiguous(Exception):
@@ -473,13 +482,13 @@ class Reference:
     # Bridge messages (D-BAD first, then the destination checks).
 
     def _bridge(self, msg: Any) -> None:
-        headers = msg.get("headers") if isinstance(msg, dict) else None
+        headers = msg.get("header") if isinstance(msg, dict) else None
         if not isinstance(headers, dict):
             headers = {}
         rid = headers.get("requestId")
         defect = self._defect(msg)
         if defect is not None:
-            if isinstance(rid, str) and rid:
+            if usable_request_id(rid):
                 name, target = headers.get("name"), headers.get("target")
                 rec = self._record(
                     rid,
@@ -488,17 +497,14 @@ class Reference:
                     malformed=True,
                 )
                 self._decide(rec, FAILURE, "D-BAD", defect)
-            elif rid is None:
+            else:  # D-BAD: no usable requestId, nothing to answer
                 self.protocol_errors_expected += 1
-            else:
-                # A requestId that is not a non-empty string: the message
-                # "has a requestId" that no response can echo; the spec
-                # allows a FAILURE response or a protocol error.
-                self.protocol_errors_either += 1
             return
         rid, name, target = headers["requestId"], headers["name"], headers["target"]
         spec = MESSAGES[name]
-        props = dict(msg.get("properties") or {})
+        body = dict(msg.get("body") or {})
+        # D-ENV: keys a message does not take are ignored
+        props = body if spec.properties is None else {k: body[k] for k in spec.properties}
         rec = self._record(rid, name, target, properties=props)
         where = self.targets.get(target)
         if where is None:
@@ -533,17 +539,18 @@ class Reference:
         self._pump(i)
 
     def _defect(self, msg: Any) -> str | None:
-        """Why a bridge message is malformed (D-BAD), or None. Raises
+        """Why a bridge message is malformed (D-BAD), or None (F-ENV: the
+        message is {header, body}; D-ENV: unknown keys are ignored). Raises
         Ambiguous for shapes the spec does not settle."""
         if not isinstance(msg, dict):
             return "message is not an object"
-        if set(msg) - {"headers", "properties", "body"}:
-            raise Ambiguous(f"unknown top-level keys in {msg}")
-        headers = msg.get("headers")
+        if "headers" in msg or "properties" in msg:
+            return "the old envelope: the envelope is {header, body}"
+        headers = msg.get("header")
         if not isinstance(headers, dict):
-            return "no headers object"
-        if set(headers) - {"type", "name", "target", "requestId"}:
-            raise Ambiguous(f"extra headers in {headers}")
+            return "no header object"
+        if "result" in headers or "errorMessage" in headers:
+            return "a query or request with a result or errorMessage"
         kind, name, target = headers.get("type"), headers.get("name"), headers.get("target")
         if not isinstance(kind, str) or kind not in (QUERY, REQUEST):
             return f"type {kind!r}"
@@ -554,15 +561,13 @@ class Reference:
         if not isinstance(target, str):
             return f"target {target!r}"
         rid = headers.get("requestId")
-        if not isinstance(rid, str) or not rid:
+        if not usable_request_id(rid):
             return f"requestId {rid!r}"
-        if msg.get("body") not in (None, {}):
-            raise Ambiguous(f"a body on {name}")
-        props = msg.get("properties", {})
+        props = msg.get("body")
         if props is None:
             props = {}
         if not isinstance(props, dict):
-            return "properties is not an object"
+            return "body is not an object"
         required = MESSAGES[name].properties
         if required is None:
             bad = [k for k, v in props.items() if not isinstance(v, str)]
@@ -572,8 +577,6 @@ class Reference:
                 return f"property {key} is missing"
             if not isinstance(props[key], str):
                 return f"property {key} is not a string"
-        if set(props) - set(required):
-            raise Ambiguous(f"extra properties on {name}: {props}")
         return None
 
     def _record(
@@ -801,6 +804,8 @@ class Reference:
 
     def _guard_create(self, i: Interaction, bridge_id: str, nativeid: str) -> tuple[str, str, str]:
         """S-CC-1, D-CC-2, D-CC-3."""
+        if not bridge_id or "." in bridge_id:
+            return FAILURE, "D-CC-2", f"conversation id {bridge_id!r} is empty or holds a '.'"
         leg = i.legs.get(nativeid)
         if leg is None:
             return FAILURE, "D-CC-2", f"nativeid {nativeid} names no leg of this interaction"
@@ -901,7 +906,7 @@ class Reference:
     # Outputs to the bridge.
 
     def _to_bridge(self, msg: Any) -> None:
-        headers = msg.get("headers") if isinstance(msg, dict) else None
+        headers = msg.get("header") if isinstance(msg, dict) else None
         if not isinstance(headers, dict):
             self._problem("S-REQ-2", f"message without headers: {msg!r}")
             return
@@ -948,6 +953,9 @@ class Reference:
             return
         if set(headers) != expected_headers:
             self._problem("S-REQ-2", f"response headers {sorted(headers)}")
+        body = msg.get("body")
+        if not isinstance(body, dict) or (result == FAILURE and body):
+            self._problem("D-BODY", f"response body {body!r}: an object, {{}} on FAILURE")
         i = self._interaction_of(rec)
         if i is not None and i.executing is not None:
             self._executing_answered(i, i.executing, result, msg)
@@ -993,7 +1001,7 @@ class Reference:
             if rec.on_success is not None:
                 rec.on_success()
             if p.op == "consult":
-                props = msg.get("properties", {})
+                props = msg.get("body", {})
                 if props != {"nativeid": p.named}:
                     self._problem("S-CONS-1", f"consult SUCCESS properties {props}, leg {p.named}")
                 if p.named is not None:
@@ -1015,7 +1023,7 @@ class Reference:
         ):
             self._problem("S-EVT-0", f"event headers {headers}")
             return
-        props = msg.get("properties", {})
+        props = msg.get("body", {})
         if name == "interaction.created":
             if target != self.channel:
                 self._problem("D-NEW", f"interaction.created on {target}")
@@ -1025,8 +1033,9 @@ class Reference:
             self._problem("D-TARGET", f"{name} on unknown destination {target}")
         elif self._lifecycle(target) != INITIALIZED:
             self._problem("S-LIFE-2", f"{name} on {target} before its init was answered")
-        if name == "interaction.datachanged":
-            self.actual_data.setdefault(target, []).append(props)
+        if name == "interaction.datachanged":  # D-BODY: {"interaction-data": changed keys}
+            changed = props.get("interaction-data") if isinstance(props, dict) else None
+            self.actual_data.setdefault(target, []).append(changed if isinstance(changed, dict) else props)
         else:
             self.actual_events.setdefault(target, []).append((name, props))
 
@@ -1142,13 +1151,14 @@ class Reference:
 
     def _new_interaction(self, call: str, state: str) -> None:
         """D-NEW."""
-        target = f"{self.channel}.{call}"
+        encoded = call.replace("%", "%25").replace(".", "%2E")  # D-TARGET
+        target = f"{self.channel}.{encoded}"
         i = Interaction(call, target, state, call)
         i.legs[call] = Leg(call, call, "primary", state)
         self.interactions[call] = i
         self.targets[target] = (call, None)
         self.calls[call] = call
-        self._expect(self.channel, "interaction.created", {"interactionid": call, "type": "telephony"})
+        self._expect(self.channel, "interaction.created", {"interactionid": encoded, "type": "telephony"})
 
     def new_dialing_owner(self) -> tuple[str, Interaction | None]:
         """What a `dialing` event for a new call means now: ("consult", i)

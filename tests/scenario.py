@@ -107,9 +107,9 @@ def message(
     headers: dict[str, Any] = {"type": kind, "name": name, "target": target}
     if rid is not None:
         headers["requestId"] = rid
-    msg: dict[str, Any] = {"headers": headers}
+    msg: dict[str, Any] = {"header": headers}
     if properties:
-        msg["properties"] = properties
+        msg["body"] = properties
     return {"from": "bridge", "message": msg}
 
 
@@ -251,7 +251,7 @@ def _messages(group: Group, kind: str) -> list[dict[str, Any]]:
     return [
         entry["message"]
         for entry in group
-        if entry.get("to") == "bridge" and entry["message"]["headers"].get("type") == kind
+        if entry.get("to") == "bridge" and entry["message"]["header"].get("type") == kind
     ]
 
 
@@ -289,9 +289,9 @@ def event_view(group: Group) -> list[tuple[str, str, dict[str, str]]]:
     """Events as ``(name, target, properties)``; also checks S-EVT-0 (no requestId)."""
     out = []
     for msg in events(group):
-        headers = msg["headers"]
+        headers = msg["header"]
         assert "requestId" not in headers, f"S-EVT-0: event with a requestId: {msg}"
-        out.append((headers["name"], headers["target"], msg.get("properties", {})))
+        out.append((headers["name"], headers["target"], msg.get("body", {})))
     return out
 
 
@@ -307,21 +307,19 @@ def success(
     properties: dict[str, str] | None = None,
     body: Any = None,
 ) -> dict[str, Any]:
-    """The exact SUCCESS response to a message (S-REQ-2), as on the wire."""
-    msg: dict[str, Any] = {
-        "headers": {
+    """The exact SUCCESS response to a message (S-REQ-2), as on the wire:
+    its body the response JSON, or ``properties`` (a consult's nativeid), or
+    ``{}`` (D-BODY)."""
+    return {
+        "header": {
             "type": RESPONSE,
             "name": name,
             "target": target,
             "requestId": rid,
             "result": "SUCCESS",
-        }
+        },
+        "body": body if body is not None else dict(properties or {}),
     }
-    if properties:
-        msg["properties"] = properties
-    if body is not None:
-        msg["body"] = body
-    return msg
 
 
 def only_response(group: Group) -> dict[str, Any]:
@@ -335,8 +333,8 @@ def only_response(group: Group) -> dict[str, Any]:
 def assert_failure(msg: dict[str, Any], name: str, target: str, rid: str, *words: str) -> str:
     """``msg`` is the FAILURE response to (name, target, rid) (S-REQ-2): the
     echoed headers, a non-empty errorMessage containing each of ``words``
-    (case-insensitive), no properties or body. Returns the errorMessage."""
-    headers = dict(msg["headers"])
+    (case-insensitive), an empty body (D-BODY). Returns the errorMessage."""
+    headers = dict(msg["header"])
     error = headers.pop("errorMessage", None)
     expected = {"type": RESPONSE, "name": name, "target": target, "requestId": rid, "result": "FAILURE"}
     assert expected == headers
@@ -345,7 +343,8 @@ def assert_failure(msg: dict[str, Any], name: str, target: str, rid: str, *words
     assert "Traceback" not in error
     for word in words:
         assert word.lower() in error.lower(), f"{word!r} not in errorMessage {error!r}"
-    assert {"headers"} == set(msg), f"FAILURE with properties or body: {msg}"
+    assert {"header", "body"} == set(msg), f"FAILURE not in the envelope {{header, body}}: {msg}"
+    assert {} == msg["body"], f"FAILURE with a body: {msg}"
     return error
 
 
@@ -389,7 +388,7 @@ class Failure:
 
 
 ExpectedResponse: TypeAlias = "dict[str, Any] | Failure"
-EventView: TypeAlias = "tuple[str, str] | tuple[str, str, dict[str, str]]"
+EventView: TypeAlias = "tuple[str, str] | tuple[str, str, dict[str, Any]]"
 
 
 def cmd(command_id: str, op: str, call: str, **extra: str) -> dict[str, str]:
@@ -423,7 +422,7 @@ def expect(
             assert want == got
     known += len(actual_responses)
     want_events = [(e[0], e[1], e[2] if len(e) == 3 else {}) for e in events]
-    assert want_events == event_view(group)
+    assert want_events == event_view(group), f"events: expected {want_events}, got {event_view(group)}"
     known += len(want_events)
     assert list(commands) == _commands(group)
     known += len(commands)
@@ -444,13 +443,13 @@ def assert_answered_once(lines: Sequence[Line], groups: Sequence[Group], unanswe
     asked: dict[tuple[str, str], int] = {}
     for line in lines:
         if isinstance(line, dict) and line.get("from") == "bridge":
-            headers = line["message"].get("headers", {})
+            headers = line["message"].get("header", {})
             if isinstance(headers.get("requestId"), str) and headers.get("type") in (QUERY, REQUEST):
                 key = (headers.get("target"), headers["requestId"])
                 asked[key] = asked.get(key, 0) + 1
     answered: dict[tuple[str, str], int] = {}
     for msg in bridge_messages(groups):
-        headers = msg["headers"]
+        headers = msg["header"]
         if headers["type"] == RESPONSE:
             key = (headers["target"], headers["requestId"])
             answered[key] = answered.get(key, 0) + 1

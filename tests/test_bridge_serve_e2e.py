@@ -9,7 +9,10 @@ test puts a proxy between them that kills the connection mid-consult.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -67,6 +70,7 @@ def start_serve(tmp_path: Path, port: int) -> subprocess.Popen[str]:
             str(tmp_path / "serve.jsonl"),
             "--max-reconnects",
             "10",
+            "--exit-on-close",  # the bridge closes the connection when its session is over
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -97,17 +101,18 @@ def test_full_call_between_bridge_and_serve_processes(tmp_path: Path) -> None:
     for trace in ("bridge.jsonl", "serve.jsonl"):
         lines = (tmp_path / trace).read_text().splitlines()
         assert check_lines(lines) == [], trace
-    names = [
-        json.loads(x)["message"]["headers"]["name"]
-        for x in (tmp_path / "bridge.jsonl").read_text().splitlines()
-    ]
+    entries = [json.loads(x) for x in (tmp_path / "bridge.jsonl").read_text().splitlines()]
+    assert [1] == [e["connection"] for e in entries if "connection" in e]  # harness.md "Traces"
+    names = [e["message"]["header"]["name"] for e in entries if "message" in e]
     for request in ("consult", "alternate", "consultconference", "consulttransfer", "complete"):
         assert f"interaction.request.{request}" in names
 
 
 class Proxy:
     """A TCP proxy that forwards frames and, once, drops both connections
-    right after the client's answer to the consult conversation's init."""
+    right after the client's answer to the consult conversation's init: the
+    client's with a reset (a loss, D-WIRE, which serve reconnects after even
+    with --exit-on-close)."""
 
     def __init__(self, upstream: int, *, mid_frame: bool = False) -> None:
         self.upstream = upstream
@@ -141,7 +146,7 @@ class Proxy:
                     break
                 if watch and not self.dropped:
                     for frame in decoder.feed(data):
-                        message = decode_json(frame) if frame.index else None
+                        message = decode_json(frame)
                         if _consult_initialized(message):
                             self.dropped += 1
                             kill.set()
@@ -149,6 +154,11 @@ class Proxy:
                     data = data[: len(data) // 2]  # the frame is cut short
                 writer.write(data)
                 await writer.drain()
+            if kill.is_set():  # a reset for the client, not a clean close at a frame boundary
+                with contextlib.suppress(OSError):
+                    client_w.get_extra_info("socket").setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
             for w in (client_w, bridge_w):
                 w.close()
 
@@ -172,7 +182,7 @@ class Proxy:
 def _consult_initialized(message: object) -> bool:
     if not isinstance(message, dict):
         return False
-    headers, body = message.get("headers", {}), message.get("body")
+    headers, body = message.get("header", {}), message.get("body")
     return (
         headers.get("name") == "conversation.query.init"
         and headers.get("result") == "SUCCESS"
@@ -199,7 +209,10 @@ def test_connection_killed_mid_consult_and_call_completes_after_reconnect(
     assert "0 failed, 0 rule violations, 2 connections" in bridge_err
     assert "Traceback" not in bridge_err and "Traceback" not in serve_err
     if mid_frame:
-        assert "stream ended inside the contents of a frame" in bridge_err
+        assert "truncated: the stream ended after" in bridge_err
+    for trace in ("bridge.jsonl", "serve.jsonl"):  # harness.md "Traces": where the reconnect happened
+        entries = [json.loads(x) for x in (tmp_path / trace).read_text().splitlines()]
+        assert [1, 2] == [e["connection"] for e in entries if "connection" in e], trace
     serve_trace = (tmp_path / "serve.jsonl").read_text().splitlines()
     commands = [json.loads(x)["command"]["op"] for x in serve_trace if '"to":"switch"' in x]
     expected = ["answer", "consult", "alternate", "alternate", "conference", "consult", "transfer"]

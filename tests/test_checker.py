@@ -108,7 +108,7 @@ def find(trace: Trace, predicate: Callable[[dict[str, Any]], bool], nth: int = 0
 def _headers(entry: dict[str, Any], direction: str, side: str) -> dict[str, Any] | None:
     if entry.get(direction) != side or not isinstance(entry.get("message"), dict):
         return None
-    headers: dict[str, Any] = entry["message"]["headers"]
+    headers: dict[str, Any] = entry["message"]["header"]
     return headers
 
 
@@ -166,7 +166,7 @@ def flipped(trace: Trace, rid: str, nth: int = 0, **properties: str) -> tuple[Tr
     headers["result"] = "SUCCESS"
     del headers["errorMessage"]
     if properties:
-        broken[index]["message"]["properties"] = dict(properties)
+        broken[index]["message"]["body"] = dict(properties)
     return broken, index
 
 
@@ -289,7 +289,7 @@ def duplicates_and_malformed() -> list[Line]:
         request("interaction.request.bogus", IT, "r8"),
         request(ACCEPT, f"{CH}.nope", "r9"),
         request(HOLD, IT, "r10"),
-        {"from": "bridge", "message": {"headers": {"type": "cti.request", "name": ACCEPT, "target": IT}}},
+        {"from": "bridge", "message": {"header": {"type": "cti.request", "name": ACCEPT, "target": IT}}},
         "not json",
         request(RELEASE, P, "r11"),
     ]

@@ -43,7 +43,7 @@ def test_demo_shows_state_after_every_step() -> None:
 
 def test_demo_exits_1_when_an_agent_request_fails() -> None:
     """A refused request (consult in ALERTING: S-CONS-1) is reported and fails the demo."""
-    steps = [DEMO_CALL[0], {"actor": "agent", "action": "consult", "properties": {"destination": "200"}}]
+    steps = [DEMO_CALL[0], {"actor": "agent", "action": "consult", "body": {"destination": "200"}}]
     out = io.StringIO()
     assert run_demo(out, steps=steps) == 1
     assert "failed: interaction.request.consult: consult refused" in out.getvalue()
@@ -82,8 +82,8 @@ def test_demo_bad_step_file_is_a_usage_error(tmp_path: Path) -> None:
 
 def created(iid: str = "c1") -> dict[str, Any]:
     return {
-        "headers": {"type": "cti.event", "name": "interaction.created", "target": CH},
-        "properties": {"interactionid": iid, "type": "telephony"},
+        "header": {"type": "cti.event", "name": "interaction.created", "target": CH},
+        "body": {"interactionid": iid, "type": "telephony"},
     }
 
 
@@ -92,19 +92,18 @@ def sent(outputs: list[Any]) -> list[dict[str, Any]]:
 
 
 def answer(request: dict[str, Any], body: Any = None, **headers: Any) -> dict[str, Any]:
-    h = request["headers"]
+    h = request["header"]
     message: dict[str, Any] = {
-        "headers": {
+        "header": {
             "type": "cti.response",
             "name": h["name"],
             "target": h["target"],
             "requestId": h["requestId"],
             "result": "SUCCESS",
             **headers,
-        }
+        },
+        "body": body if body is not None else {},
     }
-    if body is not None:
-        message["body"] = body
     return message
 
 
@@ -116,16 +115,16 @@ def test_bridge_initializes_on_created_and_creates_listed_conversations() -> Non
     """S-INIT-6: init, then createconversation + conversation init per listed leg."""
     bridge = ReferenceBridge()
     (init,) = sent(bridge.receive(created()))
-    assert init["headers"]["name"] == "interaction.query.init"
+    assert init["header"]["name"] == "interaction.query.init"
     body = {
         "interaction-state": "ALERTING",
         "interaction-data": {},
         "conversations": {"primary": {"id": "c1"}},
     }
     (create,) = sent(bridge.receive(answer(init, body)))
-    assert create["properties"] == {"id": "conv-1", "nativeid": "c1"}
+    assert create["body"] == {"id": "conv-1", "nativeid": "c1"}
     (conv_init,) = sent(bridge.receive(answer(create)))
-    assert f"{CH}.c1.conv-1" == conv_init["headers"]["target"]
+    assert f"{CH}.c1.conv-1" == conv_init["header"]["target"]
     assert bridge.violations == []
 
 
@@ -140,17 +139,20 @@ def test_bridge_queues_interaction_events_until_conversations_initialize() -> No
         "conversations": {"primary": {"id": "c1"}},
     }
     (create,) = sent(bridge.receive(answer(init, body)))
-    started = {"headers": {"type": "cti.event", "name": "interaction.started", "target": f"{CH}.c1"}}
+    started = {
+        "header": {"type": "cti.event", "name": "interaction.started", "target": f"{CH}.c1"},
+        "body": {},
+    }
     changed = {
-        "headers": {"type": "cti.event", "name": "interaction.datachanged", "target": f"{CH}.c1"},
-        "properties": {"k": "v"},
+        "header": {"type": "cti.event", "name": "interaction.datachanged", "target": f"{CH}.c1"},
+        "body": {"interaction-data": {"k": "v"}},
     }
     assert [o for o in bridge.receive(started) if not isinstance(o, Send)] == []
     assert [o for o in bridge.receive(changed) if not isinstance(o, Send)] == []
     (conv_init,) = sent(bridge.receive(answer(create)))
     body = {"conversation-state": "ALERTING", "nativeid": "c1", "role": "primary"}
     delivered = [
-        o.event["headers"]["name"] for o in bridge.receive(answer(conv_init, body)) if hasattr(o, "event")
+        o.event["header"]["name"] for o in bridge.receive(answer(conv_init, body)) if hasattr(o, "event")
     ]
     assert delivered == ["interaction.started", "interaction.datachanged"]
 
@@ -159,7 +161,7 @@ def test_bridge_flags_event_before_init() -> None:
     """S-LIFE-2: an event on the interaction before its init was answered."""
     bridge = ReferenceBridge()
     bridge.receive(created())
-    early = {"headers": {"type": "cti.event", "name": "interaction.started", "target": f"{CH}.c1"}}
+    early = {"header": {"type": "cti.event", "name": "interaction.started", "target": f"{CH}.c1"}, "body": {}}
     assert rules(bridge.receive(early)) == ["S-LIFE-2"]
 
 
@@ -168,7 +170,7 @@ def test_bridge_flags_missing_response_and_wrong_request_id() -> None:
     bridge = ReferenceBridge()
     (init,) = sent(bridge.receive(created()))
     wrong = answer(init, {"interaction-state": "ALERTING", "interaction-data": {}, "conversations": {}})
-    wrong["headers"]["requestId"] = "{not-sent}"
+    wrong["header"]["requestId"] = "{not-sent}"
     assert "S-REQ-2" in rules(bridge.receive(wrong))
     assert "S-REQ-1" in rules(bridge.finish())
 

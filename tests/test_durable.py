@@ -103,7 +103,7 @@ def test_restart_from_the_file_at_every_input_of_the_full_call(tmp_path: Path, k
             if sent and k < len(lines):  # the last one disposes the interaction
                 probe = Runner(*resume(saved, SimulatedSwitch(), CH))
                 again = probe.feed(json.dumps(sent[-1]), k + 1)
-                assert "duplicate requestId" in again[0]["message"]["headers"]["errorMessage"]
+                assert "duplicate requestId" in again[0]["message"]["header"]["errorMessage"]
         got = feed_and_save(runner, store, lines[k:], k + 1)
     assert [e for group in expected[k:] for e in group] == got
     assert snapshot(reference.engine) == snapshot(runner.engine)
@@ -111,7 +111,7 @@ def test_restart_from_the_file_at_every_input_of_the_full_call(tmp_path: Path, k
 
 
 def message(n: int) -> dict[str, Any]:
-    return {"headers": {"type": "cti.event", "name": f"interaction.event-{n}", "target": IT}}
+    return {"header": {"type": "cti.event", "name": f"interaction.event-{n}", "target": IT}}
 
 
 def test_the_outbox_keeps_order_and_forgets_what_was_sent(tmp_path: Path) -> None:
@@ -260,6 +260,7 @@ async def serve_process(port: int, tmp_path: Path, n: int, *extra: str) -> async
         str(tmp_path / "state.db"),
         "--trace",
         str(tmp_path / f"serve{n}.jsonl"),
+        "--exit-on-close",
         *extra,
         cwd=ROOT,
         stdin=asyncio.subprocess.PIPE,
@@ -278,7 +279,7 @@ async def answer_of(conn: FramedConnection, rid: str, seen: list[Any]) -> dict[s
         got = await conn.recv()
         assert isinstance(got, dict), got
         seen.append(got)
-        if got["headers"].get("requestId") == rid:
+        if got["header"].get("requestId") == rid:
             return got
 
 
@@ -298,6 +299,8 @@ async def pending_across_a_kill(tmp_path: Path, policy: list[str], downtime: flo
     first = await serve_process(port, tmp_path, 1, "--crash-after-input", "3", *policy)
     await send_line(first, offered("c1"))
     conn = await conns.get()
+    created = await conn.recv()  # serve takes switch events from its first connection on
+    assert created is not None and "interaction.created" == created["header"]["name"], created
     await conn.send(query(INIT, IT, "r1")["message"])
     await answer_of(conn, "r1", [])
     await conn.send(request(ACCEPT, IT, "r2")["message"])
@@ -312,11 +315,11 @@ async def pending_across_a_kill(tmp_path: Path, policy: list[str], downtime: flo
     await conn.send(query(INIT, IT, "r3")["message"])
     await answer_of(conn, "r3", seen)
     await send_line(second, switch("connected", "c1"))
-    if not any(m["headers"].get("requestId") == "r2" for m in seen):
+    if not any(m["header"].get("requestId") == "r2" for m in seen):
         await answer_of(conn, "r2", seen)
     await conn.send(request(ACCEPT, IT, "r2")["message"])  # re-sent, as a bridge does after a reconnect
     await answer_of(conn, "r2", seen)
-    await conn.bye()
+    await conn.close()  # a clean close: serve --exit-on-close exits 0
     done.set()
     assert 0 == await second.wait()
     server.close()
@@ -325,8 +328,7 @@ async def pending_across_a_kill(tmp_path: Path, policy: list[str], downtime: flo
 
 def names(seen: list[Any]) -> list[tuple[str, str, str]]:
     return [
-        (m["headers"]["name"], m["headers"].get("requestId", ""), m["headers"].get("result", ""))
-        for m in seen
+        (m["header"]["name"], m["header"].get("requestId", ""), m["header"].get("result", "")) for m in seen
     ]
 
 
@@ -352,7 +354,7 @@ def test_a_pending_request_is_answered_after_a_restart(tmp_path: Path) -> None:
     ]
     assert expected == names(seen)
     assert "ALERTING" == seen[0]["body"]["interaction-state"]
-    assert "duplicate requestId r2" in seen[-1]["headers"]["errorMessage"]
+    assert "duplicate requestId r2" in seen[-1]["header"]["errorMessage"]
     assert [{"id": "cmd-1", "op": "answer", "call": "c1"}] == serve_commands(tmp_path)
     assert '"kind":"offered"' not in (tmp_path / "serve2.jsonl").read_text()
 
@@ -363,9 +365,9 @@ def test_a_pending_request_times_out_after_a_restart_counting_the_downtime(tmp_p
     policy = ["--policy", "request_timeout=2"]
     seen = asyncio.run(asyncio.wait_for(pending_across_a_kill(tmp_path, policy, 2.2), 30))
     assert (ACCEPT, "r2", "FAILURE") == names(seen)[0]
-    assert "2 seconds" in seen[0]["headers"]["errorMessage"]
+    assert "2 seconds" in seen[0]["header"]["errorMessage"]
     assert (INIT, "r3", "SUCCESS") == names(seen)[1]
-    assert "duplicate requestId r2" in seen[-1]["headers"]["errorMessage"]
+    assert "duplicate requestId r2" in seen[-1]["header"]["errorMessage"]
 
 
 # --------------------------------------------------------------------------
@@ -383,14 +385,14 @@ def test_bridge_accepts_a_late_answer_after_reconnect() -> None:
     taken once and is no violation."""
     bridge = ReferenceBridge()
     created = {
-        "headers": {"type": "cti.event", "name": "interaction.created", "target": CH},
-        "properties": {"interactionid": "c1", "type": "telephony"},
+        "header": {"type": "cti.event", "name": "interaction.created", "target": CH},
+        "body": {"interactionid": "c1", "type": "telephony"},
     }
     sent = [o.message for o in bridge.receive(created) if isinstance(o, Send)]
     bridge.connection_lost()
     bridge.reinitialize()
     late = {
-        "headers": {**sent[0]["headers"], "type": "cti.response", "result": "SUCCESS"},
+        "header": {**sent[0]["header"], "type": "cti.response", "result": "SUCCESS"},
         "body": {"interaction-state": "ALERTING", "interaction-data": {}, "conversations": {}},
     }
     found = [o for o in bridge.receive(late) if isinstance(o, Violation)]
@@ -430,7 +432,7 @@ class CallRun:
                 "serve",
                 *("--connect", f"127.0.0.1:{self.port}", "--switch-events", str(self.events)),
                 *("--trace", str(self.dir / f"serve{n}.jsonl"), "--max-reconnects", "10"),
-                *("--state", str(self.dir / "state.db"), *extra),
+                *("--state", str(self.dir / "state.db"), "--exit-on-close", *extra),
             ],
             cwd=ROOT,
             capture_output=True,
@@ -460,7 +462,7 @@ class CallRun:
             for n in range(1, len(self.serve_codes) + 1)
             for x in (self.dir / f"serve{n}.jsonl").read_text().splitlines()
         ]
-        return Counter(x["message"]["headers"]["requestId"] for x in lines if x.get("from") == "bridge")
+        return Counter(x["message"]["header"]["requestId"] for x in lines if x.get("from") == "bridge")
 
 
 def call(tmp_path: Path, *crash_points: int) -> CallRun:
@@ -477,28 +479,28 @@ def view(trace: list[str]) -> dict[str, Any]:
     """What the bridge saw of the client, by kind (requestIds left out where
     a crash shifts the bridge's numbering)."""
     entries = [json.loads(x) for x in trace]
-    sent = Counter(e["message"]["headers"]["requestId"] for e in entries if e.get("from") == "bridge")
+    sent = Counter(e["message"]["header"]["requestId"] for e in entries if e.get("from") == "bridge")
     received = [e["message"] for e in entries if e.get("to") == "bridge"]
-    answers = [m for m in received if "result" in m["headers"]]
+    answers = [m for m in received if "result" in m["header"]]
 
     def refused_as_duplicate(m: dict[str, Any]) -> bool:
-        return "duplicate requestId" in m["headers"].get("errorMessage", "")
+        return "duplicate requestId" in m["header"].get("errorMessage", "")
 
     def shape(m: dict[str, Any]) -> tuple[str, str, str, str]:
-        h = m["headers"]
-        return (h["name"], h["target"], h["result"], json.dumps([m.get("properties"), m.get("body")]))
+        h = m["header"]
+        return (h["name"], h["target"], h["result"], json.dumps([m.get("body"), m.get("body")]))
 
     by_request: dict[str, list[dict[str, Any]]] = {}
     for m in answers:
-        by_request.setdefault(m["headers"]["requestId"], []).append(m)
+        by_request.setdefault(m["header"]["requestId"], []).append(m)
     return {
         "sent": sent,
         "by_request": by_request,
-        "events": [m for m in received if "result" not in m["headers"]],
+        "events": [m for m in received if "result" not in m["header"]],
         "answers": [
-            shape(m) for m in answers if m["headers"]["name"] not in LIFECYCLE and not refused_as_duplicate(m)
+            shape(m) for m in answers if m["header"]["name"] not in LIFECYCLE and not refused_as_duplicate(m)
         ],
-        "lifecycle": Counter(shape(m) for m in answers if m["headers"]["name"] in LIFECYCLE),
+        "lifecycle": Counter(shape(m) for m in answers if m["header"]["name"] in LIFECYCLE),
         "duplicates": [m for m in answers if refused_as_duplicate(m)],
     }
 
@@ -541,7 +543,7 @@ def assert_same_call(run: CallRun, baseline: tuple[CallRun, dict[str, Any]], kil
     for rid, answers in seen["by_request"].items():  # S-REQ-1: one answer per message processed
         assert processed[rid] == len(answers), rid
     for refusal in seen["duplicates"]:  # D-DUP: only a re-sent requestId is refused
-        assert 2 == processed[refusal["headers"]["requestId"]]
+        assert 2 == processed[refusal["header"]["requestId"]]
     violations = check_lines(trace)
     if kills == 1:  # the bridge never had two messages in flight when serve was killed
         assert [] == violations
@@ -554,7 +556,7 @@ def assert_same_call(run: CallRun, baseline: tuple[CallRun, dict[str, Any]], kil
             violation.rule,
             violation.explanation.split(" (the")[0][-14:],
         )
-        rid = json.loads(trace[violation.line - 1])["message"]["headers"]["requestId"]
+        rid = json.loads(trace[violation.line - 1])["message"]["header"]["requestId"]
         assert processed[rid] < seen["sent"][rid], violation
 
 

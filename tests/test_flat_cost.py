@@ -61,12 +61,12 @@ class Calls:
             "target": target,
             "requestId": request_id,
         }
-        outputs = self._drain(self.engine.receive_bridge({"headers": headers, "properties": properties}))
+        outputs = self._drain(self.engine.receive_bridge({"header": headers, "body": properties}))
         [response] = [
-            o for o in outputs if isinstance(o, ToBridge) and o.message.headers.request_id == request_id
+            o for o in outputs if isinstance(o, ToBridge) and o.message.header.request_id == request_id
         ]
         expected = SUCCESS
-        assert expected == response.message.headers.result, response
+        assert expected == response.message.header.result, response
         return response
 
     def _drain(self, outputs: list[Output]) -> list[Output]:
@@ -87,7 +87,7 @@ class Calls:
         self.send("conversation.query.init", f"{it}.conv-1")
         self.send("interaction.request.accept", it)
         consult = self.send("interaction.request.consult", it, destination="200")
-        leg = consult.message.properties["nativeid"]
+        leg = consult.message.body["nativeid"]
         self.send("interaction.request.createconversation", it, id="conv-2", nativeid=leg)
         self.send("conversation.query.init", f"{it}.conv-2")
 

@@ -13,8 +13,9 @@ Frames at the maximum size over real loopback TCP are covered by
 ``tests/test_transport.py``: ``test_many_messages_and_large_ones`` (frames of
 exactly the maximum and one byte under it are delivered, one over it is
 refused before anything is written) and
-``test_oversized_frame_is_refused_before_its_contents_are_read`` (a header
-announcing max + 1 bytes gets an ERROR frame and a close, no contents sent).
+``test_d_wire_broken_stream_is_logged_and_closes_the_connection[too-large]``
+(a length of max + 1 with no contents after it: logged with the frame's
+offset, and the connection closed; the protocol has no error message).
 """
 
 from __future__ import annotations
@@ -54,13 +55,13 @@ def to_bridge(outs: list[Output]) -> list[ToBridge]:
 
 
 def one_response(outs: list[Output]) -> ToBridge:
-    found = [o for o in to_bridge(outs) if o.message.headers.type == RESPONSE]
+    found = [o for o in to_bridge(outs) if o.message.header.type == RESPONSE]
     assert len(found) == 1, outs
     return found[0]
 
 
 def result(outs: list[Output]) -> str:
-    value = one_response(outs).message.headers.result
+    value = one_response(outs).message.header.result
     assert value is not None
     return value
 
@@ -68,13 +69,13 @@ def result(outs: list[Output]) -> str:
 def error_of(outs: list[Output]) -> tuple[str, str]:
     """(rule, errorMessage) of the one FAILURE response in ``outs``."""
     found = one_response(outs)
-    assert found.message.headers.result == FAILURE, outs
-    assert found.rule is not None and found.message.headers.error_message is not None
-    return found.rule, found.message.headers.error_message
+    assert found.message.header.result == FAILURE, outs
+    assert found.rule is not None and found.message.header.error_message is not None
+    return found.rule, found.message.header.error_message
 
 
 def events(outs: list[Output]) -> list[Message]:
-    return [o.message for o in to_bridge(outs) if o.message.headers.type == EVENT]
+    return [o.message for o in to_bridge(outs) if o.message.header.type == EVENT]
 
 
 def live_call(engine: Engine, call: str, *, initialized: bool = True) -> None:
@@ -216,9 +217,9 @@ def test_requests_while_one_is_pending_are_refused_at_the_bound() -> None:
     assert grown < FLAT + 160 * ids_grown, (grown, ids_grown)
 
     done = sw(engine, "result", "", command=command.id, ok=True)
-    answered = [o.message for o in to_bridge(done) if o.message.headers.type == RESPONSE]
-    assert ["acc", *(f"f{i}" for i in range(queued))] == [m.headers.request_id for m in answered]
-    assert all(m.headers.result == SUCCESS for m in answered)
+    answered = [o.message for o in to_bridge(done) if o.message.header.type == RESPONSE]
+    assert ["acc", *(f"f{i}" for i in range(queued))] == [m.header.request_id for m in answered]
+    assert all(m.header.result == SUCCESS for m in answered)
     assert [] == interaction.waiting
 
 
@@ -238,7 +239,7 @@ def test_endless_duplicates_and_malformed_messages_keep_nothing() -> None:
         engine.receive_bridge(wire("interaction.request.setdata", target("c1"), "dup", {"k": "v"}))
     )
     duplicate = wire("interaction.request.setdata", target("c1"), "dup", {"k": "other"})
-    not_json = b'{"headers": {"type": "cti.request", '
+    not_json = b'{"header": {"type": "cti.request", '
     bad_with_id = wire("interaction.request.setdata", target("c1"), "bad", {"k": 1})
     bad_without_id = wire("interaction.request.nosuch", target("c1"), None)
     counts: dict[str, int] = {}

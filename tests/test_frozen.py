@@ -31,9 +31,9 @@ _HEADERS = {"type": "cti.response", "name": "n", "target": "t", "request_id": "r
 CASES: list[tuple[type[Any], dict[str, Any]]] = [
     (Headers, {"type": "cti.event", "name": "n", "target": "t"}),
     (Headers, _HEADERS),
-    (Message, {"headers": Headers(**_HEADERS)}),
-    (Message, {"headers": Headers(**_HEADERS), "properties": {"a": "b"}, "body": {"x": [1]}}),
-    (ToBridge, {"message": Message(headers=Headers(**_HEADERS)), "rule": "D-BAD"}),
+    (Message, {"header": Headers(**_HEADERS)}),
+    (Message, {"header": Headers(**_HEADERS), "body": {"a": "b", "x": [1]}}),
+    (ToBridge, {"message": Message(header=Headers(**_HEADERS)), "rule": "D-BAD"}),
     (ToSwitch, {"command": Command(id="cmd-1", op="answer", call="c1")}),
     (Command, {"id": "cmd-2", "op": "consult", "call": "c1", "destination": "200"}),
     (SwitchEvent, {"kind": "offered", "call": "c1", "data": {"k": "v"}}),
@@ -67,9 +67,9 @@ def _default(cls: type[Any], name: str) -> Any:
 
 def test_a_factory_default_is_fresh_for_each_instance() -> None:
     build = builder(Message)
-    first, second = build(headers=Headers(**_HEADERS)), build(headers=Headers(**_HEADERS))
-    assert {} == first.properties
-    assert first.properties is not second.properties
+    first, second = build(header=Headers(**_HEADERS)), build(header=Headers(**_HEADERS))
+    assert {} == first.body
+    assert first.body is not second.body
 
 
 def test_a_missing_required_field_is_refused() -> None:

@@ -182,9 +182,9 @@ class Harness:
     def send(self, name: str, target: str, props: dict[str, Any] | None = None) -> list[Json]:
         rid = self.fresh("r")
         kind = "cti.query" if ".query." in name else "cti.request"
-        message: Json = {"headers": {"type": kind, "name": name, "target": target, "requestId": rid}}
+        message: Json = {"header": {"type": kind, "name": name, "target": target, "requestId": rid}}
         if props is not None:
-            message["properties"] = props
+            message["body"] = props
         out = self.feed({"from": "bridge", "message": message})
         if (target, rid) in self.model.seen_ids:
             self.sent[(target, rid)] = message
@@ -236,7 +236,7 @@ class Harness:
             return False
         entry = json.loads(trace[line - 1])
         message = entry.get("message") if isinstance(entry, dict) and entry.get("from") == "bridge" else None
-        headers = message.get("headers") if isinstance(message, dict) else None
+        headers = message.get("header") if isinstance(message, dict) else None
         if not isinstance(headers, dict):
             return False
         return (headers.get("target"), headers.get("requestId")) in self.model.pending()
@@ -722,11 +722,11 @@ class ProtocolMachine(RuleBasedStateMachine):
         target = data.draw(self.interaction_targets())
         name = data.draw(st.sampled_from(MALFORMED_BASES))
         headers: Any = {"type": "cti.request", "name": name, "target": target}
-        message: Any = {"headers": headers}
+        message: Any = {"header": headers}
         if name.endswith("consult"):
-            message["properties"] = {"destination": "200"}
+            message["body"] = {"destination": "200"}
         elif name.endswith("setdata"):
-            message["properties"] = {"k1": "a"}
+            message["body"] = {"k1": "a"}
         if defect == "none" and rid in ("ok", "empty"):
             # An empty requestId on an otherwise valid message: a requestId
             # (then the message is executed) or a defect? The spec is open.
@@ -743,11 +743,11 @@ class ProtocolMachine(RuleBasedStateMachine):
             key, value = HEADER_DEFECTS[defect]
             headers[key] = value
         elif defect in PROPERTY_DEFECTS:
-            headers["name"], message["properties"] = PROPERTY_DEFECTS[defect]
+            headers["name"], message["body"] = PROPERTY_DEFECTS[defect]
         elif defect == "not-object":
             message = data.draw(st.sampled_from((42, [1, 2], None, True)))
         elif defect == "headers-not-object":
-            message = {"headers": data.draw(st.sampled_from(("x", [1], 5)))}
+            message = {"header": data.draw(st.sampled_from(("x", [1], 5)))}
         out = self.h.feed({"from": "bridge", "message": message}, unchanged=True)
         assert not [o for o in out if o.get("to") == "switch"], (
             "D-BAD: a malformed message reached the switch"
@@ -895,7 +895,7 @@ def test_queue_released_by_a_timeout() -> None:
     assert {(it, "r2"), (it, "r3"), (it, "r4")} == h.model.pending()
     h.feed({"from": "clock", "advance": 29.5})
     out = h.feed({"from": "clock", "advance": 0.5})
-    names = [o["message"]["headers"]["name"].rpartition(".")[2] for o in out if o.get("to") == "bridge"]
+    names = [o["message"]["header"]["name"].rpartition(".")[2] for o in out if o.get("to") == "bridge"]
     assert ["consult", "setdata", "datachanged", "dispose"] == names
     assert not h.model.finish()
     h.check_trace(end_of_run=True)
@@ -922,7 +922,7 @@ def test_alternate_with_both_legs_held_acts_on_the_leg_that_talked_last() -> Non
     assert [{"id": "cmd-3", "op": "alternate", "call": "sim-1", "other": "c1"}] == [
         o["command"] for o in out if o.get("to") == "switch"
     ]
-    assert ["SUCCESS"] == [o["message"]["headers"]["result"] for o in out if o.get("to") == "bridge"]
+    assert ["SUCCESS"] == [o["message"]["header"]["result"] for o in out if o.get("to") == "bridge"]
     assert isinstance(h.switch, SimulatedSwitch)
     assert {"c1": "TALKING", "sim-1": "HELD"} == h.switch.calls
     assert not h.model.finish()
@@ -1016,10 +1016,10 @@ def fuzzed_bridge_input(draw: st.DrawFn) -> Json:
                 del table[key]
         if draw(st.booleans()):
             table[draw(st.text(max_size=6))] = draw(JSON_VALUES)
-    message: dict[str, Any] = {"headers": headers}
+    message: dict[str, Any] = {"header": headers}
     with_properties = draw(st.booleans())
     if props or with_properties:
-        message["properties"] = props
+        message["body"] = props
     if draw(st.integers(0, 7)) == 0:
         message["body"] = draw(JSON_VALUES)
     if draw(st.integers(0, 7)) == 0:
@@ -1056,7 +1056,7 @@ def _usable_request_id(item: Any) -> str | None:
     if not isinstance(item, dict) or item.get("from") != "bridge":
         return None
     message = item.get("message")
-    headers = message.get("headers") if isinstance(message, dict) else None
+    headers = message.get("header") if isinstance(message, dict) else None
     rid = headers.get("requestId") if isinstance(headers, dict) else None
     return rid if isinstance(rid, str) and 0 < len(rid) <= MAX_REQUEST_ID else None
 
@@ -1071,9 +1071,9 @@ def _pending_ids(engine: Engine) -> set[str]:
 
 
 def _msg(kind: str, name: str, target: str, rid: str, **props: str) -> Json:
-    message: Json = {"headers": {"type": kind, "name": name, "target": target, "requestId": rid}}
+    message: Json = {"header": {"type": kind, "name": name, "target": target, "requestId": rid}}
     if props:
-        message["properties"] = props
+        message["body"] = props
     return {"from": "bridge", "message": message}
 
 
@@ -1104,8 +1104,8 @@ def test_fuzz_every_field(lines: list[Any]) -> None:
             o["message"]
             for o in out
             if o.get("to") == "bridge"
-            and o["message"]["headers"].get("type") == "cti.response"
-            and o["message"]["headers"].get("requestId") == rid
+            and o["message"]["header"].get("type") == "cti.response"
+            and o["message"]["header"].get("requestId") == rid
         ]
         pending = rid in _pending_ids(runner.engine)
         assert len(answers) == 1 or (not answers and pending), f"S-REQ-1: {rid}: {answers}"

@@ -36,8 +36,8 @@ def test_d_new_offered_call_announced_on_channel() -> None:
     out = d.sw("offered", "c1")
     expected = [
         {
-            "headers": {"type": "cti.event", "name": "interaction.created", "target": CH},
-            "properties": {"interactionid": "c1", "type": "telephony"},
+            "header": {"type": "cti.event", "name": "interaction.created", "target": CH},
+            "body": {"interactionid": "c1", "type": "telephony"},
         }
     ]
     assert expected == messages(out)
@@ -58,7 +58,7 @@ def test_s_req_1_exactly_one_response_per_request_over_a_full_call() -> None:
     out += d.conv("release")
     out += d.req("complete")
     out += d.req("complete", rid="r3")  # duplicate of createconversation's id
-    seen = Counter(r["headers"]["requestId"] for r in responses(out))
+    seen = Counter(r["header"]["requestId"] for r in responses(out))
     expected = {f"r{n}": 1 for n in range(1, 10)} | {"r3": 2}
     assert expected == dict(seen)
 
@@ -69,7 +69,7 @@ def test_s_req_2_response_echoes_headers_and_failure_explains() -> None:
     d.sw("offered")
     d.init()
     out = d.req("consult", rid="{A-1}", destination="200")
-    headers = responses(out)[0]["headers"]
+    headers = responses(out)[0]["header"]
     expected = {
         "type": "cti.response",
         "name": "interaction.request.consult",
@@ -87,7 +87,7 @@ def test_s_req_2a_consulttransfer_response_named_after_the_request() -> None:
     d = Drive()
     d.consulting_call()
     out = d.req("consulttransfer")
-    assert [r["headers"]["name"] for r in responses(out)] == ["interaction.request.consulttransfer"]
+    assert [r["header"]["name"] for r in responses(out)] == ["interaction.request.consulttransfer"]
 
 
 def test_s_evt_0_events_carry_no_request_id() -> None:
@@ -96,8 +96,8 @@ def test_s_evt_0_events_carry_no_request_id() -> None:
     d.talking_call()
     out = d.req("consult", destination="200") + d.sw("ended", "c1")
     for message in events(out) + events(d.sw("offered", "c9")):
-        assert message["headers"]["type"] == "cti.event"
-        assert {"type", "name", "target"} == set(message["headers"])
+        assert message["header"]["type"] == "cti.event"
+        assert {"type", "name", "target"} == set(message["header"])
 
 
 def test_s_life_1_conversation_destination_exists_only_after_creation() -> None:
@@ -333,7 +333,7 @@ def test_d_cc_4_create_after_interaction_consult_event() -> None:
     d.talking_call()
     d.sw("held")
     out = d.sw("dialing", "p2", destination="300")
-    assert [(e["headers"]["name"], e["properties"]) for e in events(out) if "properties" in e] == [
+    assert [(e["header"]["name"], e["body"]) for e in events(out) if "body" in e] == [
         ("interaction.consult", {"nativeid": "p2"})
     ]
     assert ok(d.create("b2", "p2"))
@@ -361,7 +361,7 @@ def test_s_cons_1_consult_needs_started_and_holds_primary() -> None:
     out = d.req("consult", destination="200")
     assert commands(out) == [{"id": "cmd-2", "op": "consult", "call": "c1", "destination": "200"}]
     assert "conversation.held" in event_names(out)
-    assert responses(out)[0]["properties"] == {"nativeid": "sim-1"}
+    assert responses(out)[0]["body"] == {"nativeid": "sim-1"}
 
 
 def test_d_cons_2_one_consult_at_a_time_and_destination_needed() -> None:
@@ -381,7 +381,7 @@ def test_d_cons_3_consult_conversation_events_flow_after_its_init() -> None:
     d = Drive()
     d.talking_call()
     out = d.req("consult", destination="ring-200")
-    assert not any(e["headers"]["target"].endswith(".b2") for e in events(out))
+    assert not any(e["header"]["target"].endswith(".b2") for e in events(out))
     assert ok(d.create("b2", "sim-1"))
     assert d.conv_init("b2")["conversation-state"] == "ALERTING"
     assert event_names(d.sw("connected", "sim-1")) == ["conversation.talking"]
@@ -422,7 +422,7 @@ def test_s_conf_1_d_conf_1_conference_folds_consult_into_primary() -> None:
     out = d.req("consultconference")
     assert ok(out)
     assert event_names(out) == ["conversation.talking", "conversation.ended"]
-    assert events(out)[-1]["headers"]["name"] == "conversation.ended"
+    assert events(out)[-1]["header"]["name"] == "conversation.ended"
     assert d.init()["conversations"] == {"primary": {"id": "c1"}}
     assert ok(d.req("consult", destination="300"))  # a new consult is possible again
 
@@ -472,7 +472,7 @@ def test_d_evt_3_datachanged_carries_changed_keys() -> None:
     d.sw("offered", ani="1")
     d.init()
     out = d.req("setdata", ani="1", note="vip")
-    assert [e["properties"] for e in events(out)] == [{"note": "vip"}]
+    assert [e["body"] for e in events(out)] == [{"interaction-data": {"note": "vip"}}]  # D-BODY
     assert events(d.req("setdata", note="vip")) == []
 
 
@@ -555,7 +555,7 @@ def test_d_serial_second_request_waits_for_the_first() -> None:
     assert responses(waiting) == []
     assert body(d.msg("interaction.query.init"))["interaction-state"] == "ALERTING"
     out = d.sw("connected")
-    assert [r["headers"]["result"] for r in responses(out)] == ["SUCCESS", "FAILURE"]
+    assert [r["header"]["result"] for r in responses(out)] == ["SUCCESS", "FAILURE"]
     assert "the interaction is STARTED" in error_message(out)
 
 
@@ -570,8 +570,8 @@ def test_d_serial_a_waiting_request_keeps_the_properties_it_was_sent_with() -> N
     def message(name: str, rid: str, **properties: str) -> dict[str, Any]:
         kind = "cti.query" if ".query." in name else "cti.request"
         return {
-            "headers": {"type": kind, "name": name, "target": target, "requestId": rid},
-            **({"properties": properties} if properties else {}),
+            "header": {"type": kind, "name": name, "target": target, "requestId": rid},
+            **({"body": properties} if properties else {}),
         }
 
     engine.receive_bridge(message("interaction.query.init", "r1"))
@@ -579,14 +579,12 @@ def test_d_serial_a_waiting_request_keeps_the_properties_it_was_sent_with() -> N
     held_by_sender = message("interaction.request.setdata", "r3", tier="gold")
     as_bytes = json.dumps(message("interaction.request.setdata", "r4", queue="sales")).encode()
     assert [] == engine.receive_bridge(held_by_sender) + engine.receive_bridge(as_bytes)  # both wait
-    held_by_sender["properties"]["tier"] = "changed by the sender"
+    held_by_sender["body"]["tier"] = "changed by the sender"
     out = engine.receive_switch({"kind": "connected", "call": "c1"})
     changes = [
-        o.message.properties
-        for o in out
-        if isinstance(o, ToBridge) and o.message.name.endswith("datachanged")
+        o.message.body for o in out if isinstance(o, ToBridge) and o.message.name.endswith("datachanged")
     ]
-    assert [{"tier": "gold"}, {"queue": "sales"}] == changes
+    assert [{"interaction-data": {"tier": "gold"}}, {"interaction-data": {"queue": "sales"}}] == changes
 
 
 def test_d_dup_duplicate_request_id_never_executed_twice() -> None:
@@ -603,7 +601,7 @@ def test_d_dup_duplicate_request_id_never_executed_twice() -> None:
 @pytest.mark.parametrize(
     ("line", "fragment"),
     [
-        ('{"from":"bridge","message":{"headers":{"type":"cti.request"}}}', "no requestId"),
+        ('{"from":"bridge","message":{"header":{"type":"cti.request"}}}', "no requestId"),
         ('{"from":"bridge","message":"hello"}', "message is not JSON"),
         ('{"from":"bridge","message":[1]}', "JSON object"),
     ],
@@ -620,19 +618,18 @@ def test_d_bad_unanswerable_input_is_a_protocol_error(line: str, fragment: str) 
 
 
 @pytest.mark.parametrize(
-    ("headers", "properties", "fragment"),
+    ("header", "body", "fragment"),
     [
         ({"type": "cti.request", "name": "interaction.request.nope"}, None, "unknown message name"),
-        ({"type": "cti.event", "name": "interaction.request.accept"}, None, "header type"),
+        ({"type": "cti.event", "name": "interaction.request.accept"}, None, "header.type"),
         ({"type": "cti.query", "name": "interaction.request.accept"}, None, "is a cti.request"),
-        ({"type": "cti.request", "name": 7}, None, "name: expected a string"),
+        ({"type": "cti.request", "name": 7}, None, "header.name: expected a string"),
         (
             {"type": "cti.request", "name": "interaction.request.consult"},
             {"destination": 5},
-            "destination: expected a string, got the number 5",
+            "body.destination: expected a string, got the number 5",
         ),
-        ({"type": "cti.request", "name": "interaction.request.consult"}, {}, "destination: is missing"),
-        ({"type": "cti.request", "name": "interaction.request.accept"}, {"x": "1"}, "takes no properties"),
+        ({"type": "cti.request", "name": "interaction.request.consult"}, {}, "body.destination: is missing"),
         (
             {"type": "cti.request", "name": "interaction.request.consult"},
             [1],
@@ -646,15 +643,15 @@ def test_d_bad_unanswerable_input_is_a_protocol_error(line: str, fragment: str) 
     ],
 )
 def test_d_bad_answerable_input_gets_failure_naming_the_defect(
-    headers: dict[str, object], properties: object, fragment: str
+    header: dict[str, object], body: object, fragment: str
 ) -> None:
     """D-BAD: with a requestId, a FAILURE naming the defect; no state change."""
     d = Drive()
     d.talking_call()
     before = snapshot(d.engine)
-    message: dict[str, object] = {"headers": {"target": T, "requestId": "bad-1", **headers}}
-    if properties is not None:
-        message["properties"] = properties
+    message: dict[str, object] = {"header": {"target": T, "requestId": "bad-1", **header}}
+    if body is not None:
+        message["body"] = body
     out = d.send({"from": "bridge", "message": message})
     assert result(out) == "FAILURE"
     assert fragment in error_message(out)

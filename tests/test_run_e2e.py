@@ -112,7 +112,7 @@ def is_message(name: str, rid: str | None = None) -> Any:
     def predicate(entry: dict[str, Any]) -> bool:
         if entry.get("to") != "bridge":
             return False
-        headers = entry["message"]["headers"]
+        headers = entry["message"]["header"]
         return bool(headers["name"] == name and (rid is None or headers.get("requestId") == rid))
 
     return predicate
@@ -157,13 +157,16 @@ def test_inbound_call_accepted_completed_and_disposed() -> None:
     expect(
         setdata,
         responses=[success(SETDATA, IT, "r5")],
-        events=[("interaction.datachanged", IT, {"note": "vip"})],
+        events=[("interaction.datachanged", IT, {"interaction-data": {"note": "vip"}})],
     )
-    expect(hangup, events=[("conversation.ended", P), ("interaction.ended", IT)])
+    expect(hangup, events=[("conversation.ended", P, {"cause": "hangup"}), ("interaction.ended", IT)])
     expect(
         complete,
         responses=[success(COMPLETE, IT, "r6")],
-        events=[("interaction.datachanged", IT, {"wrapup": "sale"}), ("interaction.completed", IT)],
+        events=[
+            ("interaction.datachanged", IT, {"interaction-data": {"wrapup": "sale"}}),
+            ("interaction.completed", IT),
+        ],
     )
     final_data = {**data, "note": "vip", "wrapup": "sale"}
     expect(data_q, responses=[success(DATA, IT, "r7", body={"interaction-data": final_data})])
@@ -193,7 +196,7 @@ def test_rejected_call() -> None:
     expect(
         reject,
         responses=[success(REJECT, IT, "r4")],
-        events=[("conversation.ended", P), ("interaction.ended", IT)],
+        events=[("conversation.ended", P, {"cause": "rejected"}), ("interaction.ended", IT)],
         commands=[cmd("cmd-1", "reject", "c1")],
     )
     expect(init, responses=[success(INIT, IT, "r5", body=init_body("ENDED", CUSTOMER))])
@@ -235,7 +238,7 @@ def test_outbound_call_dialed_on_the_phone() -> None:
     expect(alerting, events=[("conversation.alerting", conv)])
     expect(connected, events=[("conversation.talking", conv), ("interaction.started", it)])
     expect(init2, responses=[success(INIT, it, "r5", body=init_body("STARTED", data, primary="o1"))])
-    expect(ended, events=[("conversation.ended", conv), ("interaction.ended", it)])
+    expect(ended, events=[("conversation.ended", conv, {"cause": "hangup"}), ("interaction.ended", it)])
     expect(init3, responses=[success(INIT, it, "r6", body=init_body("ENDED", data))])
 
 
@@ -300,7 +303,7 @@ def test_full_call_consult_alternate_conference_consult_transfer() -> None:
     expect(
         conference,
         responses=[success(CONFERENCE, IT, "r11")],
-        events=[("conversation.talking", P), ("conversation.ended", K1)],
+        events=[("conversation.talking", P), ("conversation.ended", K1, {"cause": "conferenced"})],
         commands=[cmd("cmd-5", "conference", "c1", consult="sim-1")],
     )
     body = init_body("STARTED", CUSTOMER, primary="c1")
@@ -317,13 +320,20 @@ def test_full_call_consult_alternate_conference_consult_transfer() -> None:
     expect(
         transfer,
         responses=[success(TRANSFER, IT, "r16")],
-        events=[("conversation.ended", K2), ("conversation.ended", P), ("interaction.ended", IT)],
+        events=[
+            ("conversation.ended", K2, {"cause": "transferred"}),
+            ("conversation.ended", P, {"cause": "transferred"}),
+            ("interaction.ended", IT),
+        ],
         commands=[cmd("cmd-7", "transfer", "c1", consult="sim-2")],
     )
     expect(
         complete,
         responses=[success(COMPLETE, IT, "r17")],
-        events=[("interaction.datachanged", IT, {"wrapup": "sale"}), ("interaction.completed", IT)],
+        events=[
+            ("interaction.datachanged", IT, {"interaction-data": {"wrapup": "sale"}}),
+            ("interaction.completed", IT),
+        ],
     )
     expect(dispose, responses=[success(DISPOSE, IT, "r18")])
     assert_answered_once(lines, groups)
@@ -427,7 +437,11 @@ def test_consulttransfer_refused_while_consult_rings() -> None:
     expect(
         transfer2,
         responses=[success(TRANSFER, IT, "r10")],
-        events=[("conversation.ended", K1), ("conversation.ended", P), ("interaction.ended", IT)],
+        events=[
+            ("conversation.ended", K1, {"cause": "transferred"}),
+            ("conversation.ended", P, {"cause": "transferred"}),
+            ("interaction.ended", IT),
+        ],
         commands=[cmd("cmd-3", "transfer", "c1", consult="sim-1")],
     )
     expect(init2, responses=[success(INIT, IT, "r11", body=init_body("ENDED", CUSTOMER))])
@@ -441,7 +455,11 @@ def test_consulttransfer_while_consult_rings_allowed_by_policy() -> None:
     expect(
         transfer,
         responses=[success(TRANSFER, IT, "r8")],
-        events=[("conversation.ended", K1), ("conversation.ended", P), ("interaction.ended", IT)],
+        events=[
+            ("conversation.ended", K1, {"cause": "transferred"}),
+            ("conversation.ended", P, {"cause": "transferred"}),
+            ("interaction.ended", IT),
+        ],
         commands=[cmd("cmd-3", "transfer", "c1", consult="sim-1")],
     )
     expect(init, responses=[success(INIT, IT, "r9", body=init_body("ENDED", CUSTOMER))])
@@ -464,14 +482,14 @@ def test_customer_hangs_up_during_consult() -> None:
     )
     expect(create, responses=[success(CREATE, IT, "r6")])
     expect(cinit, responses=[success(CINIT, K1, "r7", body=conv_body("TALKING", "sim-1", "consult"))])
-    expect(hangup, events=[("conversation.ended", P)])
+    expect(hangup, events=[("conversation.ended", P, {"cause": "hangup"})])
     expect(init, responses=[success(INIT, IT, "r8", body=init_body("STARTED", CUSTOMER, primary="sim-1"))])
     expect(cinit2, responses=[success(CINIT, K1, "r9", body=conv_body("TALKING", "sim-1", "primary"))])
     expect(alternate, responses=[Failure(ALTERNATE, IT, "r10", "alternate refused")])
     expect(
         release,
         responses=[success(RELEASE, K1, "r11")],
-        events=[("conversation.ended", K1), ("interaction.ended", IT)],
+        events=[("conversation.ended", K1, {"cause": "released"}), ("interaction.ended", IT)],
         commands=[cmd("cmd-3", "release", "sim-1")],
     )
     expect(complete, responses=[success(COMPLETE, IT, "r12")], events=[("interaction.completed", IT)])
@@ -490,7 +508,7 @@ def test_customer_hangs_up_while_consult_rings() -> None:
         query(CINIT, K1, "r10"),
     ]
     hangup, init, connected, init2, cinit = run_cli(lines)[8:]
-    expect(hangup, events=[("conversation.ended", P), ("interaction.dialing", IT)])
+    expect(hangup, events=[("conversation.ended", P, {"cause": ""}), ("interaction.dialing", IT)])
     expect(init, responses=[success(INIT, IT, "r8", body=init_body("DIALING", CUSTOMER, primary="sim-1"))])
     expect(connected, events=[("conversation.talking", K1), ("interaction.started", IT)])
     expect(init2, responses=[success(INIT, IT, "r9", body=init_body("STARTED", CUSTOMER, primary="sim-1"))])
@@ -535,7 +553,11 @@ def test_consult_made_on_the_phone() -> None:
     expect(
         xfer,
         responses=[success(TRANSFER, IT, "r11")],
-        events=[("conversation.ended", K1), ("conversation.ended", P), ("interaction.ended", IT)],
+        events=[
+            ("conversation.ended", K1, {"cause": "transferred"}),
+            ("conversation.ended", P, {"cause": "transferred"}),
+            ("interaction.ended", IT),
+        ],
         commands=[cmd("cmd-2", "transfer", "c1", consult="p1")],
     )
 
@@ -715,11 +737,11 @@ def test_malformed_lines() -> None:
     FAILURE naming it; nothing changes state and the runner goes on."""
     no_rid = {
         "from": "bridge",
-        "message": {"headers": {"type": "cti.request", "name": ACCEPT, "target": IT}},
+        "message": {"header": {"type": "cti.request", "name": ACCEPT, "target": IT}},
     }
     numeric_rid = {
         "from": "bridge",
-        "message": {"headers": {"type": "cti.query", "name": INIT, "target": IT, "requestId": 5}},
+        "message": {"header": {"type": "cti.query", "name": INIT, "target": IT, "requestId": 5}},
     }
     lines: list[Line] = [
         "this is not json",
@@ -735,7 +757,13 @@ def test_malformed_lines() -> None:
         request("interaction.request.bogus", IT, "r4"),
         request(ACCEPT, f"{CH}.nope", "r5"),
         request(HOLD, IT, "r6"),
-        request(ACCEPT, IT, "r7", extra="x"),
+        {
+            "from": "bridge",
+            "message": {
+                "header": {"type": "cti.request", "name": ACCEPT, "target": IT, "requestId": "r7"},
+                "body": "x",
+            },
+        },
         {"from": "switch", "event": {"kind": "connected"}},
         {"from": "clock", "advance": "soon"},
         {"seq": "s-17", "from": "clock", "advance": 1},
@@ -756,7 +784,7 @@ def test_malformed_lines() -> None:
     expect(groups[10], responses=[Failure("interaction.request.bogus", IT, "r4", "unknown", "bogus")])
     expect(groups[11], responses=[Failure(ACCEPT, f"{CH}.nope", "r5", "nope")])
     expect(groups[12], responses=[Failure(HOLD, IT, "r6", "not a conversation")])
-    expect(groups[13], responses=[Failure(ACCEPT, IT, "r7", "extra")])
+    expect(groups[13], responses=[Failure(ACCEPT, IT, "r7", "body", "expected an object")])
     expect(groups[14], errors=["call"])
     expect(groups[15], errors=["advance"])
     expect(groups[16])

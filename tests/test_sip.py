@@ -93,7 +93,7 @@ def _call_in(**extra: Any) -> dict[str, Any]:
 def _agent(action: str, **properties: str) -> dict[str, Any]:
     step: dict[str, Any] = {"actor": "agent", "action": action}
     if properties:
-        step["properties"] = properties
+        step["body"] = properties
     return step
 
 
@@ -103,7 +103,7 @@ def test_inbound_call_accepted_and_completed(tmp_path: Path) -> None:
         [
             _call_in(data={"account": "42"}),
             _agent("accept"),
-            {"actor": "agent", "action": "senddtmf", "properties": {"digits": "42#"}},
+            {"actor": "agent", "action": "senddtmf", "body": {"digits": "42#"}},
             {"actor": "far", "do": "hangup", "party": CUSTOMER},
             _agent("complete"),
         ],
@@ -211,7 +211,7 @@ def test_blind_transfer(tmp_path: Path) -> None:
         [
             _call_in(),
             _agent("accept"),
-            {"actor": "agent", "action": "blindtransfer", "properties": {"destination": "300"}},
+            {"actor": "agent", "action": "blindtransfer", "body": {"destination": "300"}},
             _agent("complete"),
         ],
     )
@@ -261,6 +261,7 @@ def test_serve_with_the_sip_softphone_against_the_bridge_process(tmp_path: Path)
                 str(tmp_path / "serve.jsonl"),
                 "--max-reconnects",
                 "3",
+                "--exit-on-close",  # the bridge closes the connection when its session is over
             ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -292,7 +293,7 @@ def test_hold_retrieve_and_blind_conference(tmp_path: Path) -> None:
             _agent("accept"),
             {"actor": "agent", "action": "hold"},
             {"actor": "agent", "action": "retrieve"},
-            {"actor": "agent", "action": "blindconference", "properties": {"destination": "300"}},
+            {"actor": "agent", "action": "blindconference", "body": {"destination": "300"}},
             {"actor": "agent", "action": "release"},
             _agent("complete"),
         ],

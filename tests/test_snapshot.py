@@ -155,7 +155,7 @@ def test_restored_engine_keeps_pending_request_and_deadline() -> None:
     assert expected == actual
     nothing: list[dict[str, Any]] = []
     assert nothing == actual[0]
-    timed_out = [(m["headers"]["requestId"], m["headers"]["result"]) for m in responses(actual[1])]
+    timed_out = [(m["header"]["requestId"], m["header"]["result"]) for m in responses(actual[1])]
     expected_response = [("r5", "FAILURE")]
     assert expected_response == timed_out
     second = [e["command"] for e in actual[1] if e.get("to") == "switch"]

@@ -344,7 +344,7 @@ def check_pair(
     if isinstance(verdict, Edge):
         no_reasons: list[str] = []
         assert no_reasons == reasons, "the test's properties should pass the request's guards"
-        failure = None if response is None else response.headers.error_message
+        failure = None if response is None else response.header.error_message
         assert failure is None, f"{spec.short} in {state} is allowed by {verdict}, but: {failure}"
         ops = [] if spec.op is None else [spec.op]
         assert ops == [c.op for c in sent.commands()]
@@ -356,12 +356,12 @@ def check_pair(
             assert sent.request_id == executing.request.request_id
         else:
             expected = SUCCESS
-            assert expected == response.headers.result
+            assert expected == response.header.result
         return
 
     check_refused(sent, expected_rule(machine, spec, state, verdict))
     assert response is not None
-    error = response.headers.error_message
+    error = response.header.error_message
     assert error, "a FAILURE carries an errorMessage (S-REQ-2)"
     assert error.startswith(f"{spec.short} refused: ")
     if verdict.guard is None:
@@ -458,7 +458,7 @@ def test_consulttransfer_while_ringing_refused_by_default() -> None:
     sent = scene.driver.send("interaction.request.consulttransfer", scene.target)
     check_refused(sent, "D-XFER-1")
     response = sent.response()
-    assert response is not None and "transfer_while_consult_ringing" in (response.headers.error_message or "")
+    assert response is not None and "transfer_while_consult_ringing" in (response.header.error_message or "")
     assert before == without_request_id(snapshot(scene.engine), scene.target, sent.request_id)
 
 
@@ -488,6 +488,7 @@ def test_guard_names_and_rules() -> None:
         "leg_room": "D-BOUND",
         "blind_destination_given": "D-CONV",
         "digits_valid": "D-CONV",
+        "conversation_id_valid": "D-CC-2",
         "nativeid_known": "D-CC-2",
         "registration_consistent": "D-CC-3",
         "conversation_not_disposed": "D-LIFE-4",

@@ -42,7 +42,7 @@ SIP_CALL: list[Step] = [
     {
         "actor": "agent",
         "action": "consult",
-        "properties": {"destination": "200"},
+        "body": {"destination": "200"},
         "say": "the agent consults the expert at 200 (re-INVITE sendonly to the customer, INVITE to 200)",
     },
     {"actor": "agent", "action": "alternate", "say": "the agent alternates back to the customer"},
@@ -56,7 +56,7 @@ SIP_CALL: list[Step] = [
     {
         "actor": "agent",
         "action": "consult",
-        "properties": {"destination": "300"},
+        "body": {"destination": "300"},
         "say": "the agent consults a second expert at 300",
     },
     {
@@ -67,7 +67,7 @@ SIP_CALL: list[Step] = [
     {
         "actor": "agent",
         "action": "complete",
-        "properties": {"wrapup": "transferred"},
+        "body": {"wrapup": "transferred"},
         "say": "the agent completes the wrap-up; the bridge disposes the interaction",
     },
 ]

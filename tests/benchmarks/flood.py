@@ -65,9 +65,9 @@ def wire(name: str, target: str, rid: str | None, properties: dict[str, Any] | N
     headers: dict[str, Any] = {"type": kind, "name": name, "target": target}
     if rid is not None:
         headers["requestId"] = rid
-    message: dict[str, Any] = {"headers": headers}
+    message: dict[str, Any] = {"header": headers}
     if properties is not None:
-        message["properties"] = properties
+        message["body"] = properties
     return json.dumps(message, separators=(",", ":")).encode()
 
 
@@ -104,8 +104,8 @@ class Tally:
 
     def add(self, outputs: list[Output]) -> None:
         for output in outputs:
-            if isinstance(output, ToBridge) and output.message.headers.result == FAILURE:
-                self.counts[_label(output.rule or "?", output.message.headers.error_message or "")] += 1
+            if isinstance(output, ToBridge) and output.message.header.result == FAILURE:
+                self.counts[_label(output.rule or "?", output.message.header.error_message or "")] += 1
             elif isinstance(output, BridgeError | SwitchError):
                 self.counts[_label(output.rule, output.message)] += 1
 
@@ -163,11 +163,11 @@ class Bench:
 
     def expect(self, outputs: list[Output], rid: str, result: str = SUCCESS) -> None:
         found = [
-            o.message.headers.result
+            o.message.header.result
             for o in outputs
             if isinstance(o, ToBridge)
-            and o.message.headers.type == RESPONSE
-            and o.message.headers.request_id == rid
+            and o.message.header.type == RESPONSE
+            and o.message.header.request_id == rid
         ]
         if found != [result]:
             raise SystemExit(f"request {rid}: expected {result}, got {found}: {outputs}")
@@ -343,10 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     ids = len(f2.request_ids)
     bench.withheld.discard("f2")
     answered = bench.outside("connected", "f2")
-    successes = sum(1 for o in answered if isinstance(o, ToBridge) and o.message.headers.result == SUCCESS)
+    successes = sum(1 for o in answered if isinstance(o, ToBridge) and o.message.header.result == SUCCESS)
     dispose = bench.bridge(wire("interaction.request.dispose", f2_target, "bye"))
     dispose_text = [
-        f"{o.message.headers.result} {o.rule or ''} {o.message.headers.error_message or ''}".strip()
+        f"{o.message.header.result} {o.rule or ''} {o.message.header.error_message or ''}".strip()
         for o in dispose
         if isinstance(o, ToBridge)
     ]

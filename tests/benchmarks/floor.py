@@ -68,7 +68,7 @@ class Floor:
         self.newest: Model | None = None
 
     def bridge(self, message: dict[str, Any]) -> None:
-        headers = message["headers"]
+        headers = message["header"]
         target = headers["target"]
         dest = self.destinations.get(target)
         if dest is None:
@@ -87,7 +87,7 @@ class Floor:
         if state == m.S_REQUESTED:
             self.requested[id(dest)] = dest
         if trigger == "createconversation" and dest.legs is not None:
-            props = message["properties"]
+            props = message["body"]
             leg = dest.legs.get(props["nativeid"])
             if leg is not None and leg.target is None:
                 leg.target = f"{target}.{props['id']}"

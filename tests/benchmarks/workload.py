@@ -23,7 +23,7 @@ import attrs
 
 from adapters.simulated import SimulatedSwitch
 from adapters.switch import dispatch
-from fsm.codec import dumpb, dumpb_floatless, loads
+from fsm.codec import dumpb_floatless, loads
 from fsm.engine import BridgeError, Engine, Output, SwitchError, ToBridge, ToSwitch
 from fsm.messages import FAILURE, QUERY, REQUEST, SUCCESS, dumps, to_wire, wire_bytes
 from fsm.switch_events import command_to_wire, event_to_wire, parse_switch_event
@@ -94,9 +94,9 @@ class Writer:
             "target": target,
             "requestId": f"{{{self.prefix}00000000-0000-4000-8000-{self.requests:012d}}}",
         }
-        message: Wire = {"headers": headers}
+        message: Wire = {"header": headers}
         if properties is not None:
-            message["properties"] = properties
+            message["body"] = properties
         raw = dumps(message).encode()
         return Step(label, ((BRIDGE, raw), *((SWITCH, e) for e in events)), expect)
 
@@ -260,8 +260,8 @@ def encode(output: Output) -> bytes:
 
 def encode_wire(w: Wire) -> bytes:
     """What :func:`encode` writes for the output whose wire dict is ``w``
-    (a message with a body is checked for floats, as ``wire_bytes`` does)."""
-    return dumpb(w) if "body" in w else dumpb_floatless(w)
+    (what the client writes holds no float, as ``wire_bytes`` assumes)."""
+    return dumpb_floatless(w)
 
 
 def wire(output: Output) -> Wire:
@@ -314,12 +314,12 @@ class Checker:
         if scripted:
             raise BenchError(f"{step.label}: the switch did not report {scripted}")
         if step.expect is not None:
-            request_id = json.loads(raw)["headers"]["requestId"]
+            request_id = json.loads(raw)["header"]["requestId"]
             results = [
-                w["headers"].get("result")
+                w["header"].get("result")
                 for out in recorded
                 for w in out
-                if "headers" in w and w["headers"].get("requestId") == request_id
+                if "header" in w and w["header"].get("requestId") == request_id
             ]
             if results != [step.expect]:
                 raise BenchError(f"{step.label} {request_id}: expected [{step.expect}], got {results}")
