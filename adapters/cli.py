@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -163,6 +164,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine = Engine(policy, Targets(args.channel_target), switch_acknowledges=switch.acknowledges)
         with ExitStack() as stack:
             trace = open_trace(stack, args)
+            # H-RUN-2: UTF-8 both ways whatever the locale; a byte that is not
+            # UTF-8 reaches the runner as a lone surrogate, which it reports
+            if isinstance(sys.stdin, io.TextIOWrapper):
+                sys.stdin.reconfigure(encoding="utf-8", errors="surrogateescape")
+            if isinstance(sys.stdout, io.TextIOWrapper):
+                sys.stdout.reconfigure(encoding="utf-8", errors="strict")
             Runner(engine, switch, trace).run(sys.stdin, sys.stdout)
         return 0
     if args.command == "demo":

@@ -1,4 +1,5 @@
-"""The line protocol of ``telephony-fsm run`` (spec/harness.md).
+"""The line protocol of ``telephony-fsm run`` (spec/harness.md: H-RUN-1,
+H-RUN-2, H-RUN-3).
 
 :class:`Runner` owns an engine and a switch driver. It reads one JSON
 object per input line, feeds it to the engine, runs the commands the engine
@@ -9,13 +10,14 @@ every output followed by ``{"done": SEQ}``. It also writes the merged trace.
 from __future__ import annotations
 
 import json
-from typing import IO, Any
+from typing import IO, Any, Final
 
 from adapters.switch import Switch, dispatch
 from fsm.codec import dumps_floatless, loads
 from fsm.engine import BridgeError, Engine, Output, SwitchError, ToBridge, ToSwitch
-from fsm.errors import RemoteProtocolError
-from fsm.messages import dumps, to_wire
+from fsm.errors import LocalProtocolError, RemoteProtocolError
+from fsm.intake import usable_request_id
+from fsm.messages import SURROGATE, dumps, to_wire, unclean, writable
 from fsm.switch_events import command_to_wire, event_to_wire, parse_switch_event
 
 
@@ -24,13 +26,15 @@ class Runner:
         self.engine = engine
         self.switch = switch
         self.trace = trace
-        #: (requestId, rule ID) of every FAILURE response, for logs and tests
-        self.refusals: list[tuple[str, str]] = []
 
     def feed(self, line: str, lineno: int) -> list[dict[str, Any]]:
         """Process one input line completely; return its outputs and done."""
         out: list[dict[str, Any]] = []
         seq: Any = lineno
+        if not line.isascii() and SURROGATE.search(line):  # bytes that were not UTF-8 (H-RUN-2)
+            out.append(self._error(seq, "input line is not UTF-8"))
+            out.append({"done": seq})
+            return out
         limit = self.engine.policy.max_frame_size
         # H-RUN-2, D-BOUND: the limit counts bytes of UTF-8 (up to 4 a code point)
         size = len(line.encode("utf-8", "surrogatepass")) if len(line) > limit // 4 else 0
@@ -43,16 +47,33 @@ class Runner:
                 message = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
                 out.append(self._error(seq, f"input is not JSON: {message}"))
             else:
-                return self.feed_item(item, lineno)
+                return self.feed_item(item, lineno, check=_suspect(line))
         out.append({"done": seq})
         return out
 
-    def feed_item(self, item: object, lineno: int) -> list[dict[str, Any]]:
-        """Process one decoded input (what a line holds); return its outputs and done."""
-        seq: Any = item["seq"] if isinstance(item, dict) and "seq" in item else lineno
+    def feed_item(self, item: object, lineno: int, *, check: bool = True) -> list[dict[str, Any]]:
+        """Process one decoded input (what a line holds); return its outputs
+        and done. ``check``: look for values no output may hold (False when
+        the line's text shows there can be none)."""
+        out: list[dict[str, Any]] = []
+        seq: Any = lineno
+        if isinstance(item, dict) and "seq" in item:
+            given = item["seq"]
+            if _usable_seq(given):
+                seq = given
+            else:  # H-RUN-1: the line's number stands in
+                out.append(
+                    self._error(
+                        seq, "seq must be a string or an integer within 2^53; the line number is used"
+                    )
+                )
         if isinstance(item, dict):  # a trace holds objects only; the error names the rest
-            self._record(item)
-        out = self._input(item, seq)
+            defect = unclean(item, limit=1000) if check else None
+            if defect is None:
+                self._record(item)
+            else:  # D-BAD, H-RUN-2: what can be written of it, and why it was not usable
+                self._record({**_writable_input(item), "malformed": f"the input holds {defect}"})
+        out += self._input(item, seq)
         out.append({"done": seq})
         return out
 
@@ -69,15 +90,23 @@ class Runner:
                 ev = parse_switch_event(item.get("event"))
             except RemoteProtocolError as exc:
                 return [self._error(seq, exc.message)]
-            self.switch.observe(ev)
-            return self._drain(self.engine.receive_switch(ev), seq)
+            outputs = self.engine.receive_switch(ev)
+            if not any(isinstance(o, SwitchError) and o.refused for o in outputs):
+                self.switch.observe(ev)  # D-SWITCH: the switch's model follows what the engine accepted
+            return self._drain(outputs, seq)
         if source == "clock":
             advance = item.get("advance")
             if isinstance(advance, bool) or not isinstance(advance, int | float):
                 return [self._error(seq, "clock input needs 'advance': a number of seconds")]
-            if not 0 <= advance < float("inf"):
-                return [self._error(seq, f"clock advance {advance!r} must be finite and >= 0")]
-            return self._drain(self.engine.advance(float(advance)), seq)
+            problem = unclean(advance, "advance")
+            if problem is not None or advance < 0:  # D-BAD: huge, not finite, negative
+                return [
+                    self._error(seq, f"clock advance must be a finite number >= 0 ({problem or 'negative'})")
+                ]
+            try:
+                return self._drain(self.engine.advance(float(advance)), seq)
+            except LocalProtocolError as exc:  # the clock would reach 10^12 (D-BAD)
+                return [self._error(seq, exc.message)]
         return [self._error(seq, f"unknown 'from' {source!r}: expected bridge, switch or clock")]
 
     def _drain(
@@ -91,8 +120,6 @@ class Runner:
             entry = _wire(output, seq)
             out.append(entry)
             self._record(entry)
-            if isinstance(output, ToBridge) and output.rule is not None:
-                self.refusals.append((output.message.header.request_id or "", output.rule))
             if isinstance(output, ToSwitch):
                 commands.append(output.command)
         for command in commands:
@@ -131,12 +158,56 @@ class Runner:
             flush()
 
 
+#: bytes -> b"0" for a digit, b" " otherwise: a run of 16 digits (a number
+#: that may be beyond 2^53) is then one substring search
+_DIGITS: Final = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+
+
+def _suspect(line: str) -> bool:
+    """Whether a line's text may decode to a value :func:`unclean` names: an
+    escape (a lone surrogate), NaN or an infinity, a long number, deep nesting."""
+    return (
+        "\\u" in line
+        or "NaN" in line
+        or "Infinity" in line
+        or line.count("{") + line.count("[") > 24
+        or b"0000000000000000" in line.encode("utf-8", "surrogatepass").translate(_DIGITS)
+    )
+
+
+def _writable_input(item: dict[str, Any]) -> dict[str, Any]:
+    """What a trace can hold of an input :func:`unclean` names: its values
+    made writable, and a bridge message's requestId left out when it was
+    not usable (then it could not be answered, D-BAD), so that a reader of
+    the trace expects what the client did."""
+    copy: dict[str, Any] = writable(item)
+    message, original = copy.get("message"), item.get("message")
+    if isinstance(message, dict) and isinstance(original, dict):
+        header, given = message.get("header"), original.get("header")
+        if (
+            isinstance(header, dict)
+            and isinstance(given, dict)
+            and not usable_request_id(given.get("requestId"))
+        ):
+            header.pop("requestId", None)
+    return copy
+
+
+def _usable_seq(seq: object) -> bool:
+    """H-RUN-1: a string (that UTF-8 can hold) or an integer within 2^53."""
+    if isinstance(seq, str):
+        return unclean(seq) is None
+    return type(seq) is int and unclean(seq) is None
+
+
 def _floatless(seq: object) -> bool:
     return seq is None or type(seq) in (str, int, bool)
 
 
 def _wire(output: Output, seq: Any) -> dict[str, Any]:
     if isinstance(output, ToBridge):
+        if output.rule is not None:  # H-CMD: a FAILURE's line names its rule
+            return {"to": "bridge", "message": to_wire(output.message), "rule": output.rule}
         return {"to": "bridge", "message": to_wire(output.message)}
     if isinstance(output, ToSwitch):
         return {"to": "switch", "command": command_to_wire(output.command)}

@@ -1,4 +1,4 @@
-"""The simulated PBX of harness.md: commands take effect at once.
+"""The simulated PBX of harness.md (H-SIM-1): commands take effect at once.
 
 Each command returns the switch events a real PBX would report, in order,
 and updates the simulator's own view of the calls. Its dial plan: a

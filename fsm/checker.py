@@ -16,7 +16,14 @@ D-SERIAL and D-ASYNC: a request is judged against every state its
 destination was seen in between the moment it could start executing (its
 arrival, or the response to the request before it on the same interaction,
 whichever is later) and its response; the order of a response and the
-events its request caused is never relied on.
+events its request caused is never relied on. A request answered SUCCESS
+before that moment (the request ahead of it still unanswered) never
+started: D-SERIAL.
+
+D-DUP: per (target, requestId), k messages need k responses, at most one of
+them not the D-DUP refusal. A trace line names the rule of each FAILURE
+(harness.md, H-CMD); fed without it (the wire has none), a FAILURE to a
+repeated requestId is taken for the refusal.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from fsm.checker_rules import (
     property_refusal,
     state_refusal,
 )
-from fsm.intake import Defect, read_message
+from fsm.intake import Defect, Valid, echo_of, read_message
 from fsm.machines import CONVERSATION, INTERACTION
 from fsm.messages import EVENT, FAILURE, REQUEST, RESPONSE, SUCCESS
 from fsm.policy import Policy
@@ -98,20 +105,35 @@ class Watcher:
         #: its one response, late, on a later connection (a client that keeps
         #: its state across a crash sends its outbox first), none is required
         self._late: dict[tuple[str, str], list[Asked]] = {}
-        self._succeeded: set[tuple[str, str]] = set()
+        #: D-DUP: requestIds a destination surely got (one of its messages
+        #: was answered); it keeps them while it lives
+        self._seen: set[tuple[str, str]] = set()
+        #: D-DUP: the line of the one response per requestId that is not the
+        #: D-DUP refusal (the message was judged, whatever the result)
+        self._executed: dict[tuple[str, str], int] = {}
+        #: the trace shows the switch (a switch line was seen): every switch
+        #: event is in it (harness.md, "Traces")
+        self.shows_switch = False
 
     # ------------------------------------------------------------------
     # The API.
 
-    def from_bridge(self, message: object, line: int) -> list[Violation]:
+    def from_bridge(self, message: object, line: int, malformed: str | None = None) -> list[Violation]:
         """A query or request the bridge sent: it now awaits one response.
         A malformed one is the client's to refuse (D-BAD); what the trace
-        then holds of the client is judged, not the bridge's message."""
+        then holds of the client is judged, not the bridge's message.
+        ``malformed``: the trace line says the message held what no output
+        may hold, and records what could be written of it (harness.md)."""
         found: list[Violation] = []
-        read = read_message(message, self.policy.max_frame_size)
+        if malformed is not None:
+            header = message.get("header") if isinstance(message, dict) else None
+            read: Valid | Defect = Defect("D-BAD", malformed, echo_of(header))
+        else:
+            read = read_message(message, self.policy.max_frame_size)
         if isinstance(read, Defect):
             echo = read.echo
             if echo is not None and echo.request_id is not None:
+                # D-DUP: a malformed message's requestId counts as seen too
                 self._ask(
                     Asked(
                         line=line,
@@ -120,6 +142,7 @@ class Watcher:
                         request_id=echo.request_id,
                         spec=None,
                         defect=read,
+                        remembered=self._remembers(echo.target),
                     )
                 )
             return found
@@ -127,6 +150,7 @@ class Watcher:
         assert headers.request_id is not None
         dest = self.destinations.get(headers.target)
         fits = dest is not None and dest.kind == spec.destination
+        repeat = self._repeats((headers.target, headers.request_id))
         asked = Asked(
             line=line,
             name=headers.name,
@@ -135,17 +159,21 @@ class Watcher:
             spec=spec,
             properties=read.properties,
             group=dest.group if dest is not None else None,
-            queued=fits and spec.kind == REQUEST,
+            # a repeat is refused at once (D-DUP): it never waits its turn
+            queued=fits and spec.kind == REQUEST and not repeat,
             after_dispose=dest is not None and dest.disposed,
             init_before=dest is not None and (dest.initialized or dest.init_asked > 0),
+            remembered=self._remembers(headers.target),
         )
         if dest is not None and fits and spec.name in (INIT, CONVERSATION_INIT):
             dest.init_asked += 1
         self._ask(asked)
         return found
 
-    def from_client(self, message: object, line: int) -> list[Violation]:
-        """A response or an event the client sent."""
+    def from_client(self, message: object, line: int, rule: str | None = None) -> list[Violation]:
+        """A response or an event the client sent; ``rule``: the rule ID a
+        trace line gives a FAILURE response (harness.md, H-CMD), None when
+        not known (the wire does not carry it)."""
         found: list[Finding] = envelope_findings(message)
         headers = message.get("header") if isinstance(message, dict) else None
         if not isinstance(message, dict) or not isinstance(headers, dict):
@@ -154,7 +182,7 @@ class Watcher:
         if kind == RESPONSE or (kind != EVENT and ("requestId" in headers or "result" in headers)):
             if kind != RESPONSE:
                 found.append(("S-REQ-2", f"a response has type {RESPONSE}, not {kind!r}"))
-            found += self._response(headers, message, line)
+            found += self._response(headers, message, line, rule)
         else:
             if kind != EVENT:
                 found.append(("S-EVT-0", f"an event has type {EVENT}, not {kind!r}"))
@@ -163,7 +191,13 @@ class Watcher:
 
     def switch(self, entry: object, line: int) -> list[Violation]:
         """A switch event or command line. The rules are judged on the
-        messages alone, so switch lines are only accepted."""
+        messages alone, so a switch line breaks none; it only tells that the
+        trace shows the switch, and which call leg may have ended (a leg the
+        messages said was live stays so until then: D-CONS-2)."""
+        self.shows_switch = True
+        event = entry.get("event") if isinstance(entry, dict) and entry.get("from") == "switch" else None
+        if isinstance(event, dict):
+            self._events.switch_event(event)
         return []
 
     def connected(self) -> None:
@@ -209,14 +243,36 @@ class Watcher:
     # ------------------------------------------------------------------
     # Requests and their windows (D-SERIAL).
 
+    def _remembers(self, target: str) -> bool:
+        """D-DUP: ``target`` keeps the requestIds it sees (a target that
+        names no destination, or a disposed one, keeps none)."""
+        dest = self.destinations.get(target)
+        return dest is not None and not dest.disposed
+
+    def _repeats(self, key: tuple[str, str]) -> bool:
+        """D-DUP: a message with requestId ``key`` repeats one the client
+        surely got: answered, or awaiting an answer on this connection (one
+        lost with a connection may never have reached it, D-RECONNECT)."""
+        return key in self._seen or any(a.remembered for a in self._awaiting.get(key, ()))
+
     def _ask(self, asked: Asked) -> None:
+        asked.repeat = self._repeats(asked.key)
         self._awaiting.setdefault(asked.key, []).append(asked)
         if asked.queued and asked.group is not None:
             queue = self._queues.setdefault(asked.group, [])
             queue.append(asked)
-            asked.opened = len(queue) == 1
-            asked.refusal = self._precondition(asked)
-            asked.held = asked.refusal is None
+            if len(queue) == 1:
+                self._open(asked)
+            else:
+                # D-SERIAL: it waits; it is judged from the moment the request
+                # ahead of it is answered, never on the states before
+                asked.held = False
+
+    def _open(self, asked: Asked) -> None:
+        """``asked`` may start executing now: its window opens."""
+        asked.opened = True
+        asked.refusal = self._precondition(asked)
+        asked.held = asked.refusal is None
 
     def _precondition(self, asked: Asked) -> Finding | None:
         """Why ``asked`` may not execute now (None: it may)."""
@@ -239,7 +295,7 @@ class Watcher:
         """Something changed on ``group``: a precondition that holds now held
         during the window of every request waiting there."""
         for asked in self._queues.get(group, ()):
-            if not asked.held and self._precondition(asked) is None:
+            if asked.opened and not asked.held and self._precondition(asked) is None:
                 asked.held = True
 
     def _settled(self, asked: Asked) -> None:
@@ -249,58 +305,95 @@ class Watcher:
         if asked in queue:
             queue.remove(asked)
         if queue and not queue[0].opened:
-            first = queue[0]
-            first.opened = True
-            first.refusal = self._precondition(first)
-            first.held = first.refusal is None
+            self._open(queue[0])
         self.reevaluate(asked.group)
 
     # ------------------------------------------------------------------
     # Responses (S-REQ-1, S-REQ-2).
 
-    def _response(self, headers: dict[str, Any], message: dict[str, Any], line: int) -> list[Finding]:
+    def _response(
+        self, headers: dict[str, Any], message: dict[str, Any], line: int, rule: str | None
+    ) -> list[Finding]:
         rid, target = headers.get("requestId"), headers.get("target")
         if not isinstance(rid, str) or not isinstance(target, str):
             return [("S-REQ-2", "a response echoes its request's target and requestId (strings)")]
         key = (target, rid)
-        waiting = self._awaiting.get(key)
-        if not waiting and self._late.get(key):
-            return self._late_response(key, headers, message, line)
-        if not waiting:
-            return [self._unmatched(key)]
         result = headers.get("result")
-        # A repeat of a pending requestId is refused at once (D-DUP) while the
-        # original keeps its own response.
-        asked = waiting.pop(-1 if result == FAILURE and len(waiting) > 1 else 0)
-        if not waiting:
-            del self._awaiting[key]
+        taken = self._take(key, result, rule)
+        if taken is None:
+            return [self._unmatched(key)]
+        asked, late = taken
         self._answered[key] = line
+        if asked.remembered:
+            self._seen.add(key)
         found = header_findings(asked.name, asked.label, headers, message)
+        found += self._count(asked, result, rule, line)
+        if late:
+            # The one response of a message sent before a connection dropped:
+            # what a SUCCESS tells is applied (a dispose happened), but it is
+            # not judged: the states of its time are gone.
+            if result == SUCCESS:
+                self._apply(asked, message)
+            return found
         dest = self.destinations.get(asked.target)
         if dest is not None and asked.spec is not None and asked.spec.name in (INIT, CONVERSATION_INIT):
             dest.init_asked = max(0, dest.init_asked - 1)
         if result == SUCCESS:
             found += self._judge(asked, message)
-            self._succeeded.add(key)
+            if asked.remembered:
+                self._executed.setdefault(key, line)
             self._apply(asked, message)
         self._settled(asked)
         return found
 
-    def _late_response(
-        self, key: tuple[str, str], headers: dict[str, Any], message: dict[str, Any], line: int
-    ) -> list[Finding]:
-        """The one response of a message sent before a connection dropped.
-        Its headers are checked; what a SUCCESS tells is applied (a dispose
-        happened), but it is not judged: the states of its time are gone."""
-        late = self._late[key]
-        asked = late.pop(0)
-        if not late:
-            del self._late[key]
-        self._answered[key] = line
-        if headers.get("result") == SUCCESS:
-            self._succeeded.add(key)
-            self._apply(asked, message)
-        return header_findings(asked.name, asked.label, headers, message)
+    def _take(self, key: tuple[str, str], result: object, rule: str | None) -> tuple[Asked, bool] | None:
+        """The message a response to ``key`` answers, and whether it was
+        sent before a connection dropped (None: no message awaits it). A
+        repeated requestId is answered at once with the D-DUP refusal, while
+        the original keeps its own response (S-REQ-1): a response that may
+        be the refusal goes to the latest repeat, any other to the original;
+        a message of this connection before one lost with the last."""
+        waiting = self._awaiting.get(key, [])
+        late = self._late.get(key, [])
+        if not waiting and not late:
+            return None
+        picked: Asked
+        if not waiting:
+            picked = late[0]
+        elif result == FAILURE and rule in (None, "D-DUP"):
+            picked = next((a for a in reversed(waiting) if a.repeat), waiting[-1 if len(waiting) > 1 else 0])
+        else:
+            picked = next((a for a in waiting if not a.repeat), waiting[0])
+        is_late = picked not in waiting
+        source, store = (late, self._late) if is_late else (waiting, self._awaiting)
+        source.remove(picked)
+        if not source:
+            del store[key]
+        return picked, is_late
+
+    def _count(self, asked: Asked, result: object, rule: str | None, line: int) -> list[Finding]:
+        """D-DUP: at most one response per (target, requestId) is not the
+        D-DUP refusal. A SUCCESS is judged in :meth:`_judge`; here a FAILURE
+        whose trace line names another rule, to a repeat, is reported, and
+        a FAILURE that was no refusal is counted."""
+        if result != FAILURE:
+            return []
+        refusal = rule == "D-DUP" if rule is not None else asked.repeat
+        if refusal or not asked.remembered:
+            return []
+        first = self._executed.get(asked.key)
+        if first is None:
+            self._executed[asked.key] = line
+            return []
+        if rule is None or not asked.repeat:
+            return []
+        return [
+            (
+                "D-DUP",
+                f"{asked.label} repeats a requestId answered at line {first}, yet was refused by "
+                f"{rule}, not as a duplicate: a repeated requestId is never judged again",
+            )
+        ]
 
     def _unmatched(self, key: tuple[str, str]) -> Finding:
         target, rid = key
@@ -334,11 +427,27 @@ class Watcher:
             return [("D-TARGET", f"{what}, but {asked.target} names no {spec.destination} destination")]
         if asked.after_dispose:
             return [("D-LIFE-4", f"{what}, but {asked.target} was disposed before it arrived")]
-        if asked.key in self._succeeded:
-            return [("D-DUP", f"{what}, but requestId {asked.request_id} was already answered SUCCESS there")]
+        first = self._executed.get(asked.key)
+        if first is not None:
+            return [
+                (
+                    "D-DUP",
+                    f"{what}, but requestId {asked.request_id} was answered at line {first} already "
+                    "there: a repeated requestId is refused as duplicate, never executed",
+                )
+            ]
         needs_init = spec.name not in (INIT, CONVERSATION_INIT) and spec.trigger != "dispose"
         if needs_init and not (asked.init_before and dest.initialized):
             return [("D-LIFE-5", f"{what}, but {asked.target} was not initialized when it arrived")]
+        if asked.queued and not asked.opened and spec.trigger != "dispose":
+            ahead = self._queues.get(dest.group, [asked])[0]
+            return [
+                (
+                    "D-SERIAL",
+                    f"{what} before {ahead.label}, which was ahead of it on {dest.group}, was "
+                    "answered: it waits for that one, and is checked against the state it leaves",
+                )
+            ]
         found: list[Finding] = []
         if not asked.held and asked.refusal is not None:
             rule, reason = asked.refusal
@@ -371,9 +480,13 @@ def watch_entry(watcher: Watcher, entry: dict[str, Any], line: int) -> list[Viol
     a switch line (error, protocol_error, done, clock) tell the checker
     nothing."""
     if entry.get("from") == "bridge":
-        return watcher.from_bridge(entry.get("message"), line)
+        malformed = entry.get("malformed")
+        return watcher.from_bridge(
+            entry.get("message"), line, malformed if isinstance(malformed, str) else None
+        )
     if entry.get("to") == "bridge":
-        return watcher.from_client(entry.get("message"), line)
+        rule = entry.get("rule")
+        return watcher.from_client(entry.get("message"), line, rule if isinstance(rule, str) else None)
     if entry.get("from") == "switch" or entry.get("to") == "switch":
         return watcher.switch(entry, line)
     if "connection" in entry:

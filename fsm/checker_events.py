@@ -43,6 +43,11 @@ DATA: Final = "interaction.query.data"
 
 #: The D-EVT-2 events: one per top-level state change, named after the new state.
 STATE_EVENTS: Final = {f"interaction.{s.lower()}": s for s in TOP_STATES}
+#: Switch events that leave a live call leg live (harness.md, "Switch events");
+#: ``ended`` and ``failed`` end the leg they name, and a kind not listed here
+#: may end any.
+LEG_KEPT_BY: Final = frozenset({"offered", "dialing", "alerting", "connected", "held", "retrieved", "result"})
+LEG_ENDED_BY: Final = frozenset({"ended", "failed"})
 
 
 class EventJudge:
@@ -145,7 +150,27 @@ class EventJudge:
         facts.leg(nativeid)
         facts.consult = nativeid
         facts.creatable.add(nativeid)
+        self._live_now(facts, nativeid)
         return found
+
+    def _live_now(self, facts: InteractionFacts, nativeid: str) -> None:
+        """D-CONS-2, D-INIT-7: the consult leg exists and is not ENDED now.
+        Kept only where the trace shows every switch event (harness.md,
+        "Traces"), so that an end the messages do not report (a consult leg
+        failing before its conversation exists) is still seen."""
+        if self.watcher.shows_switch and nativeid not in self.watcher.tracked(facts):
+            facts.live_now(nativeid)
+
+    def switch_event(self, event: dict[str, Any]) -> None:
+        """A switch event of the trace: a leg known live only from a consult
+        response or an init snapshot may have ended with it."""
+        kind, call = event.get("kind"), event.get("call")
+        if kind in LEG_KEPT_BY:
+            return
+        named = call if kind in LEG_ENDED_BY and isinstance(call, str) else None
+        for facts in self.watcher.interactions.values():
+            if facts.may_have_ended(named, self.watcher.tracked(facts)):
+                self.watcher.reevaluate(facts.target)
 
     def _conversation_event(self, facts: InteractionFacts, dest: Destination, name: str) -> list[Finding]:
         if name not in CONVERSATION_EVENTS:
@@ -216,6 +241,7 @@ class EventJudge:
                 facts.leg(nativeid)
                 facts.consult = nativeid
                 facts.creatable.add(nativeid)
+                self._live_now(facts, nativeid)  # D-ASYNC: the switch has just named it
         elif spec.trigger == "dispose":
             dispose(self.watcher.destinations, facts, dest)
 
@@ -247,7 +273,8 @@ class EventJudge:
 
     def apply_init(self, facts: InteractionFacts, snapshot: InitSnapshot) -> None:
         """What an init snapshot tells: the state, the legs (D-CONV-ID: by
-        CTI id), and the legs the init phase may create (D-CC-3)."""
+        CTI id), and the legs the init phase may create (D-CC-3: those it
+        lists, and those an earlier init listed, until created)."""
         state, listed = snapshot.state, snapshot.listed
         if state is not None:
             facts.top = state
@@ -256,7 +283,6 @@ class EventJudge:
         tracked = self.watcher.tracked(facts)
         if state in WITHOUT_CONVERSATIONS:
             facts.all_legs_ended(tracked)
-            facts.init_pending = set()
             return
         kept = {role: ident for role, ident in listed.items() if role == "primary" or state == STARTED}
         primary, consult = kept.get("primary"), kept.get("consult")
@@ -268,12 +294,14 @@ class EventJudge:
         if consult is not None:
             facts.leg(consult)
             facts.consult = consult
+            self._live_now(facts, consult)  # D-INIT-7: listed while not ENDED
         elif facts.consult is not None and facts.consult != primary:
             # Not listed: the consult leg is over (D-INIT-7).
             if facts.consult not in tracked:
                 facts.legs[facts.consult].states = ENDED_LEG
             facts.consult = None
-        facts.init_pending = {i for i in kept.values() if facts.legs[i].bridge_id is None}
+        listed_now = facts.init_pending | set(kept.values())
+        facts.init_pending = {i for i in listed_now if facts.legs[i].bridge_id is None}
 
     def judge_conversation_init(
         self, facts: InteractionFacts, dest: Destination, body: object

@@ -113,14 +113,19 @@ class Asked:
     properties: dict[str, str] = attrs.field(factory=dict)
     #: the target of the interaction whose requests run one at a time
     group: str | None = None
-    #: a request D-SERIAL orders (not a query, a known destination of its kind)
+    #: a request D-SERIAL orders (not a query, a known destination of its kind,
+    #: not a repeated requestId)
     queued: bool = False
     after_dispose: bool = False
     #: its destination was initialized, or had an init query pending, when it arrived
     init_before: bool = False
+    #: it arrived on a destination that keeps requestIds (D-DUP: known, not disposed)
+    remembered: bool = False
+    #: its requestId was seen there before: its response is the D-DUP refusal
+    repeat: bool = False
     #: its window has opened (every earlier request of its interaction answered)
     opened: bool = False
-    #: its precondition held at some point of its window
+    #: its precondition held at some point of its window (judged once it opened)
     held: bool = True
     refusal: tuple[str, str] | None = None
 
@@ -212,6 +217,29 @@ class InteractionFacts:
         if ENDED in consult or (ENDED in primary and consult & CONNECTED_LEG):
             found.add(S_NONE)
         return frozenset(found)
+
+    def live_now(self, nativeid: str) -> None:
+        """A message says the leg is not ENDED now (a consult response naming
+        it, an init response listing it as consult, interaction.consult). Only
+        for a leg whose conversation events are not followed, in a trace that
+        shows the switch: it stays so until a switch event may end it
+        (:meth:`may_have_ended`)."""
+        leg = self.leg(nativeid)
+        if leg.states != ENDED_LEG:
+            leg.states = (leg.states & LIVE_LEG) or LIVE_LEG
+
+    def may_have_ended(self, call: str | None, tracked: set[str]) -> bool:
+        """A switch event that may end ``call`` (every leg when None): a leg
+        whose conversation events are not followed is unknown again. True
+        when a leg changed."""
+        changed = False
+        for leg in self.legs.values():
+            if call not in (None, leg.nativeid) or leg.nativeid in tracked:
+                continue
+            if leg.states not in (ANY_LEG, ENDED_LEG):
+                leg.states = ANY_LEG
+                changed = True
+        return changed
 
     def promote_consult(self) -> None:
         """D-PRIMARY-LOSS: the consult leg becomes the primary."""

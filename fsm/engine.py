@@ -92,6 +92,9 @@ class Engine(ExecutionSide):
         #: consult command that failed or timed out before naming its leg ->
         #: interaction id; a leg named for it later is released (D-ASYNC)
         self.abandoned: dict[str, str] = {}
+        #: the same commands -> engine time until which the first new leg
+        #: is taken as theirs (D-ASYNC)
+        self.abandoned_until: dict[str, float] = {}
         #: consult commands still waiting for the switch to name their leg
         self.awaiting_leg: dict[str, str] = {}
         self.commands_issued = 0
@@ -122,6 +125,11 @@ class Engine(ExecutionSide):
         except RemoteProtocolError as exc:
             out.append(SwitchError(exc.rule, exc.message))
         else:
+            if ev.trimmed:  # D-DATA: accepted without what broke it
+                dropped = ", ".join(ev.trimmed)
+                out.append(
+                    SwitchError("D-DATA", f"{ev.kind} {ev.call}: dropped data {dropped}", refused=False)
+                )
             self._switch_event(ev)
         self._out = []
         return out
@@ -130,17 +138,25 @@ class Engine(ExecutionSide):
         """Let ``seconds`` of engine time pass; pending requests may time out
         (D-ASYNC)."""
         if not 0 <= seconds < float("inf"):
-            raise LocalProtocolError(f"clock advance {seconds!r} must be finite and >= 0", "D-ASYNC")
+            raise LocalProtocolError(f"clock advance {seconds!r} must be finite and >= 0", "D-BAD")
+        end = self.clock + seconds
+        if end >= MAX_CLOCK:
+            raise LocalProtocolError(
+                f"clock advance {seconds:g} would bring the engine clock to 10^12 seconds or beyond", "D-BAD"
+            )
         self._out = []
-        self.clock += seconds
-        while self._deadlines and self._deadlines[0][0] <= self.clock:
-            _, interaction_id, request_id = heapq.heappop(self._deadlines)
+        # D-SERIAL: deadline by deadline, so that a request that starts when
+        # the one before it timed out gets its timer from that moment
+        while self._deadlines and self._deadlines[0][0] <= end:
+            deadline, interaction_id, request_id = heapq.heappop(self._deadlines)
+            self.clock = max(self.clock, deadline)
             interaction = self.interactions.get(interaction_id)
             if interaction is None or interaction.executing is None:
                 continue
             if interaction.executing.request.request_id != request_id:
                 continue
             self._time_out(interaction)
+        self.clock = end
         return self._take()
 
     def _take(self) -> list[Output]:
@@ -153,10 +169,20 @@ class Engine(ExecutionSide):
     def _bridge_message(self, raw: object) -> None:
         read = read_message(raw, self.policy.max_frame_size)
         if isinstance(read, Defect):
-            if read.echo is None:
+            echo = read.echo
+            if echo is None:
                 self._out.append(BridgeError(read.rule, read.message))
-            else:
-                self._refuse(read.echo, read.rule, read.message, prefix=False)
+                return
+            dest = self.destinations.get(echo.target)
+            if dest is not None:  # D-DUP is judged first; a malformed message's id counts as seen
+                seen = dest.request_ids
+                assert echo.request_id is not None
+                if echo.request_id in seen:
+                    self._refuse(echo, "D-DUP", f"duplicate requestId {echo.request_id}")
+                    return
+                if len(seen) < self.policy.max_request_ids:
+                    seen[echo.request_id] = None
+            self._refuse(echo, read.rule, read.message, prefix=False)
             return
         headers, spec, properties, props = read
         request_id = headers.request_id
@@ -169,18 +195,7 @@ class Engine(ExecutionSide):
             else:
                 self._refuse(headers, "D-TARGET", f"no destination {target!r} is known")
             return
-        if type(dest) is Interaction:
-            interaction = dest
-            if spec.destination != "interaction":
-                self._refuse(headers, "D-TARGET", f"{target} is an interaction, not a conversation")
-                return
-        else:
-            assert type(dest) is Conversation
-            if spec.destination != "conversation":
-                self._refuse(headers, "D-TARGET", f"{target} is a conversation, not an interaction")
-                return
-            interaction = self.interactions[dest.interaction_id]
-        seen = dest.request_ids
+        seen = dest.request_ids  # D-DUP is judged first, on the destination the target names
         if request_id in seen:
             self._refuse(headers, "D-DUP", f"duplicate requestId {request_id}")
             return
@@ -196,11 +211,26 @@ class Engine(ExecutionSide):
                 "max_request_ids); only dispose is still accepted",
             )
             return
+        if type(dest) is Interaction:
+            interaction = dest
+            if spec.destination != "interaction":
+                self._refuse(headers, "D-TARGET", f"{target} is an interaction, not a conversation")
+                return
+        else:
+            assert type(dest) is Conversation
+            if spec.destination != "conversation":
+                self._refuse(headers, "D-TARGET", f"{target} is a conversation, not an interaction")
+                return
+            interaction = self.interactions[dest.interaction_id]
         if spec.kind == QUERY:
             self._query(headers, spec, interaction, dest)
             return
         if dest.lifecycle != m.INITIALIZED and spec.trigger != "dispose":
             self._refuse(headers, "D-LIFE-5", f"{target} is not initialized; send its init query")
+            return
+        if spec.trigger == "dispose" and (interaction.executing is not None or interaction.waiting):
+            # D-SERIAL: a dispose does not wait, and is never refused for a full queue (D-BOUND)
+            self._dispose_now(headers, interaction, dest)
             return
         if interaction.executing is None and not interaction.waiting:
             if interaction.lifecycle != m.DISPOSED:
@@ -241,8 +271,10 @@ class Engine(ExecutionSide):
         if isinstance(dest, Interaction):
             body: dict[str, Any] = self.init_snapshot(dest)
             listed = [c["id"] for c in body["conversations"].values()]
-            # D-CC-3: the init phase lasts until every listed leg is created.
-            dest.init_pending = {c: None for c in listed if dest.legs[c].bridge_id is None} or NO_CALLS
+            # D-CC-3: the init phase lasts until every listed leg is created;
+            # a re-init keeps it open for the legs an earlier init listed
+            pending = {**dest.init_pending, **dict.fromkeys(listed)}
+            dest.init_pending = {c: None for c in pending if dest.legs[c].bridge_id is None} or NO_CALLS
         else:
             body = self.conversation_snapshot(dest)
         self._respond(headers, body=body)
@@ -305,16 +337,12 @@ class Engine(ExecutionSide):
         interaction.primary, interaction.consult = consult.call, None
 
     def _action_consult_over(self, interaction: Interaction) -> None:
-        """D-CONSULT-END: the primary stays held, unless policy retrieves it.
-        While a request is executing it owns the legs and nothing is retrieved."""
+        """D-CONSULT-END: the primary stays held, unless policy retrieves it,
+        also while a request of the interaction executes (the retrieve is the
+        engine's own command)."""
         interaction.consult = None
         primary = interaction.leg("primary")
-        if (
-            self.policy.reconnect_on_consult_end
-            and interaction.executing is None
-            and primary is not None
-            and primary.state == m.HELD
-        ):
+        if self.policy.reconnect_on_consult_end and primary is not None and primary.state == m.HELD:
             self._command("retrieve", primary.call)
 
     def _action_abandon_consult(self, interaction: Interaction) -> None:
@@ -356,6 +384,8 @@ class Engine(ExecutionSide):
         self._out.append(build_to_bridge(response(headers, error=text), rule))
 
 
+#: The engine clock stays below this many seconds (D-BAD).
+MAX_CLOCK: Final = 1e12
 #: top-level interaction state -> the event that announces it (interaction.started, ...)
 _INTERACTION_EVENT: Final = {state: f"interaction.{state.lower()}" for state in set(TOP_OF.values())}
 # --------------------------------------------------------------------------

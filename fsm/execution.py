@@ -162,6 +162,7 @@ class ExecutionSide(SwitchSide):
         heapq.heappush(self._deadlines, (pending.deadline, interaction.id, headers.request_id or ""))
 
     def _command(self, op: str, call: str, **extra: str) -> Command:
+        """A command to the switch, ``cmd-N`` counting from 1 (H-CMD)."""
         self.commands_issued += 1
         command = _build_command(id=f"cmd-{self.commands_issued}", op=op, call=call, **extra)
         self._out.append(build_to_switch(command))
@@ -265,6 +266,34 @@ class ExecutionSide(SwitchSide):
         if call in interaction.creatable:
             interaction.creatable = _without(interaction.creatable, call)
         self._respond(headers)
+
+    def _dispose_now(
+        self, headers: Headers, interaction: Interaction, dest: Interaction | Conversation
+    ) -> None:
+        """D-SERIAL, D-LIFE-4: a dispose while requests are executing or
+        queued: each one on the disposed destination or below it is answered
+        FAILURE first (an executing consult's leg, if the switch names it, is
+        released), then the dispose runs; the others go on."""
+        below = f"{dest.target}."
+        reason = f"destination {dest.target} was disposed"
+        pending = interaction.executing
+        if pending is not None and (
+            pending.request.target == dest.target or pending.request.target.startswith(below)
+        ):
+            if interaction.state == m.S_REQUESTED:
+                self._abandon(interaction, pending)
+                self._fire(interaction, "consult_refused")
+            self._finish(interaction, error=reason, rule="D-LIFE-4")
+        kept = []
+        for request in interaction.waiting:
+            if request.target == dest.target or request.target.startswith(below):
+                self._refuse(_headers_of(request), "D-LIFE-4", reason)
+            else:
+                kept.append(request)
+        interaction.waiting = kept or NO_REQUESTS
+        self._dispose(headers, interaction, dest)
+        if interaction.lifecycle != m.DISPOSED:
+            self._pump(interaction)
 
     def _dispose(self, headers: Headers, interaction: Interaction, dest: Interaction | Conversation) -> None:
         """D-LIFE-4: forget the destination; calls are not hung up."""

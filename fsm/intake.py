@@ -9,7 +9,6 @@ FAILURE response must echo (S-REQ-2). Nothing here touches engine state.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Final, NamedTuple
 
 import attrs
@@ -19,11 +18,20 @@ from orjson import loads as orjson_loads
 from fsm.catalog import CATALOG, FreeProperties, NoProperties, RequestSpec
 from fsm.errors import RemoteProtocolError
 from fsm.frozen import builder
-from fsm.messages import QUERY, REQUEST, Headers, build_headers, json_type, structure
+from fsm.messages import (
+    QUERY,
+    REQUEST,
+    SURROGATE,
+    Headers,
+    build_headers,
+    clean_text,
+    json_type,
+    structure,
+    unclean,
+)
 
 #: Longest requestId that can be answered, in code points (D-BAD).
 MAX_REQUEST_ID = 256
-_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 
 def usable_request_id(value: object) -> bool:
@@ -32,7 +40,7 @@ def usable_request_id(value: object) -> bool:
     return (
         type(value) is str
         and 0 < len(value) <= MAX_REQUEST_ID
-        and (value.isascii() or _SURROGATE.search(value) is None)
+        and (value.isascii() or SURROGATE.search(value) is None)
     )
 
 
@@ -161,6 +169,8 @@ def _read_valid(raw: dict[str, Any], owned: bool) -> Valid | None:
         return None
     if not (type(kind) is str and type(name) is str and type(target) is str and type(request_id) is str):
         return None
+    if not owned and not (name.isascii() and target.isascii()):
+        return None  # a caller's dict may hold lone surrogates: the general reader looks (D-BAD)
     spec = CATALOG.get(name)
     if spec is None or spec.kind != kind or not usable_request_id(request_id):
         return None
@@ -185,6 +195,9 @@ def _read_valid(raw: dict[str, Any], owned: bool) -> Valid | None:
     else:
         if not owned:
             body = dict(body)
+            for key, value in body.items():
+                if not (type(value) is str and value.isascii() and type(key) is str and key.isascii()):
+                    return None  # it may hold a lone surrogate: the general reader looks (D-BAD)
         if spec.properties is FreeProperties:
             for key, value in body.items():
                 if type(key) is not str or type(value) is not str:
@@ -207,16 +220,19 @@ def _read_checked(raw: object) -> Valid | Defect:
     if not isinstance(raw, dict):
         return Defect("D-BAD", f"a message is a JSON object {{header, body}}, not {json_type(raw)}", None)
     header = raw.get("header")
+    defect = unclean(raw)
+    if defect is not None:  # D-BAD: whatever else is wrong, this is said first
+        return Defect("D-BAD", f"message holds {defect}", echo_of(header))
     old = [key for key in _OLD_ENVELOPE_KEYS if key in raw]
     if old:
         keys = " and ".join(repr(k) for k in old)
-        return Defect("D-BAD", f"unknown key {keys}: the envelope is {{header, body}}", _echo(header))
+        return Defect("D-BAD", f"unknown key {keys}: the envelope is {{header, body}}", echo_of(header))
     if not isinstance(header, dict):
         if header is None:
             return Defect("D-BAD", "message has no header object (the envelope is {header, body})", None)
         return Defect("D-BAD", f"header: expected an object, got {json_type(header)}", None)
     request_id = header.get("requestId")
-    echo = _echo(header)
+    echo = echo_of(header)
     try:
         known = {key: header[key] for key in _HEADER_KEYS if key in header}
         parsed: Headers = structure(known, Headers, "header")
@@ -228,7 +244,7 @@ def _read_checked(raw: object) -> Valid | Defect:
         return Defect(exc.rule, message, echo)
 
 
-def _echo(header: object) -> Headers | None:
+def echo_of(header: object) -> Headers | None:
     """The header a FAILURE response echoes, when the message has a usable
     requestId (D-BAD); None when it cannot be answered."""
     if not isinstance(header, dict):
@@ -237,10 +253,10 @@ def _echo(header: object) -> Headers | None:
     if not usable_request_id(request_id):
         return None
     name, target, kind = header.get("name"), header.get("target"), header.get("type")
-    return Headers(
-        type=kind if isinstance(kind, str) else "",
-        name=name if isinstance(name, str) else "",
-        target=target if isinstance(target, str) else "",
+    return Headers(  # what can be written as UTF-8 of it (D-BAD)
+        type=clean_text(kind) if isinstance(kind, str) else "",
+        name=clean_text(name) if isinstance(name, str) else "",
+        target=clean_text(target) if isinstance(target, str) else "",
         request_id=request_id,
     )
 

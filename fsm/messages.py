@@ -13,6 +13,8 @@ intake's business (D-ENV: unknown keys are ignored).
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any, Final, TypeAlias
 
 import attrs
@@ -135,10 +137,113 @@ def json_type(value: object) -> str:
     return type(value).__name__
 
 
+#: A lone surrogate: a code point no UTF-8 text can hold (D-BAD).
+SURROGATE: Final = re.compile("[\ud800-\udfff]")
+#: The largest integer magnitude that is not "too large" (D-BAD: 2^53).
+MAX_INTEGER: Final = 1 << 53
+#: How deep a message may nest; the message object is level 1 (D-BAD).
+MAX_DEPTH: Final = 32
+
+
+def clean_text(text: str) -> str:
+    """``text`` with every lone surrogate replaced by U+FFFD, so that it can
+    be written as UTF-8 (what the client echoes of a malformed message)."""
+    return text if text.isascii() else SURROGATE.sub("\ufffd", text)
+
+
+def unclean(value: object, where: str = "", depth: int = 1, limit: int = MAX_DEPTH) -> str | None:
+    """D-BAD: why a decoded JSON value cannot be taken as it is, or None: a
+    lone surrogate in a string or a key, an integer beyond 2^53 in
+    magnitude, a float that is not finite, nesting deeper than ``limit``
+    levels (``value`` itself at level ``depth``). Names the first place."""
+    if isinstance(value, str):
+        if not value.isascii() and SURROGATE.search(value):
+            return f"a lone surrogate in {where or 'a string'}"
+        return None
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return (
+            f"the number at {where or 'top level'} is too large (beyond 2^53)"
+            if abs(value) > MAX_INTEGER
+            else None
+        )
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"the number at {where or 'top level'} is not finite"
+    if isinstance(value, dict | list):
+        if depth > limit:
+            return f"{where or 'the value'} nests deeper than {limit} levels"
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(key, str) and not key.isascii() and SURROGATE.search(key):
+                return f"a lone surrogate in a key of {where or 'the message'}"
+            found = unclean(item, f"{where}.{key}" if where else str(key), depth + 1, limit)
+            if found is not None:
+                return found
+    return None
+
+
+def writable(value: Any) -> Any:
+    """A copy of a decoded JSON value that can be written as UTF-8 JSON: lone
+    surrogates become U+FFFD, numbers too large or not finite become null
+    (what a trace records of input that :func:`unclean` names)."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if abs(value) <= MAX_INTEGER else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {clean_text(str(k)): writable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [writable(v) for v in value]
+    return None
+
+
 def copy_data(data: dict[str, Any]) -> dict[str, Any]:
     """A copy of interaction data (strings and nested objects, S-INIT-1), so
     that no output shares a dict with the live model."""
     return {k: copy_data(v) if isinstance(v, dict) else v for k, v in data.items()}
+
+
+#: How deep interaction data nests; the data object is level 1 (D-DATA).
+MAX_DATA_DEPTH: Final = 8
+
+
+def plain_data(value: object, depth: int = 1) -> bool:
+    """Interaction data as D-DATA wants it, in ASCII: an object of strings
+    and objects of the same kind, at most :data:`MAX_DATA_DEPTH` deep."""
+    if type(value) is not dict or depth > MAX_DATA_DEPTH:
+        return False
+    for key, item in value.items():
+        if type(item) is str:
+            if not (item.isascii() and key.isascii()):
+                return False
+        elif not plain_data(item, depth + 1) or not key.isascii():
+            return False
+    return True
+
+
+def trim_data(value: dict[str, Any], where: str = "data", depth: int = 1) -> tuple[dict[str, Any], list[str]]:
+    """D-DATA: a copy of interaction data without what breaks it (a value
+    that is neither a string nor an object, an object nested deeper than
+    :data:`MAX_DATA_DEPTH` levels, a lone surrogate), and the keys dropped."""
+    kept: dict[str, Any] = {}
+    dropped: list[str] = []
+    for key, item in value.items():
+        path = f"{where}.{key}"
+        if unclean(key) is not None or (isinstance(item, str) and unclean(item) is not None):
+            dropped.append(clean_text(path))
+        elif isinstance(item, str):
+            kept[key] = item
+        elif isinstance(item, dict) and depth < MAX_DATA_DEPTH:
+            kept[key], deeper = trim_data(item, path, depth + 1)
+            dropped += deeper
+        else:
+            dropped.append(clean_text(path))
+    return kept, dropped
 
 
 def check_data(value: object, where: str) -> None:

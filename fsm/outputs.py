@@ -41,10 +41,12 @@ class BridgeError:
 
 @attrs.frozen
 class SwitchError:
-    """A switch event the engine could not use, or ignored (with the reason)."""
+    """A switch event the engine refused (``refused``: it changed nothing,
+    D-SWITCH), or a note on one it accepted (D-DATA: data trimmed)."""
 
     rule: str
     message: str
+    refused: bool = True
 
 
 Output = ToBridge | ToSwitch | BridgeError | SwitchError

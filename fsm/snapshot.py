@@ -39,6 +39,7 @@ class EngineState:
     released: list[str]
     awaited: dict[str, str]
     abandoned: dict[str, str]
+    abandoned_until: dict[str, float] = attrs.field(factory=dict)
 
 
 def snapshot(engine: Engine) -> dict[str, Any]:
@@ -56,6 +57,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         released=list(engine.released),
         awaited=dict(engine.awaited),
         abandoned=dict(engine.abandoned),
+        abandoned_until=dict(engine.abandoned_until),
     )
     data: dict[str, Any] = converter.unstructure(state)
     return data
@@ -79,6 +81,7 @@ def restore(data: dict[str, Any], targets: Targets | None = None) -> Engine:
     engine.released = dict.fromkeys(state.released)
     engine.awaited = state.awaited
     engine.abandoned = state.abandoned
+    engine.abandoned_until = state.abandoned_until
     for interaction in state.interactions:
         engine.interactions[interaction.id] = interaction
         engine.destinations[interaction.target] = interaction

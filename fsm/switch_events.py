@@ -3,7 +3,9 @@
 The shapes are those of spec/harness.md ("Switch events", "Switch
 commands"). Only ``kind`` and ``call`` are required (``command`` and ``ok``
 for ``result``); a missing required field or a value of the wrong type is a
-D-BAD error that names the field, and the event changes nothing.
+D-BAD error that names the field, and the event changes nothing (H-SW-1,
+D-SWITCH). Unknown fields are ignored (H-SW-1); interaction data that breaks
+D-DATA is trimmed, and the event says which keys went.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import attrs
 
 from fsm.errors import RemoteProtocolError
 from fsm.frozen import builder
-from fsm.messages import check_data, converter, structure
+from fsm.messages import converter, plain_data, structure, trim_data, unclean
 
 
 @attrs.frozen(kw_only=True)
@@ -26,13 +28,15 @@ class SwitchEvent:
     ani: str = ""
     dnis: str = ""
     #: interaction data: strings or objects of the same kind (S-INIT-1),
-    #: checked by :func:`parse_switch_event`
+    #: at most 8 levels (D-DATA), trimmed by :func:`parse_switch_event`
     data: dict[str, Any] = attrs.field(factory=dict)
     destination: str = ""
     cause: str = ""
     reason: str = ""
     command: str = ""
     ok: bool = False
+    #: D-DATA: the data keys dropped from what the switch sent
+    trimmed: tuple[str, ...] = ()
 
 
 #: kind -> (required fields, optional fields), harness.md "Switch events".
@@ -80,7 +84,7 @@ def _read_plain_event(raw: dict[str, Any]) -> SwitchEvent | None:
         return None
     if len(raw) == 2 and kind in _CALL_KINDS:  # most events: a kind and its call, nothing else
         call = raw.get("call")
-        return _build_event(kind, call) if type(call) is str and call else None
+        return _build_event(kind, call) if type(call) is str and call and call.isascii() else None
     shape = _SHAPES.get(kind)
     if shape is None:
         return None
@@ -92,11 +96,12 @@ def _read_plain_event(raw: dict[str, Any]) -> SwitchEvent | None:
             return None
     for key, value in raw.items():
         if key == "data":
-            try:
-                check_data(value, "data")
-            except TypeError:
+            if not plain_data(value):
                 return None
-        elif type(value) is not (bool if key == "ok" else str):
+        elif key == "ok":
+            if type(value) is not bool:
+                return None
+        elif type(value) is not str or not value.isascii():  # non-ASCII: the general reader looks
             return None
     if "data" in raw:  # the event gets a data dict of its own
         event = _build_event(**{**raw, "data": dict(raw["data"])})
@@ -114,23 +119,29 @@ def _read_event(raw: object) -> SwitchEvent:
     if not isinstance(kind, str):
         raise RemoteProtocolError("switch event: 'kind' is missing or not a string", "D-BAD")
     if kind not in EVENT_FIELDS:
-        known = ", ".join(EVENT_FIELDS)
-        raise RemoteProtocolError(f"switch event: unknown kind {kind!r} (known: {known})", "D-BAD")
+        kinds = ", ".join(EVENT_FIELDS)
+        raise RemoteProtocolError(f"switch event: unknown kind {kind!r} (known: {kinds})", "D-BAD")
     required, optional = EVENT_FIELDS[kind]
     missing = [name for name in required if name not in raw]
     if missing:
         raise RemoteProtocolError(
             f"switch event {kind}: missing required field {', '.join(missing)}", "D-BAD"
         )
-    extra = sorted(set(raw) - {"kind", *required, *optional})
-    if extra:
-        raise RemoteProtocolError(f"switch event {kind}: unexpected field {', '.join(extra)}", "D-BAD")
-    if "data" in raw:
-        try:
-            check_data(raw["data"], "data")
-        except TypeError as exc:
-            raise RemoteProtocolError(f"switch event {kind}: {exc}", "D-BAD") from None
-    event: SwitchEvent = structure(raw, SwitchEvent, "", context=f"switch event {kind}")
+    known: dict[str, Any] = {
+        name: raw[name] for name in ("kind", *required, *optional) if name in raw
+    }  # H-SW-1
+    trimmed: list[str] = []
+    if "data" in known:
+        data = known["data"]
+        if not isinstance(data, dict):
+            raise RemoteProtocolError(f"switch event {kind}: data must be an object", "D-BAD")
+        known["data"], trimmed = trim_data(data)  # D-DATA: trimmed, not refused
+    defect = unclean(known, limit=64)
+    if defect is not None:
+        raise RemoteProtocolError(f"switch event {kind}: {defect}", "D-BAD")
+    event: SwitchEvent = structure(known, SwitchEvent, "", context=f"switch event {kind}")
+    if trimmed:
+        event = attrs.evolve(event, trimmed=tuple(trimmed))
     if "call" in required and not event.call:
         raise RemoteProtocolError(f"switch event {kind}: 'call' is empty", "D-BAD")
     return event

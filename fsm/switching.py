@@ -13,10 +13,11 @@ from __future__ import annotations
 from typing import Final
 
 from fsm import machines as m
+from fsm.catalog import CATALOG
 from fsm.machines import CONVERSATION, LIFECYCLE, Refusal
 from fsm.messages import DataValue, Message, copy_data, event
 from fsm.model import Conversation, Interaction, Pending
-from fsm.outputs import Output, SwitchError, Targets, encode_id
+from fsm.outputs import Output, SwitchError, Targets, ToBridge, build_to_bridge, encode_id
 from fsm.policy import Policy
 from fsm.switch_events import Command, SwitchEvent
 
@@ -37,6 +38,8 @@ class SwitchSide:
     awaited: dict[str, str]
     awaiting_leg: dict[str, str]
     abandoned: dict[str, str]
+    abandoned_until: dict[str, float]
+    clock: float
     commands_issued: int
     _joinable_held: dict[str, None]
     _joinable_other: dict[str, None]
@@ -70,12 +73,8 @@ class SwitchSide:
             return
         call = ev.call
         if call in self.disposed_calls or call in self.released:
-            why = (
-                "belongs to a disposed interaction"
-                if call in self.disposed_calls
-                else ("was released by the engine")
-            )
-            self._out.append(SwitchError("D-LIFE-4", f"ignored {ev.kind} for call {call}: it {why}"))
+            # ignored, with no output: a disposed interaction's call (D-LIFE-4,
+            # D-SWITCH) or a leg the engine released itself (D-ASYNC)
             return
         leg = self.calls.get(call)
         if ev.kind == "offered":
@@ -144,8 +143,7 @@ class SwitchSide:
             assert interaction.executing is not None and interaction.executing.command == command_id
             self._name_consult(interaction, ev.call)
             return
-        if self.abandoned:
-            del self.abandoned[next(iter(self.abandoned))]
+        if self.abandoned_until and self._claimed_by_abandoned():
             self._release_orphan(ev.call)
             return
         joinable = self._joinable()
@@ -153,6 +151,15 @@ class SwitchSide:
             self._new_interaction(ev, m.DIALING)
             return
         interaction = joinable
+        if len(interaction.legs) >= self.policy.max_legs:  # D-BOUND: from the switch too
+            self._out.append(
+                SwitchError(
+                    "D-BOUND",
+                    f"dialing {ev.call}: interaction {interaction.id} already has {len(interaction.legs)} "
+                    "call legs, the limit (policy max_legs)",
+                )
+            )
+            return
         announced = interaction.lifecycle == m.INITIALIZED
         self._add_consult_leg(interaction, ev.call, creatable=announced)
         self._fire(interaction, "phone_consult")
@@ -160,15 +167,15 @@ class SwitchSide:
             self._emit(event("interaction.consult", interaction.target, {"nativeid": ev.call}))
 
     def _joinable(self) -> Interaction | None:
-        """The interaction a consult made on the phone joins: STARTED with no
-        consult and no request executing; one whose customer is held first,
-        then the one that changed last. Found from an index, not a scan."""
-        for store in (self._joinable_held, self._joinable_other):
-            for interaction_id in reversed(store):
-                interaction = self.interactions[interaction_id]
-                if interaction.executing is None:
-                    return interaction
-        return None
+        """The interaction a consult made on the phone joins (S-EVT-1, D-LEG):
+        the one STARTED interaction without a consult leg, whatever request
+        it executes, when there is exactly one; None when there are none or
+        several (the leg then starts a new interaction). From an index, not
+        a scan."""
+        held, other = self._joinable_held, self._joinable_other
+        if len(held) + len(other) != 1:
+            return None
+        return self.interactions[next(iter(held or other))]
 
     def _index(self, interaction: Interaction) -> None:
         """Keep the joinable index current after a state change."""
@@ -200,10 +207,33 @@ class SwitchSide:
         self._pump(interaction)
 
     def _abandon(self, interaction: Interaction, pending: Pending) -> None:
+        """A consult failed or timed out before its leg was named: its
+        command's result may still name the leg; and for request_timeout the
+        first new leg while the interaction has a live one is taken as it
+        (D-ASYNC). Either is released, never announced."""
         if pending.command is not None:
             self.abandoned[pending.command] = interaction.id
+            self.abandoned_until[pending.command] = self.clock + self.policy.request_timeout
             while len(self.abandoned) > self.policy.max_disposed:
                 del self.abandoned[next(iter(self.abandoned))]
+            while len(self.abandoned_until) > self.policy.max_disposed:
+                del self.abandoned_until[next(iter(self.abandoned_until))]
+
+    def _claimed_by_abandoned(self) -> bool:
+        """Whether an abandoned consult claims a new leg now (D-ASYNC): the
+        oldest whose window is open and whose interaction has a live leg.
+        Claims that expired, or whose interaction has no live leg, are
+        dropped: they claim nothing any more."""
+        for command, until in list(self.abandoned_until.items()):
+            del self.abandoned_until[command]
+            interaction = self.interactions.get(self.abandoned.get(command, ""))
+            if (
+                self.clock <= until
+                and interaction is not None
+                and any(leg.live for leg in interaction.legs.values())
+            ):
+                return True
+        return False
 
     def _release_orphan(self, call: str) -> None:
         bounded_add(self.released, call, self.policy.max_disposed)
@@ -216,17 +246,23 @@ class SwitchSide:
             assert isinstance(checked, Refusal)
             self._out.append(SwitchError(checked.rule, f"{kind} for call {leg.call}: {checked.reason}"))
             return
+        interaction = self.interactions[leg.interaction_id]
+        if leg.call == interaction.primary and interaction.state == m.S_NONE:
+            self._index(interaction)
+        out = self._out
+        mark = len(out)
+        trigger = _derived_trigger(interaction, leg, before)
+        if trigger is not None:
+            self._fire_if_edge(interaction, trigger)
         if leg.state != before and leg.lifecycle == m.INITIALIZED:
             assert leg.target is not None
             # D-BODY: conversation.ended carries the switch's cause
             body = {"cause": cause} if leg.state == m.ENDED else None
-            self._emit(event(_CONVERSATION_EVENT[leg.state], leg.target, body))
-        interaction = self.interactions[leg.interaction_id]
-        if leg.call == interaction.primary and interaction.state == m.S_NONE:
-            self._index(interaction)
-        trigger = _derived_trigger(interaction, leg, before)
-        if trigger is not None:
-            self._fire_if_edge(interaction, trigger)
+            # D-ORDER: the interaction's event first, then the conversation's,
+            # before any command or response the change caused
+            while mark < len(out) and _is_event_on(out[mark], interaction.target):
+                mark += 1
+            out.insert(mark, build_to_bridge(event(_CONVERSATION_EVENT[leg.state], leg.target, body)))
         if interaction.executing is not None:
             self._check_done(interaction)
         if interaction.waiting:  # what _pump runs, if nothing executes now
@@ -256,8 +292,10 @@ class SwitchSide:
                 return
             self._name_consult(interaction, ev.call)
             return
+        elif CATALOG[pending.request.name].done is None:
+            self._finish(interaction)  # D-DONE: an at-once request is done when acknowledged
         else:
-            self._finish(interaction)
+            return  # D-DONE: accepted; the state event completes it
         self._pump(interaction)
 
     def _late_result(self, ev: SwitchEvent) -> None:
@@ -267,6 +305,14 @@ class SwitchSide:
         abandoned = self.abandoned.pop(ev.command, None) is not None
         if abandoned and ev.ok and ev.call and ev.call not in self.calls:
             self._release_orphan(ev.call)
+
+
+def _is_event_on(output: Output, target: str) -> bool:
+    return (
+        type(output) is ToBridge
+        and output.message.header.request_id is None
+        and output.message.target == target
+    )
 
 
 #: conversation state -> the event that announces it (conversation.talking, ...)

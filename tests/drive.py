@@ -11,6 +11,7 @@ from adapters.simulated import ScriptedSwitch, SimulatedSwitch
 from adapters.switch import Switch
 from fsm.engine import Engine, Targets
 from fsm.policy import Policy
+from fsm.snapshot import snapshot
 
 CH = "session-1.channel-1"
 Out = list[dict[str, Any]]
@@ -31,11 +32,12 @@ class Drive:
         return out[:-1]
 
     def rule(self, out: Out) -> str:
-        """The rule ID behind the FAILURE response in ``out``."""
-        rid = responses(out)[-1]["header"]["requestId"]
-        rules = [rule for request_id, rule in self.runner.refusals if request_id == rid]
-        assert rules, f"no refusal recorded for {rid}"
-        return rules[-1]
+        """The rule ID behind the last FAILURE response in ``out``: its
+        output line carries it (harness.md H-CMD)."""
+        rules = [o["rule"] for o in out if o.get("to") == "bridge" and "rule" in o]
+        assert rules, f"no FAILURE with a rule in {out}"
+        rule: str = rules[-1]
+        return rule
 
     def raw(self, line: str) -> Out:
         self.inputs += 1
@@ -140,3 +142,15 @@ def body(out: Out) -> dict[str, Any]:
     assert len(found) == 1 and found[0]["header"]["result"] == "SUCCESS", out
     value: dict[str, Any] = found[0]["body"]
     return value
+
+
+def state(engine: Engine) -> dict[str, Any]:
+    """The engine's snapshot less the requestIds each destination has seen:
+    what a refused message must leave unchanged (D-BAD), while D-DUP
+    remembers its requestId."""
+    snap = snapshot(engine)
+    for interaction in snap["interactions"]:
+        interaction["request_ids"] = {}
+        for leg in interaction["legs"].values():
+            leg["request_ids"] = {}
+    return snap

@@ -270,6 +270,8 @@ class Record:
     check_body: Callable[[Any], list[str]] | None = None
     #: runs when the SUCCESS response is seen
     on_success: Callable[[], None] | None = None
+    #: the engine clock when it arrived
+    arrived: float = 0.0
 
     @property
     def short(self) -> str:
@@ -293,6 +295,8 @@ class Executing:
     timed_out: bool = False
     #: consult: the leg the switch named
     named: str | None = None
+    #: the engine time it started executing
+    started: float = 0.0
 
 
 @dataclass(eq=False)
@@ -303,6 +307,8 @@ class Interaction:
     primary: str
     lifecycle: str = SETUP
     legs: dict[str, Leg] = field(default_factory=dict)
+    #: when its last executing request finished (D-SERIAL: the next one's timer starts then)
+    free_since: float = 0.0
     consult: str | None = None
     consult_requested: bool = False
     #: data keys set by setdata, with their values
@@ -531,6 +537,9 @@ class Reference:
         if lifecycle != INITIALIZED and rec.short != "dispose":
             self._decide(rec, FAILURE, "D-LIFE-5", "not initialized")
             return
+        if rec.short == "dispose" and (i.executing is not None or i.waiting):
+            self._dispose_now(i, rec, call)
+            return
         held = len(i.waiting) + (i.executing is not None)
         if held >= self.max_pending:
             self._decide(rec, FAILURE, "D-BOUND", "too many pending requests")
@@ -588,7 +597,7 @@ class Reference:
         malformed: bool = False,
         properties: dict[str, str] | None = None,
     ) -> Record:
-        rec = Record(rid, name, target, self.step, malformed, properties=properties or {})
+        rec = Record(rid, name, target, self.step, malformed, properties=properties or {}, arrived=self.clock)
         self.records.setdefault(rid, []).append(rec)
         return rec
 
@@ -725,7 +734,14 @@ class Reference:
             if verdict != FAILURE:
                 rec.on_success = lambda: self._apply(i, rec)
             return
-        p = Executing(rec, spec.op, deadline=self.clock + self.request_timeout)
+        # D-SERIAL: the timer starts when the request before it finished,
+        # which a clock input may have passed already (then it is due now)
+        started = max(rec.arrived, i.free_since)
+        p = Executing(rec, spec.op, deadline=started + self.request_timeout)
+        if p.deadline <= self.clock:
+            p.due, p.timed_out = FAILURE, True
+            if rec.short == "consult":
+                i.consult_requested = False
         command: dict[str, Any] = {"op": spec.op}
         if leg is not None:
             p.calls = (leg.call,)
@@ -762,7 +778,7 @@ class Reference:
     def _hold(self, i: Interaction, rec: Record, verdict: str, rule: str, why: str) -> None:
         """A request answered at once, with nothing asked of the switch."""
         rec.rule, rec.why = rule, why
-        i.executing = Executing(rec, None, due=verdict)
+        i.executing = Executing(rec, None, due=verdict, started=max(rec.arrived, i.free_since))
 
     def _guard(self, i: Interaction, leg: Leg | None, rec: Record) -> tuple[str, str, str]:
         spec = MESSAGES[rec.name]
@@ -875,6 +891,24 @@ class Reference:
             self.disposed_targets.discard(leg.target)
         i.init_pending.discard(leg.call)
         i.creatable.discard(leg.call)
+
+    def _dispose_now(self, i: Interaction, rec: Record, call: str | None) -> None:
+        """D-SERIAL: a dispose does not wait. What executes or waits on its
+        destination or below is answered FAILURE first, then the dispose."""
+        below = f"{rec.target}."
+        p = i.executing
+        if p is not None and (p.record.target == rec.target or p.record.target.startswith(below)):
+            p.due = FAILURE
+            p.timed_out = True  # a consult's leg the switch names later is released (D-ASYNC)
+        kept = []
+        for waiting in i.waiting:
+            if waiting.target == rec.target or waiting.target.startswith(below):
+                self._decide(waiting, FAILURE, "D-LIFE-4", "destination disposed")
+            else:
+                kept.append(waiting)
+        i.waiting = kept
+        self._decide(rec, SUCCESS, "D-LIFE-4", "dispose")
+        rec.on_success = lambda: self._dispose(i, call)
 
     def _dispose(self, i: Interaction, call: str | None) -> None:
         """D-LIFE-4."""
@@ -1012,6 +1046,11 @@ class Reference:
             elif p.may_fail and i.consult_requested:
                 self.abandoned[p.command or ""] = "maybe"
             i.consult_requested = False
+        # D-SERIAL: what waited starts when this one finished: at its deadline if it timed out
+        if p.op is None:  # answered at once: it finished when it started
+            i.free_since = p.started
+        else:
+            i.free_since = p.deadline if p.timed_out and p.deadline < math.inf else self.clock
         self._pump(i)
 
     def _event(self, msg: dict[str, Any], headers: dict[str, Any]) -> None:
@@ -1111,8 +1150,10 @@ class Reference:
     def _clock(self, advance: Any) -> None:
         if isinstance(advance, bool) or not isinstance(advance, int | float):
             return
-        if not 0 <= advance < math.inf:
-            return
+        if not 0 <= advance < math.inf or (type(advance) is int and advance > 2**53):
+            return  # D-BAD: an error, nothing changes
+        if self.clock + advance >= 1e12:
+            return  # D-BAD: the clock stays below 10^12 s
         self.clock += advance
         for i in self.interactions.values():
             p = i.executing
@@ -1302,8 +1343,10 @@ class Reference:
                 p.due = FAILURE
                 if p.record.short == "consult":
                     i.consult_requested = False
+            elif p.record.short in ("senddtmf", "blindconference"):
+                p.due = SUCCESS  # D-DONE: at once, done when acknowledged
             elif p.record.short != "consult":
-                p.due = SUCCESS
+                pass  # D-DONE: accepted; its state event settles it
             elif i.consult_requested and call:
                 if call in self.seen_calls:
                     raise Ambiguous(f"result names known call {call} as a consult leg")
@@ -1338,7 +1381,8 @@ def _valid_event(ev: Any) -> bool:
         return False
     if any(key in ev and not isinstance(ev[key], str) for key in optional):
         return False
-    if "data" in ev and (kind != "offered" or _data_problems(ev["data"], "data")):
+    # D-DATA: data that is an object is trimmed of what breaks it, not refused
+    if "data" in ev and (kind != "offered" or not isinstance(ev["data"], dict)):
         return False
     if set(ev) - {"kind", "data", *required, *optional}:
         raise Ambiguous(f"switch event with fields harness.md does not list: {ev}")

@@ -165,6 +165,7 @@ def flipped(trace: Trace, rid: str, nth: int = 0, **properties: str) -> tuple[Tr
     assert refused == headers["result"], "the engine refused it: the mutation makes it succeed"
     headers["result"] = "SUCCESS"
     del headers["errorMessage"]
+    broken[index].pop("rule", None)  # H-CMD: only a FAILURE's line names a rule
     if properties:
         broken[index]["message"]["body"] = dict(properties)
     return broken, index
@@ -316,6 +317,66 @@ def hang_up_while_consult_rings() -> list[Line]:
     ]
 
 
+def refused_then_repeated() -> list[Line]:
+    """complete r4 refused while ALERTING (D-GENERIC); reject; complete r4
+    again, now in ENDED: refused as a duplicate (D-DUP)."""
+    return [
+        *inbound_setup(),
+        request(COMPLETE, IT, "r4"),
+        request(REJECT, IT, "r5"),
+        request(COMPLETE, IT, "r4"),
+    ]
+
+
+def consult_while_one_rings(reinit: bool) -> list[Line]:
+    """A consult to ring-1 (its leg rings, never answered), optionally a
+    re-init (which lists it), then a second consult (refused: D-CONS-2)."""
+    return [
+        *inbound_setup(),
+        request(ACCEPT, IT, "r4"),
+        request(CONSULT, IT, "r5", destination="ring-1"),
+        *([query(INIT, IT, "r6")] if reinit else []),
+        request(CONSULT, IT, "r7", destination="200"),
+    ]
+
+
+def consult_again_after_busy() -> list[Line]:
+    """A consult to busy-1 (SUCCESS, then its leg fails before any
+    conversation exists: no message says so), then a consult to 200, which
+    the engine rightly lets succeed."""
+    return [
+        *inbound_setup(),
+        request(ACCEPT, IT, "r4"),
+        request(CONSULT, IT, "r5", destination="busy-1"),
+        request(CONSULT, IT, "r6", destination="200"),
+    ]
+
+
+def created_after_an_ended_reinit() -> list[Line]:
+    """D-CC-3: c1 was listed by the first init; a re-init after reject
+    (ENDED) keeps the init phase open for it, so its creation succeeds."""
+    return [
+        offered("c1"),
+        query(INIT, IT, "r1"),
+        request(REJECT, IT, "r2"),
+        query(INIT, IT, "r3"),
+        request(CREATE, IT, "r4", id="b1", nativeid="c1"),
+    ]
+
+
+def dispose_while_accept_executes() -> list[Line]:
+    """Scripted: the primary conversation is disposed while accept waits for
+    the switch (a dispose does not wait, D-SERIAL), then setdata waits."""
+    return [
+        *inbound_setup(),
+        request(ACCEPT, IT, "r4"),
+        request("conversation.request.dispose", P, "r5"),
+        request(SETDATA, IT, "r6", note="x"),
+        switch("connected", "c1"),
+        result("cmd-1"),
+    ]
+
+
 SCENARIOS: dict[str, tuple[list[Line], str, tuple[str, ...]]] = {
     "inbound_setup": (inbound_setup(), "simulated", ()),
     "full_call": (full_call(), "simulated", ()),
@@ -336,6 +397,12 @@ SCENARIOS: dict[str, tuple[list[Line], str, tuple[str, ...]]] = {
     "before_init": (before_init(), "simulated", ()),
     "duplicates_and_malformed": (duplicates_and_malformed(), "simulated", ()),
     "pending_duplicate": (pending_duplicate(), "scripted", ()),
+    "refused_then_repeated": (refused_then_repeated(), "simulated", ()),
+    "consult_while_one_rings": (consult_while_one_rings(False), "simulated", ()),
+    "consult_while_one_rings_reinit": (consult_while_one_rings(True), "simulated", ()),
+    "consult_again_after_busy": (consult_again_after_busy(), "simulated", ()),
+    "created_after_an_ended_reinit": (created_after_an_ended_reinit(), "simulated", ()),
+    "dispose_while_accept_executes": (dispose_while_accept_executes(), "scripted", ()),
 }
 
 FULL = record(full_call())
@@ -544,6 +611,19 @@ def test_second_consult_succeeds_while_one_is_active() -> None:
     assert [(line(index), "D-CONS-2")] == check(trace)
 
 
+@pytest.mark.parametrize("reinit", [False, True], ids=["at-once", "after-reinit"])
+def test_second_consult_succeeds_while_the_first_rings(reinit: bool) -> None:
+    """D-CONS-2: the first consult's leg sim-1 still rings (no conversation
+    of it exists yet, so no conversation event says so; its consult response
+    named it, the re-init lists it, and the trace shows no switch event that
+    ends it), yet a second consult is answered SUCCESS."""
+    base = record(consult_while_one_rings(reinit))
+    clean: Found = []
+    assert clean == check(base)
+    trace, index = flipped(base, "r7", nativeid="sim-2")
+    assert [(line(index), "D-CONS-2")] == check(trace)
+
+
 def test_createconversation_succeeds_for_an_unknown_nativeid() -> None:
     """D-CC-2."""
     base = record([*inbound_setup(), request(CREATE, IT, "r4", id="b9", nativeid="ghost")])
@@ -551,18 +631,15 @@ def test_createconversation_succeeds_for_an_unknown_nativeid() -> None:
     assert [(line(index), "D-CC-2")] == check(trace)
 
 
-def test_createconversation_succeeds_outside_the_init_phase() -> None:
-    """S-CC-1: c1 was listed by the first init, which the re-init (ENDED)
-    closed without it being created."""
-    lines: list[Line] = [
-        offered("c1"),
-        query(INIT, IT, "r1"),
-        request(REJECT, IT, "r2"),
-        query(INIT, IT, "r3"),
-        request(CREATE, IT, "r4", id="b1", nativeid="c1"),
-    ]
-    trace, index = flipped(record(lines), "r4")
-    assert [(line(index), "S-CC-1")] == check(trace)
+def test_createconversation_after_an_ended_reinit_is_clean() -> None:
+    """D-CC-3: a re-init keeps the init phase open for the legs an earlier
+    init listed; the engine creates c1, and the checker agrees."""
+    trace = record(created_after_an_ended_reinit())
+    index = answer(trace, "r4")
+    succeeded = "SUCCESS"
+    assert succeeded == headers_at(trace, index)["result"]
+    clean: Found = []
+    assert clean == check(trace)
 
 
 def test_createconversation_succeeds_for_a_registered_nativeid() -> None:
@@ -610,6 +687,19 @@ def test_request_judged_when_it_starts_executing() -> None:
     assert [(line(index), "D-GENERIC")] == check(trace)
 
 
+def test_queued_request_answered_before_the_request_ahead() -> None:
+    """D-SERIAL: consult r6 arrived while accept r4 was pending (ALERTING:
+    consult needs STARTED, which only accept leaves). Its SUCCESS moved
+    before accept's response (after interaction.started, which accept's own
+    change sent): it cannot have started before accept was answered."""
+    base = record(serial(), "scripted")
+    clean: Found = []
+    assert clean == check(base)
+    trace, at = moved(base, answer(base, "r6"), answer(base, "r4"))
+    assert event(trace, "interaction.started") < at
+    assert [(line(at), "D-SERIAL")] == check(trace)
+
+
 def test_request_before_init_succeeds() -> None:
     """D-LIFE-5."""
     trace, index = flipped(record(before_init()), "r1")
@@ -619,6 +709,48 @@ def test_request_before_init_succeeds() -> None:
 def test_duplicate_request_id_succeeds() -> None:
     """D-DUP."""
     trace, index = flipped(record(duplicates_and_malformed()), "r4", nth=1)
+    assert [(line(index), "D-DUP")] == check(trace)
+
+
+def without_rules(trace: Trace) -> Trace:
+    """``trace`` as the bridge records it: the wire carries no rule IDs."""
+    return [{k: v for k, v in entry.items() if k != "rule"} for entry in trace]
+
+
+def test_request_id_refused_then_repeated_succeeds() -> None:
+    """D-DUP: complete r4 was answered FAILURE (D-GENERIC: ALERTING); its
+    repeat, in ENDED, must be refused as duplicate, yet is answered SUCCESS.
+    Also without the rule IDs of the trace lines (a bridge's trace): the
+    first FAILURE answers the first message, so it is no refusal."""
+    base = record(refused_then_repeated())
+    refusal = headers_at(base, answer(base, "r4", 1))
+    assert "duplicate" in refusal["errorMessage"]
+    clean: Found = []
+    assert clean == check(base)
+    assert clean == check(without_rules(base))
+    trace, index = flipped(base, "r4", nth=1)
+    assert [(line(index), "D-DUP")] == check(trace)
+    assert [(line(index), "D-DUP")] == check(without_rules(trace))
+
+
+def test_request_lost_with_the_connection_and_sent_again() -> None:
+    """D-RECONNECT, D-DUP: alternate r9 is lost with a dropped connection
+    (the client never got it); the bridge sends it again on the next one,
+    and the client executes it once: not a repeat, and nothing unanswered."""
+    index = asked(FULL, "r9")
+    lost = copy.deepcopy(FULL[index])
+    trace = [{"connection": 1}, *FULL[:index], lost, {"connection": 2}, *FULL[index:]]
+    clean: Found = []
+    assert clean == check(trace)
+    assert clean == check(without_rules(trace))
+
+
+def test_repeat_judged_again() -> None:
+    """D-DUP: at most one response per requestId is not the D-DUP refusal;
+    the repeat of r4 is answered as judged by its own rule (D-GENERIC)."""
+    trace = copy.deepcopy(record(refused_then_repeated()))
+    index = answer(trace, "r4", 1)
+    trace[index]["rule"] = "D-GENERIC"
     assert [(line(index), "D-DUP")] == check(trace)
 
 

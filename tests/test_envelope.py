@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from fsm.catalog import CATALOG, FreeProperties, NoProperties
 from fsm.checker import check_lines
 from fsm.intake import _read_checked, _read_valid
-from fsm.snapshot import snapshot
 from tests.drive import (
     CH,
     Drive,
@@ -29,6 +28,7 @@ from tests.drive import (
     ok,
     responses,
     result,
+    state,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,7 +118,7 @@ def test_d_env_the_old_envelope_is_a_defect_naming_the_real_one(old_key: str) ->
     and the error says that the envelope is {header, body}; nothing changes."""
     d = Drive()
     d.talking_call()
-    before = snapshot(d.engine)
+    before = state(d.engine)
     header = {
         "type": "cti.request",
         "name": "interaction.request.consult",
@@ -136,7 +136,7 @@ def test_d_env_the_old_envelope_is_a_defect_naming_the_real_one(old_key: str) ->
         assert "D-BAD" == d.rule(out)
         assert "unknown key 'properties': the envelope is {header, body}" == error_message(out)
     assert [] == commands(out)
-    assert before == snapshot(d.engine)
+    assert before == state(d.engine)
 
 
 def test_d_env_a_body_that_is_not_an_object_names_the_body() -> None:
@@ -221,11 +221,11 @@ def test_d_cc_2_a_conversation_id_empty_or_dotted_is_refused(bridge_id: str) -> 
     d = Drive()
     d.sw("offered")
     d.init()
-    before = snapshot(d.engine)
+    before = state(d.engine)
     out = d.create(bridge_id, "c1")
     assert "FAILURE" == result(out)
     assert "D-CC-2" == d.rule(out)
-    assert before["interactions"][0]["legs"] == snapshot(d.engine)["interactions"][0]["legs"]
+    assert before == state(d.engine)
 
 
 # -- the checker

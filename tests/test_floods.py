@@ -171,7 +171,7 @@ def test_requests_while_one_is_pending_are_refused_at_the_bound() -> None:
     The queue does not grow past the bound; the only per-request memory is
     the D-DUP requestId record, itself bounded by ``max_request_ids``.
     Queries are answered at once meanwhile, and another interaction's
-    requests are answered normally in between. When the switch confirms,
+    requests are answered normally in between. When the call connects,
     the queued requests run in arrival order."""
     policy = Policy(max_request_ids=20_000)
     engine = Engine(policy, switch_acknowledges=True)
@@ -216,7 +216,11 @@ def test_requests_while_one_is_pending_are_refused_at_the_bound() -> None:
     # no more than the requestId records (a short str key in a dict: < 160 B each)
     assert grown < FLAT + 160 * ids_grown, (grown, ids_grown)
 
-    done = sw(engine, "result", "", command=command.id, ok=True)
+    confirmed = sw(engine, "result", "", command=command.id, ok=True)
+    assert [] == [
+        o for o in to_bridge(confirmed) if o.message.header.type == RESPONSE
+    ]  # D-DONE: accepted only
+    done = sw(engine, "connected", "c1")
     answered = [o.message for o in to_bridge(done) if o.message.header.type == RESPONSE]
     assert ["acc", *(f"f{i}" for i in range(queued))] == [m.header.request_id for m in answered]
     assert all(m.header.result == SUCCESS for m in answered)
@@ -230,7 +234,8 @@ def test_requests_while_one_is_pending_are_refused_at_the_bound() -> None:
 def test_endless_duplicates_and_malformed_messages_keep_nothing() -> None:
     """D-DUP / D-BAD / D-BOUND: 10,000 each of a duplicate requestId,
     non-JSON bytes, a malformed message with a requestId and one without
-    are each answered FAILURE (D-DUP, D-BAD) or reported as a protocol error
+    are each answered FAILURE (D-DUP: the malformed message's requestId was
+    seen at its first arrival, D-BAD then) or reported as a protocol error
     (D-BAD); state is unchanged and traced memory does not grow."""
     engine = Engine()
     live_call(engine, "c1")
@@ -243,9 +248,10 @@ def test_endless_duplicates_and_malformed_messages_keep_nothing() -> None:
     bad_with_id = wire("interaction.request.setdata", target("c1"), "bad", {"k": 1})
     bad_without_id = wire("interaction.request.nosuch", target("c1"), None)
     counts: dict[str, int] = {}
+    assert "D-BAD" == error_of(engine.receive_bridge(bad_with_id))[0]
 
     def round_(i: int) -> None:
-        for raw, expect in ((duplicate, "D-DUP"), (bad_with_id, "D-BAD")):
+        for raw, expect in ((duplicate, "D-DUP"), (bad_with_id, "D-DUP")):
             rule, _ = error_of(engine.receive_bridge(raw))
             assert expect == rule
             counts[rule] = counts.get(rule, 0) + 1
@@ -262,10 +268,10 @@ def test_endless_duplicates_and_malformed_messages_keep_nothing() -> None:
         for i in range(1_000, 10_000):
             round_(i)
         assert growth() < FLAT
-    assert {"D-DUP": 10_000, "D-BAD": 10_000, "protocol error": 20_000} == counts
+    assert {"D-DUP": 20_000, "protocol error": 20_000} == counts
     assert {"ani": "5551000", "k": "v"} == engine.interactions["c1"].data
-    # "bad" was never recorded: a malformed request does not use up a requestId
-    assert "bad" not in engine.interactions["c1"].request_ids
+    # D-DUP: a malformed request's requestId counts as seen, once
+    assert "bad" in engine.interactions["c1"].request_ids
 
 
 def test_request_id_memory_is_bounded_by_max_request_ids() -> None:

@@ -190,10 +190,11 @@ def test_returned_responses_do_not_change_after_later_input() -> None:
     assert at_data == _json(data.message.body)
 
 
-def test_restored_engine_attaches_a_phone_consult_to_the_same_interaction() -> None:
-    """S-EVT-1 after restore: the order in which interactions became
-    joinable (not their creation order) picks the one a phone consult joins,
-    and the snapshot keeps that order."""
+def test_restored_engine_judges_a_new_outbound_leg_as_the_original_does() -> None:
+    """S-EVT-1, D-LEG after restore: with two STARTED interactions without a
+    consult leg, a new outbound leg is no phone consult (there must be
+    exactly one); it starts a new interaction, in the original and in its
+    restored copy alike. With one of them ended, it joins the other."""
     from fsm.engine import Engine as Eng
     from fsm.snapshot import restore as restore_engine
     from fsm.snapshot import snapshot as take
@@ -211,5 +212,10 @@ def test_restored_engine_attaches_a_phone_consult_to_the_same_interaction() -> N
     copy = restore_engine(json.loads(json.dumps(take(engine))))
     for each in (engine, copy):
         each.receive_switch({"kind": "dialing", "call": "p9"})
-    assert "p9" == engine.interactions["c1"].consult
-    assert "p9" == copy.interactions["c1"].consult
+        assert each.interactions["c1"].consult is None
+        assert "DIALING" == each.interactions["p9"].state
+    copy = restore_engine(json.loads(json.dumps(take(engine))))
+    for each in (engine, copy):
+        each.receive_switch({"kind": "ended", "call": "c2"})
+        each.receive_switch({"kind": "dialing", "call": "p10"})
+        assert "p10" == each.interactions["c1"].consult
