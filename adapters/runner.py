@@ -10,6 +10,7 @@ every output followed by ``{"done": SEQ}``. It also writes the merged trace.
 from __future__ import annotations
 
 import json
+import re
 from typing import IO, Any, Final
 
 from adapters.switch import Switch, dispatch
@@ -158,6 +159,8 @@ class Runner:
             flush()
 
 
+#: an exponent of three digits: a float that may not be finite
+_BIG_EXPONENT: Final = re.compile(r"[eE][+-]?[0-9]{3}")
 #: bytes -> b"0" for a digit, b" " otherwise: a run of 16 digits (a number
 #: that may be beyond 2^53) is then one substring search
 _DIGITS: Final = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
@@ -170,6 +173,7 @@ def _suspect(line: str) -> bool:
         "\\u" in line
         or "NaN" in line
         or "Infinity" in line
+        or _BIG_EXPONENT.search(line) is not None
         or line.count("{") + line.count("[") > 24
         or b"0000000000000000" in line.encode("utf-8", "surrogatepass").translate(_DIGITS)
     )

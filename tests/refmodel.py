@@ -471,7 +471,9 @@ class Reference:
     def consume(self, entry: Any) -> None:
         if not isinstance(entry, dict):
             return
-        if entry.get("from") == "bridge" and "message" in entry:
+        if "malformed" in entry:  # an input that held values no trace can hold (D-BAD)
+            self._malformed_input(entry)
+        elif entry.get("from") == "bridge" and "message" in entry:
             self._bridge(entry["message"])
         elif entry.get("from") == "switch":
             self._switch(entry.get("event"))
@@ -547,12 +549,36 @@ class Reference:
         i.waiting.append(rec)
         self._pump(i)
 
+    def _malformed_input(self, entry: dict[str, Any]) -> None:
+        """D-BAD: the input changed nothing; a bridge message whose recorded
+        header still has a requestId (the trace leaves out an unusable one)
+        is answered FAILURE, else it is a protocol error."""
+        if entry.get("from") != "bridge":
+            return
+        msg = entry.get("message")
+        headers = msg.get("header") if isinstance(msg, dict) else None
+        rid = headers.get("requestId") if isinstance(headers, dict) else None
+        if isinstance(headers, dict) and usable_request_id(rid):
+            name, target = headers.get("name"), headers.get("target")
+            rec = self._record(
+                rid,
+                name if isinstance(name, str) else "",
+                target if isinstance(target, str) else "",
+                malformed=True,
+            )
+            self._decide(rec, FAILURE, "D-BAD", str(entry["malformed"]))
+        else:
+            self.protocol_errors_expected += 1
+
     def _defect(self, msg: Any) -> str | None:
         """Why a bridge message is malformed (D-BAD), or None (F-ENV: the
         message is {header, body}; D-ENV: unknown keys are ignored). Raises
         Ambiguous for shapes the spec does not settle."""
         if not isinstance(msg, dict):
             return "message is not an object"
+        unwritable = _unwritable(msg, 1)
+        if unwritable is not None:
+            return unwritable
         if "headers" in msg or "properties" in msg:
             return "the old envelope: the envelope is {header, body}"
         headers = msg.get("header")
@@ -1365,10 +1391,34 @@ class Reference:
             (self.expected_releases if kind == "timeout" else self.optional_releases).add(call)
 
 
+def _unwritable(value: Any, level: int) -> str | None:
+    """D-BAD, wherever it appears: a lone surrogate, an integer beyond 2^53,
+    a float not finite, nesting deeper than 32 levels (the message is 1)."""
+    if isinstance(value, str):
+        return "a lone surrogate" if any(0xD800 <= ord(c) <= 0xDFFF for c in value) else None
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return "an integer beyond 2^53" if abs(value) > 2**53 else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "a number that is not finite"
+    if level > 32:
+        return "nesting deeper than 32 levels"
+    items = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
+    for key, item in items:
+        found = _unwritable(key, level) if isinstance(key, str) else None
+        found = found or _unwritable(item, level + 1)
+        if found:
+            return found
+    return None
+
+
 def _valid_event(ev: Any) -> bool:
     """harness.md: a switch event with a missing required field or a wrong
-    type changes nothing."""
+    type changes nothing; nor does one holding a lone surrogate (D-BAD)."""
     if not isinstance(ev, dict) or ev.get("kind") not in EVENT_KINDS:
+        return False
+    if any(isinstance(v, str) and any(0xD800 <= ord(c) <= 0xDFFF for c in v) for v in ev.values()):
         return False
     kind = ev["kind"]
     required, optional = EVENT_KINDS[kind]

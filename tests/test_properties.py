@@ -32,6 +32,7 @@ import importlib.util
 import inspect
 import io
 import json
+import math
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
@@ -55,6 +56,7 @@ from adapters.runner import Runner
 from adapters.simulated import ScriptedSwitch, SimulatedSwitch
 from fsm import machines as m
 from fsm.catalog import CATALOG, FreeProperties, NoProperties
+from fsm.codec import dumps
 from fsm.engine import Engine, Targets
 from fsm.intake import MAX_REQUEST_ID
 from fsm.policy import Policy
@@ -118,6 +120,19 @@ def _load_checker(policy: Policy) -> Checker | None:
 
 def _json(value: Any) -> Any:
     return json.loads(json.dumps(value))
+
+
+def _no_constant(name: str) -> Any:
+    raise AssertionError(f"H-RUN-2: {name} in an output line")
+
+
+def assert_strict_json_line(line: str) -> None:
+    """H-RUN-2: a line as ``run`` writes it is UTF-8 (strict), JSON without
+    NaN or infinities, and holds no lone surrogate, not even escaped."""
+    raw = line.encode("utf-8")  # raises for a lone surrogate
+    json.loads(raw, parse_constant=_no_constant)
+    lowered = line.lower()
+    assert not any(f"\\u{hi}" in lowered for hi in ("d8", "d9", "da", "db", "dc", "dd", "de", "df")), line
 
 
 def _expected_seq(text: str, lineno: int) -> Any:
@@ -205,6 +220,8 @@ class Harness:
     # -- checks after every input
 
     def _check(self, text: str, outputs: list[Json], before: Any) -> None:
+        for entry in outputs:  # H-RUN-2, D-BAD: whatever the input held
+            assert_strict_json_line(dumps(entry))
         seq = _expected_seq(text, self.lineno)
         assert json.dumps({"done": seq}) == json.dumps(outputs[-1]), "harness: done marker"
         assert not any("done" in o for o in outputs[:-1]), "harness: a second done marker"
@@ -214,6 +231,8 @@ class Harness:
         self.trace.seek(self.read_to)
         lines = self.trace.read().splitlines()
         self.read_to = self.trace.tell()
+        for line in lines:
+            assert_strict_json_line(line)
         self.model.begin_step()
         for line in lines:
             self.model.consume(json.loads(line))
@@ -362,12 +381,22 @@ HEADER_DEFECTS: dict[str, tuple[str, Any]] = {
     "name-number": ("name", 3),
     "target-number": ("target", 4),
     "kind-mismatch": ("type", "cti.query"),
+    # values no output may hold (D-BAD): the defect is named, the echo writable
+    "target-surrogate": ("target", "session-1.channel-1.\ud800"),
+    "name-surrogate": ("name", "interaction.request.\udfff"),
+    "extra-nan": ("extra", math.nan),
+    "extra-infinity": ("extra", -math.inf),
+    "extra-huge": ("extra", 10**300),
+    "extra-deep": ("extra", json.loads("[" * 40 + "]" * 40)),
 }
 PROPERTY_DEFECTS: dict[str, tuple[str, Any]] = {
     "missing-property": ("interaction.request.consult", {}),
     "property-number": ("interaction.request.consult", {"destination": 200}),
     "setdata-number": ("interaction.request.setdata", {"k1": 5}),
     "properties-not-object": ("interaction.request.consult", ["destination"]),
+    "property-surrogate": ("interaction.request.consult", {"destination": "2\udc00"}),
+    "setdata-surrogate-key": ("interaction.request.setdata", {"k\ud801": "a"}),
+    "setdata-big": ("interaction.request.setdata", {"k1": 2**53 + 1}),
 }
 DEFECTS = (
     "none",
@@ -386,6 +415,15 @@ DEFECTS = (
     "not-object",
     "headers-not-object",
     "properties-not-object",
+    "target-surrogate",
+    "name-surrogate",
+    "extra-nan",
+    "extra-infinity",
+    "extra-huge",
+    "extra-deep",
+    "property-surrogate",
+    "setdata-surrogate-key",
+    "setdata-big",
 )
 
 BAD_LINES = (
@@ -412,6 +450,14 @@ BAD_LINES = (
     '{"from": "switch", "event": {"kind": "result", "command": "cmd-1"}}',
     '{"from": "switch", "event": {"kind": "result", "command": "cmd-1", "ok": "yes"}}',
     '{"from": "switch", "event": {"kind": "offered", "call": "c9", "data": "not an object"}}',
+    # values no output may hold (H-RUN-2, D-BAD)
+    '{"from": "clock", "advance": NaN}',
+    '{"from": "clock", "advance": Infinity}',
+    '{"from": "clock", "advance": 1e999}',
+    '{"from": "clock", "advance": 1' + "0" * 300 + "}",
+    '{"from": "bridge", "message": "\udcff"}',
+    '{"from": "switch", "event": {"kind": "connected", "call": "\\ud800"}}',
+    '{"from": "switch", "event": {"kind": "offered", "call": "c\\udc00x"}}',
 )
 
 LEG_KINDS = ("offered", "dialing", "alerting", "connected", "held", "retrieved", "ended", "failed")
@@ -728,7 +774,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         """D-BAD: answered FAILURE when it has a requestId, else a protocol
         error; never a change of state."""
         defect = data.draw(st.sampled_from(DEFECTS))
-        rid = data.draw(st.sampled_from(("ok", "missing", "number", "empty")))
+        rid = data.draw(st.sampled_from(("ok", "missing", "number", "empty", "long", "surrogate")))
         target = data.draw(self.interaction_targets())
         name = data.draw(st.sampled_from(MALFORMED_BASES))
         headers: Any = {"type": "cti.request", "name": name, "target": target}
@@ -747,6 +793,10 @@ class ProtocolMachine(RuleBasedStateMachine):
             headers["requestId"] = 7
         elif rid == "empty":
             headers["requestId"] = ""
+        elif rid == "long":  # D-BAD: over 256 code points: unanswerable
+            headers["requestId"] = self.h.fresh("x" * 257)
+        elif rid == "surrogate":  # D-BAD: a lone surrogate: unanswerable
+            headers["requestId"] = self.h.fresh("r\ud800")
         if defect.startswith("missing-") and defect != "missing-property":
             del headers[defect.removeprefix("missing-")]
         elif defect in HEADER_DEFECTS:
