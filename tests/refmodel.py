@@ -497,14 +497,7 @@ class Reference:
         defect = self._defect(msg)
         if defect is not None:
             if usable_request_id(rid):
-                name, target = headers.get("name"), headers.get("target")
-                rec = self._record(
-                    rid,
-                    name if isinstance(name, str) else "",
-                    target if isinstance(target, str) else "",
-                    malformed=True,
-                )
-                self._decide(rec, FAILURE, "D-BAD", defect)
+                self._refuse_malformed(headers, rid, defect)
             else:  # D-BAD: no usable requestId, nothing to answer
                 self.protocol_errors_expected += 1
             return
@@ -559,16 +552,20 @@ class Reference:
         headers = msg.get("header") if isinstance(msg, dict) else None
         rid = headers.get("requestId") if isinstance(headers, dict) else None
         if isinstance(headers, dict) and usable_request_id(rid):
-            name, target = headers.get("name"), headers.get("target")
-            rec = self._record(
-                rid,
-                name if isinstance(name, str) else "",
-                target if isinstance(target, str) else "",
-                malformed=True,
-            )
-            self._decide(rec, FAILURE, "D-BAD", str(entry["malformed"]))
+            self._refuse_malformed(headers, rid, str(entry["malformed"]))
         else:
             self.protocol_errors_expected += 1
+
+    def _refuse_malformed(self, headers: dict[str, Any], rid: str, defect: str) -> None:
+        """D-BAD: a malformed message with a usable requestId: FAILURE."""
+        name, target = headers.get("name"), headers.get("target")
+        rec = self._record(
+            rid,
+            name if isinstance(name, str) else "",
+            target if isinstance(target, str) else "",
+            malformed=True,
+        )
+        self._decide(rec, FAILURE, "D-BAD", defect)
 
     def _defect(self, msg: Any) -> str | None:
         """Why a bridge message is malformed (D-BAD), or None (F-ENV: the

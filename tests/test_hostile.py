@@ -207,10 +207,8 @@ def test_d_serial_the_queued_request_does_not_time_out_early() -> None:
     assert ["interaction.request.accept"] == [r["header"]["name"] for r in responses(out)]
 
 
-def test_d_consult_end_retrieves_the_primary_while_a_request_executes() -> None:
-    """D-CONSULT-END: with reconnect_on_consult_end, the consult leg ending
-    while a DTMF executes still retrieves the held primary."""
-    d = Drive(scripted=True, reconnect_on_consult_end=True)
+def _scripted_talking(d: Drive) -> None:
+    """An inbound call c1 answered, its primary b1 created, with the scripted switch."""
     d.sw("offered")
     d.init()
     assert ok(d.create("b1", "c1"))
@@ -218,6 +216,13 @@ def test_d_consult_end_retrieves_the_primary_while_a_request_executes() -> None:
     accept = d.req("accept")
     d.sw("connected")
     d.send({"from": "switch", "event": {"kind": "result", "command": commands(accept)[0]["id"], "ok": True}})
+
+
+def test_d_consult_end_retrieves_the_primary_while_a_request_executes() -> None:
+    """D-CONSULT-END: with reconnect_on_consult_end, the consult leg ending
+    while a DTMF executes still retrieves the held primary."""
+    d = Drive(scripted=True, reconnect_on_consult_end=True)
+    _scripted_talking(d)
     consult = d.req("consult", destination="200")
     d.send(
         {
@@ -236,13 +241,7 @@ def test_s_evt_1_a_phone_consult_while_a_request_executes_is_announced_as_consul
     """S-EVT-1: a new outbound leg while a DTMF executes on the one STARTED
     interaction is its phone consult: interaction.consult, not a new interaction."""
     d = Drive(scripted=True)
-    d.sw("offered")
-    d.init()
-    assert ok(d.create("b1", "c1"))
-    d.conv_init("b1")
-    accept = d.req("accept")
-    d.sw("connected")
-    d.send({"from": "switch", "event": {"kind": "result", "command": commands(accept)[0]["id"], "ok": True}})
+    _scripted_talking(d)
     d.conv("senddtmf", digits="1")
     out = d.sw("dialing", "p1", destination="200")
     assert ["interaction.consult"] == event_names(out)
@@ -399,16 +398,6 @@ def test_h_cmd_command_ids_count_from_one_and_a_failure_line_names_its_rule() ->
     assert "D-CONS-2" == line["rule"]
     second = d.req("setdata", k="v")
     assert [o for o in second if "rule" in o] == []
-
-
-def _scripted_talking(d: Drive) -> None:
-    d.sw("offered")
-    d.init()
-    assert ok(d.create("b1", "c1"))
-    d.conv_init("b1")
-    accept = d.req("accept")
-    d.sw("connected")
-    d.send({"from": "switch", "event": {"kind": "result", "command": commands(accept)[0]["id"], "ok": True}})
 
 
 def test_d_done_when_a_request_is_done_by_its_catalog_row() -> None:
