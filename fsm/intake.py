@@ -172,8 +172,10 @@ def _read_valid(raw: dict[str, Any], owned: bool) -> Valid | None:
     if not owned and not (name.isascii() and target.isascii()):
         return None  # a caller's dict may hold lone surrogates: the general reader looks (D-BAD)
     spec = CATALOG.get(name)
-    if spec is None or spec.kind != kind or not usable_request_id(request_id):
+    if spec is None or spec.kind != kind or not request_id or len(request_id) > MAX_REQUEST_ID:
         return None
+    if not owned and not request_id.isascii() and SURROGATE.search(request_id):
+        return None  # D-BAD: not usable (what orjson decoded holds no lone surrogate)
     body: Any = None
     if len(raw) > 1:
         if not raw.keys() <= _ENVELOPE_KEYS:

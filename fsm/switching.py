@@ -260,7 +260,15 @@ class SwitchSide:
             body = {"cause": cause} if leg.state == m.ENDED else None
             # D-ORDER: the interaction's event first, then the conversation's,
             # before any command or response the change caused
-            while mark < len(out) and _is_event_on(out[mark], interaction.target):
+            target = interaction.target
+            while mark < len(out):
+                o = out[mark]
+                if (
+                    type(o) is not ToBridge
+                    or o.message.header.request_id is not None
+                    or o.message.target != target
+                ):
+                    break
                 mark += 1
             out.insert(mark, build_to_bridge(event(_CONVERSATION_EVENT[leg.state], leg.target, body)))
         if interaction.executing is not None:
@@ -305,14 +313,6 @@ class SwitchSide:
         abandoned = self.abandoned.pop(ev.command, None) is not None
         if abandoned and ev.ok and ev.call and ev.call not in self.calls:
             self._release_orphan(ev.call)
-
-
-def _is_event_on(output: Output, target: str) -> bool:
-    return (
-        type(output) is ToBridge
-        and output.message.header.request_id is None
-        and output.message.target == target
-    )
 
 
 #: conversation state -> the event that announces it (conversation.talking, ...)
