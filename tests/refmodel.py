@@ -297,6 +297,8 @@ class Executing:
     named: str | None = None
     #: the engine time it started executing
     started: float = 0.0
+    #: answered FAILURE because its destination was disposed (D-SERIAL)
+    cancelled: bool = False
 
 
 @dataclass(eq=False)
@@ -922,7 +924,7 @@ class Reference:
         p = i.executing
         if p is not None and (p.record.target == rec.target or p.record.target.startswith(below)):
             p.due = FAILURE
-            p.timed_out = True  # a consult's leg the switch names later is released (D-ASYNC)
+            p.cancelled = True  # a consult's leg the switch names later is released (D-ASYNC)
         kept = []
         for waiting in i.waiting:
             if waiting.target == rec.target or waiting.target.startswith(below):
@@ -1064,7 +1066,7 @@ class Reference:
                 if p.named is not None:
                     i.creatable.add(p.named)
         elif p.op == "consult" and p.named is None:
-            if p.timed_out:
+            if p.timed_out or p.cancelled:
                 self.abandoned[p.command or ""] = "timeout"
             elif p.may_fail and i.consult_requested:
                 self.abandoned[p.command or ""] = "maybe"
