@@ -248,11 +248,8 @@ def test_s_evt_1_a_phone_consult_while_a_request_executes_is_announced_as_consul
     assert [{"nativeid": "p1"}] == [e["body"] for e in events(out)]
 
 
-def test_d_async_a_timed_out_consult_claims_no_leg_of_a_later_interaction() -> None:
-    """D-ASYNC: a consult that timed out without a leg claims the first new
-    leg only within request_timeout after the timeout while its interaction
-    has a live leg; after its call ended, a later call's outbound leg is
-    that call's own, never released."""
+def _consult_timed_out() -> Drive:
+    """A talking call (scripted switch) whose consult timed out before the switch named its leg."""
     d = Drive(scripted=True)
     d.sw("offered")
     d.init()
@@ -261,6 +258,15 @@ def test_d_async_a_timed_out_consult_claims_no_leg_of_a_later_interaction() -> N
     d.send({"from": "switch", "event": {"kind": "result", "command": commands(accept)[0]["id"], "ok": True}})
     d.req("consult", destination="200")
     assert "FAILURE" == result(d.send({"from": "clock", "advance": 30}))
+    return d
+
+
+def test_d_async_a_timed_out_consult_claims_no_leg_of_a_later_interaction() -> None:
+    """D-ASYNC: a consult that timed out without a leg claims the first new
+    leg only within request_timeout after the timeout while its interaction
+    has a live leg; after its call ended, a later call's outbound leg is
+    that call's own, never released."""
+    d = _consult_timed_out()
     d.sw("ended", "c1")
     out = d.sw("dialing", "o1", destination="555")
     assert [] == commands(out)  # not released
@@ -270,14 +276,7 @@ def test_d_async_a_timed_out_consult_claims_no_leg_of_a_later_interaction() -> N
 def test_d_async_a_timed_out_consult_claims_the_next_leg_within_its_window() -> None:
     """D-ASYNC: the control: the call still live, a leg right after the
     timeout is the late consult leg: released, never announced."""
-    d = Drive(scripted=True)
-    d.sw("offered")
-    d.init()
-    accept = d.req("accept")
-    d.sw("connected")
-    d.send({"from": "switch", "event": {"kind": "result", "command": commands(accept)[0]["id"], "ok": True}})
-    d.req("consult", destination="200")
-    d.send({"from": "clock", "advance": 30})
+    d = _consult_timed_out()
     out = d.sw("dialing", "k9", destination="200")
     assert [("release", "k9")] == [(c["op"], c["call"]) for c in commands(out)]
     assert [] == event_names(out)
