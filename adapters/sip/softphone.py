@@ -595,10 +595,15 @@ class SipSoftphone:
 
     def _bridge(self) -> tuple[dict[int, Any], set[tuple[int, int]]]:
         """The conference bridge as it is now: its ports, and who transmits to whom."""
-        ports = {media.getPortId(): media for media in self.endpoint.mediaEnumPorts2()}
+        ports = {}
         links = set()
-        for source, media in ports.items():
-            info = media.getPortInfo()  # keep it: its listeners live inside it
+        for media in self.endpoint.mediaEnumPorts2():
+            source = media.getPortId()
+            try:
+                info = media.getPortInfo()  # keep it: its listeners live inside it
+            except Exception:  # pjsua2.Error: PJSIP removes a port after its
+                continue  # call's media went away, the enumeration still lists it
+            ports[source] = media
             links |= {(source, sink) for sink in info.listeners}
         return ports, links
 
@@ -627,7 +632,7 @@ class SipSoftphone:
             if audio is not None:
                 stable.add(audio.getPortId())
         for source, sink in links - wanted:
-            if source in stable and sink in stable:
+            if source in stable and sink in stable and source in ports and sink in ports:
                 ports[source].stopTransmit(ports[sink])
         for source, sink in wanted - links:
             if source in ports and sink in ports:
