@@ -391,12 +391,31 @@ async def _run_serve(
             crash_after_input=crash_after_input,
         )
     stop = stop or asyncio.Event()
-    background = [asyncio.create_task(adapter.ticking(tick))]
+    failed: list[str] = []
+
+    def watch(task: asyncio.Task[None]) -> None:
+        """No background task dies silently: a failure is logged with its
+        traceback and stops serve, which then exits 1 (a SIP stack that
+        stopped being polled would leave the client connected and deaf)."""
+        if task.cancelled() or task.exception() is None:
+            return
+        logger.error("the %s task failed; stopping", task.get_name(), exc_info=task.exception())
+        failed.append(task.get_name())
+        stop.set()
+
+    def stopped() -> int:
+        return 1 if failed else 0
+
+    background = [asyncio.create_task(adapter.ticking(tick), name="clock")]
     if isinstance(driver, PolledSwitch):
-        background.append(asyncio.create_task(adapter.polling(driver)))
+        background.append(asyncio.create_task(adapter.polling(driver), name="switch polling"))
     if switch_events is not None:
         skip = saved.switch_events if saved is not None else 0
-        background.append(asyncio.create_task(adapter.switch_events(switch_events, skip=skip)))
+        background.append(
+            asyncio.create_task(adapter.switch_events(switch_events, skip=skip), name="switch events")
+        )
+    for task in background:
+        task.add_done_callback(watch)
     base, factor, cap = backoff
     remaining = None if max_reconnects is None else max_reconnects + 1
     pauses = backoff_delays(base, factor, cap)
@@ -404,7 +423,7 @@ async def _run_serve(
     try:
         while True:
             if pause and await _stopped_within(stop, pause):
-                return 0
+                return stopped()
             attempts = 1
 
             def count(*_: object) -> None:
@@ -430,7 +449,7 @@ async def _run_serve(
             if not connecting.done():
                 connecting.cancel()
                 await asyncio.gather(connecting, return_exceptions=True)
-                return 0
+                return stopped()
             try:
                 conn = connecting.result()
             except _CONNECT_ERRORS as error:
@@ -442,8 +461,8 @@ async def _run_serve(
             received = adapter.received
             outcome = await adapter.session(conn, stop)
             if outcome == "stopped":
-                logger.info("done: stopped")
-                return 0
+                logger.info("done: stopped" if not failed else "done: stopped after the failure")
+                return stopped()
             ended = "lost" if outcome == "lost" else "closed by the bridge"
             if outcome == "closed" and exit_on_close:
                 logger.info("done: the connection was %s (--exit-on-close)", ended)

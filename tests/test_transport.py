@@ -31,6 +31,7 @@ from adapters.bridge_server import BridgeProcess
 from adapters.framing import BadContents, ByteOrder, FrameTooLarge, TruncatedFrame
 from adapters.serve import main as serve_main
 from adapters.serve import run_serve
+from adapters.simulated import SimulatedSwitch
 from adapters.transport import (
     KEEPALIVE_PROBES,
     ConnectionClosed,
@@ -49,6 +50,7 @@ from adapters.transport import (
 )
 from fsm.errors import LocalProtocolError
 from fsm.policy import Policy
+from fsm.switch_events import SwitchEvent
 from tests.scenario import ACCEPT, CH, INIT, assert_failure, itarget, query, request, success
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -1085,3 +1087,59 @@ def test_bridge_process_writes_each_connection_in_its_trace() -> None:
 
     run(main())
     assert [1, 2] == connections(trace.getvalue())
+
+
+class FailingPoll(SimulatedSwitch):
+    """A switch that reports on its own (PolledSwitch) and whose polling
+    raises once, on its third call: the SIP stack failing inside poll()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.polls = 0
+        self.closed = False
+
+    def poll(self, wait_ms: int = 0) -> list[SwitchEvent]:
+        self.polls += 1
+        if self.polls == 3:
+            raise RuntimeError("the stack failed inside poll")
+        return []
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def events_then_failure() -> AsyncIterator[object]:
+    yield OFFERED
+    raise OSError("the switch events source broke")
+
+
+async def until_closed(conn: FramedConnection) -> None:
+    """A bridge that stays connected until the client closes the connection."""
+    while await conn.recv() is not None:
+        pass
+
+
+@pytest.mark.parametrize("source", ["switch polling", "switch events"])
+def test_a_failed_background_task_stops_serve(source: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 17: a background task that fails never leaves serve connected
+    and deaf; its failure is logged with the traceback and serve exits 1."""
+    switch = FailingPoll()
+
+    async def main() -> int:
+        server, port = await listen(until_closed)
+        async with server:
+            if source == "switch polling":
+                return await run_serve(HOST, port, switch=switch)
+            return await run_serve(HOST, port, switch_events=events_then_failure())
+
+    with caplog.at_level(logging.ERROR, logger="telephony_fsm.serve"):
+        assert exit_failed == run(main())
+    logged = f"the {source} task failed; stopping"
+    failures = [record for record in caplog.records if record.getMessage() == logged]
+    assert len(failures) == 1
+    assert failures[0].exc_info is not None
+    polling = source == "switch polling"
+    reason = "the stack failed inside poll" if polling else "the switch events source broke"
+    assert reason == str(failures[0].exc_info[1])
+    if polling:
+        assert switch.polls == 3  # it was not polled again after the failure
