@@ -466,7 +466,7 @@ async def _run_serve(
             ended = "lost" if outcome == "lost" else "closed by the bridge"
             if outcome == "closed" and exit_on_close:
                 logger.info("done: the connection was %s (--exit-on-close)", ended)
-                return 0
+                return stopped()
             if remaining == 0:
                 logger.error("connection to the bridge %s; no reconnection left (--max-reconnects)", ended)
                 return 1
