@@ -939,10 +939,9 @@ TestSimulated = SimulatedMachine.TestCase
 TestScripted = ScriptedMachine.TestCase
 
 
-def test_queue_released_by_a_timeout() -> None:
-    """D-SERIAL, D-ASYNC: a consult times out; the setdata that waited behind
-    it then runs (datachanged follows the setdata response). A run the
-    scripted machine once found, replayed with every check."""
+def consult_with_setdata_queued() -> tuple[Harness, str]:
+    """A scripted talking call with a consult executing (r2) and a setdata
+    queued behind it (r3)."""
     h = Harness(scripted=True, policy=Policy(), log=lambda text: None)
     it = f"{CH}.c1"
     h.switch_event({"kind": "offered", "call": "c1"})
@@ -950,6 +949,14 @@ def test_queue_released_by_a_timeout() -> None:
     h.switch_event({"kind": "connected", "call": "c1"})
     h.send("interaction.request.consult", it, {"destination": "200"})
     h.send("interaction.request.setdata", it, {"k1": "a"})
+    return h, it
+
+
+def test_queue_released_by_a_timeout() -> None:
+    """D-SERIAL, D-ASYNC: a consult times out; the setdata that waited behind
+    it then runs (datachanged follows the setdata response). A run the
+    scripted machine once found, replayed with every check."""
+    h, it = consult_with_setdata_queued()
     assert {(it, "r2"), (it, "r3")} == h.model.pending()
     h.feed({"from": "clock", "advance": 29.5})
     out = h.feed({"from": "clock", "advance": 0.5})
@@ -963,13 +970,7 @@ def test_a_dispose_does_not_wait_for_the_queue() -> None:
     """D-SERIAL, D-LIFE-4: a dispose behind an executing consult and a queued
     setdata answers both FAILURE ("disposed") at once, then itself SUCCESS;
     nothing is sent after it, the consult's timeout included."""
-    h = Harness(scripted=True, policy=Policy(), log=lambda text: None)
-    it = f"{CH}.c1"
-    h.switch_event({"kind": "offered", "call": "c1"})
-    h.send("interaction.query.init", it)
-    h.switch_event({"kind": "connected", "call": "c1"})
-    h.send("interaction.request.consult", it, {"destination": "200"})
-    h.send("interaction.request.setdata", it, {"k1": "a"})
+    h, it = consult_with_setdata_queued()
     out = h.send("interaction.request.dispose", it)
     answers = [
         (o["message"]["header"]["requestId"], o["message"]["header"]["result"])
