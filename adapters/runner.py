@@ -72,8 +72,13 @@ class Runner:
             defect = unclean(item, limit=1000) if check else None
             if defect is None:
                 self._record(item)
-            else:  # D-BAD, H-RUN-2: what can be written of it, and why it was not usable
-                self._record({**_writable_input(item), "malformed": f"the input holds {defect}"})
+            else:  # H-RUN-2: what can be written of it
+                entry = _writable_input(item)
+                if item.get("from") == "bridge":  # D-BAD: the message's own defect, not the line's
+                    defect = unclean(item.get("message"), limit=1000)
+                if defect is not None:  # and why it was not usable
+                    entry["malformed"] = f"the input holds {defect}"
+                self._record(entry)
         out += self._input(item, seq)
         out.append({"done": seq})
         return out

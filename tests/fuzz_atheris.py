@@ -16,8 +16,10 @@ targets, chosen by the input's first byte:
 Any exception that escapes is a crash: atheris stops and the process exits
 non-zero. For targets 3 and 4 every line ``run`` writes, and every trace
 line, must be strict UTF-8 JSON with no NaN or infinity and no lone
-surrogate, escaped or not (H-RUN-2), and each input line gives exactly one
-``done``, its last output (H-RUN-1). ``python -m tests.fuzz_atheris --seed
+surrogate, escaped or not (H-RUN-2), each input line gives exactly one
+``done``, its last output (H-RUN-1), and, after a clock advance past every
+deadline, the trace passes the checker: no rule broken, every request
+answered exactly once (S-REQ-1, D-DUP). ``python -m tests.fuzz_atheris --seed
 DIR`` writes a seed corpus. tests/test_fuzz_atheris.py runs it bounded.
 """
 
@@ -37,6 +39,7 @@ with atheris.instrument_imports():
     from adapters.framing import FrameDecoder, FramingError, decode_json
     from adapters.runner import Runner
     from adapters.simulated import SimulatedSwitch
+    from fsm.checker import check_lines
     from fsm.engine import Engine
     from fsm.errors import RemoteProtocolError
     from fsm.switch_events import parse_switch_event
@@ -99,9 +102,17 @@ def _lines(written: str, what: str) -> list[str]:
     return written.split("\n")[:-1]
 
 
+# Appended to every input of check_run: past every deadline (D-ASYNC's
+# request_timeout is 30 s), so each request still open is answered.
+SETTLE = b'\n{"from": "clock", "advance": 3600}\n'
+
+
 def check_run(stream: bytes) -> None:
-    """Run ``stream`` through a fresh runner as ``telephony-fsm run`` would
-    and check what it writes and traces."""
+    """Run ``stream``, then a clock advance past every deadline, through a
+    fresh runner as ``telephony-fsm run`` would; check what it writes and
+    traces, and check the trace: no rule broken, every request answered
+    exactly once (S-REQ-1, D-DUP)."""
+    stream += SETTLE
     switch = SimulatedSwitch()
     engine = Engine(switch_acknowledges=switch.acknowledges)
     trace = io.StringIO()
@@ -125,8 +136,12 @@ def check_run(stream: bytes) -> None:
     for number, (line, done) in enumerate(zip(lines, dones, strict=True), start=1):
         if "seq" not in line and "\\" not in line and done != number:
             raise OutputCheckFailed(f"input line {number} gave done {done!r}")
-    for line in _lines(trace.getvalue(), "trace"):
+    traced = _lines(trace.getvalue(), "trace")
+    for line in traced:
         check_line(line, "trace")
+    violations = check_lines(traced)
+    if violations:
+        raise OutputCheckFailed(f"the trace breaks a rule: {violations[:5]!r}")
 
 
 # Hostile values (D-BAD) -----------------------------------------------------

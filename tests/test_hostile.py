@@ -89,6 +89,32 @@ def test_h_run_2_lone_surrogates_in_input_never_reach_an_output(tmp_path: Path) 
     assert 0 == checked.returncode, checked.stdout
 
 
+def test_d_bad_a_defect_outside_the_message_does_not_mark_the_message_malformed(tmp_path: Path) -> None:
+    """D-BAD, H-RUN-2: a lone surrogate in a key the runner ignores (beside
+    ``message`` on the input line) is made writable in the trace, but the
+    message itself is well-formed and answered, so its trace line is not
+    marked malformed, and the trace passes check (found by the atheris
+    structured target once it checked every trace)."""
+    trace = tmp_path / "t.jsonl"
+    lines = [
+        '{"from":"switch","event":{"kind":"offered","call":"c1"}}',
+        '{"from":"bridge","message":{"header":{"type":"cti.query","name":"interaction.query.init",'
+        '"target":"session-1.channel-1.c1","requestId":"r1"}},"\\ud83d":1}',
+    ]
+    out = [strict_json(line) for line in run_cli("\n".join(lines).encode(), "--trace", str(trace))]
+    [answer] = [
+        o for o in out if o.get("to") == "bridge" and "cti.response" == o["message"]["header"]["type"]
+    ]
+    assert "SUCCESS" == answer["message"]["header"]["result"]
+    traced = [strict_json(line) for line in trace.read_bytes().splitlines()]
+    [asked] = [t for t in traced if t.get("from") == "bridge"]
+    assert "malformed" not in asked
+    checked = subprocess.run(
+        [sys.executable, "-m", "adapters.cli", "check", str(trace)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert 0 == checked.returncode, checked.stdout
+
+
 def test_h_run_2_bytes_that_are_not_utf8_are_an_error_output_even_with_a_trace(tmp_path: Path) -> None:
     """H-RUN-2, D-BAD: an input line with a byte that is not UTF-8 is an
     `error` output; the runner goes on, its trace stays valid."""
