@@ -165,6 +165,8 @@ class EventJudge:
         """A switch event of the trace: a leg known live only from a consult
         response or an init snapshot may have ended with it."""
         kind, call = event.get("kind"), event.get("call")
+        if not isinstance(kind, str):  # a line the engine refused (H-SW-1): it may be anything
+            kind = None
         if kind in LEG_KEPT_BY:
             return
         named = call if kind in LEG_ENDED_BY and isinstance(call, str) else None

@@ -328,6 +328,20 @@ def refused_then_repeated() -> list[Line]:
     ]
 
 
+def refused_switch_lines() -> list[Line]:
+    """Switch events the engine refuses (H-SW-1: a kind that is an object or
+    a list, a call that is a number) in the middle of a call: the trace
+    records them and check reads them without a crash (found by the atheris
+    structured target)."""
+    return [
+        *inbound_setup(),
+        {"from": "switch", "event": {"kind": {"x": 1}, "call": "c1"}},
+        {"from": "switch", "event": {"kind": ["ended"], "call": "c1"}},
+        {"from": "switch", "event": {"kind": "ended", "call": 7}},
+        request(COMPLETE, IT, "r4"),
+    ]
+
+
 def consult_while_one_rings(reinit: bool) -> list[Line]:
     """A consult to ring-1 (its leg rings, never answered), optionally a
     re-init (which lists it), then a second consult (refused: D-CONS-2)."""
@@ -398,6 +412,7 @@ SCENARIOS: dict[str, tuple[list[Line], str, tuple[str, ...]]] = {
     "duplicates_and_malformed": (duplicates_and_malformed(), "simulated", ()),
     "pending_duplicate": (pending_duplicate(), "scripted", ()),
     "refused_then_repeated": (refused_then_repeated(), "simulated", ()),
+    "refused_switch_lines": (refused_switch_lines(), "simulated", ()),
     "consult_while_one_rings": (consult_while_one_rings(False), "simulated", ()),
     "consult_while_one_rings_reinit": (consult_while_one_rings(True), "simulated", ()),
     "consult_again_after_busy": (consult_again_after_busy(), "simulated", ()),
