@@ -22,7 +22,7 @@ from typing import Any, Final, NamedTuple
 import attrs
 
 from fsm.machines import ENDED, HELD, STARTED, TALKING
-from fsm.messages import QUERY, REQUEST
+from fsm.messages import QUERY, REQUEST, count_keys
 from fsm.model import Conversation, Interaction, Pending
 from fsm.policy import Policy
 
@@ -102,6 +102,20 @@ def _digits_valid(ctx: GuardContext) -> str | None:
     return None
 
 
+def _data_room(ctx: GuardContext) -> str | None:
+    data = ctx.interaction.data
+    added = sum(1 for key in ctx.properties if key not in data)
+    if not added:
+        return None
+    held = count_keys(data)
+    if held + added > ctx.policy.max_data_keys:
+        return (
+            f"the interaction data would hold {held + added} keys, "
+            f"the limit is {ctx.policy.max_data_keys} (policy max_data_keys)"
+        )
+    return None
+
+
 def _nativeid_known(ctx: GuardContext) -> str | None:
     nativeid = ctx.properties.nativeid
     if nativeid not in ctx.interaction.legs:
@@ -156,6 +170,7 @@ GUARDS: Final[dict[str, Guard]] = {
         Guard("leg_room", "D-BOUND", _leg_room),
         Guard("blind_destination_given", "D-CONV", _destination_given),
         Guard("digits_valid", "D-CONV", _digits_valid),
+        Guard("data_room", "D-DATA", _data_room),
         Guard("conversation_id_valid", "D-CC-2", _conversation_id_valid),
         Guard("nativeid_known", "D-CC-2", _nativeid_known),
         Guard("registration_consistent", "D-CC-3", _registration_consistent),
@@ -278,8 +293,18 @@ CATALOG: Final[dict[str, RequestSpec]] = {
         RequestSpec(name="conversation.query.init", kind=QUERY, destination="conversation"),
         _request("interaction.request.accept", trigger="accept", op="answer", done="answered"),
         _request("interaction.request.reject", trigger="reject", op="reject", done="interaction_ended"),
-        _request("interaction.request.complete", properties=FreeProperties, trigger="complete"),
-        _request("interaction.request.setdata", properties=FreeProperties, trigger="setdata"),
+        _request(
+            "interaction.request.complete",
+            properties=FreeProperties,
+            trigger="complete",
+            guards=("data_room",),
+        ),
+        _request(
+            "interaction.request.setdata",
+            properties=FreeProperties,
+            trigger="setdata",
+            guards=("data_room",),
+        ),
         _request("interaction.request.dispose", trigger="dispose", machine="lifecycle"),
         _request(
             "interaction.request.createconversation",

@@ -18,6 +18,8 @@ import heapq
 from collections.abc import Mapping
 from typing import Any, Final
 
+import attrs
+
 from fsm import machines as m
 from fsm.catalog import RequestSpec, read_properties
 from fsm.errors import LocalProtocolError, RemoteProtocolError
@@ -30,9 +32,11 @@ from fsm.messages import (
     SUCCESS,
     Headers,
     Message,
+    bound_data,
     build_headers,
     build_message,
     copy_data,
+    count_keys,
     event,
     response,
 )
@@ -125,14 +129,28 @@ class Engine(ExecutionSide):
         except RemoteProtocolError as exc:
             out.append(SwitchError(exc.rule, exc.message))
         else:
+            if ev.data and count_keys(ev.data) + 3 > self.policy.max_data_keys:
+                ev = self._bound_data(ev)
             if ev.trimmed:  # D-DATA: accepted without what broke it
-                dropped = ", ".join(ev.trimmed)
+                shown = ", ".join(ev.trimmed[:SHOWN_DROPPED])
+                more = len(ev.trimmed) - SHOWN_DROPPED
+                dropped = f"{shown} and {more} more" if more > 0 else shown
                 out.append(
                     SwitchError("D-DATA", f"{ev.kind} {ev.call}: dropped data {dropped}", refused=False)
                 )
             self._switch_event(ev)
         self._out = []
         return out
+
+    def _bound_data(self, ev: SwitchEvent) -> SwitchEvent:
+        """D-DATA, D-BOUND: the event with its data cut to what
+        ``max_data_keys`` leaves beside the ani, dnis and destination keys
+        it also becomes."""
+        named = sum(1 for value in (ev.ani, ev.dnis, ev.destination) if value)
+        kept, dropped = bound_data(ev.data, max(self.policy.max_data_keys - named, 0))
+        if not dropped:
+            return ev
+        return attrs.evolve(ev, data=kept, trimmed=(*ev.trimmed, *dropped))
 
     def advance(self, seconds: float) -> list[Output]:
         """Let ``seconds`` of engine time pass; pending requests may time out
@@ -386,6 +404,8 @@ class Engine(ExecutionSide):
 
 #: The engine clock stays below this many seconds (D-BAD).
 MAX_CLOCK: Final = 1e12
+#: D-DATA: how many dropped keys an error output names (then "and N more")
+SHOWN_DROPPED: Final = 20
 #: top-level interaction state -> the event that announces it (interaction.started, ...)
 _INTERACTION_EVENT: Final = {state: f"interaction.{state.lower()}" for state in set(TOP_OF.values())}
 # --------------------------------------------------------------------------

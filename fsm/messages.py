@@ -246,6 +246,41 @@ def trim_data(value: dict[str, Any], where: str = "data", depth: int = 1) -> tup
     return kept, dropped
 
 
+def count_keys(data: dict[str, Any]) -> int:
+    """The keys of interaction data at every level (D-DATA, D-BOUND)."""
+    count = len(data)
+    for item in data.values():
+        if isinstance(item, dict):
+            count += count_keys(item)
+    return count
+
+
+def bound_data(data: dict[str, Any], budget: int, where: str = "data") -> tuple[dict[str, Any], list[str]]:
+    """D-DATA: a copy of interaction data holding at most ``budget`` keys at
+    every level, kept in their order (a nested object counts its own key
+    first), and the paths of the keys dropped."""
+    kept: dict[str, Any] = {}
+    dropped: list[str] = []
+    left = budget
+
+    def walk(source: dict[str, Any], into: dict[str, Any], path: str) -> None:
+        nonlocal left
+        for key, item in source.items():
+            here = f"{path}.{key}"
+            if left <= 0:
+                dropped.append(here)
+                continue
+            left -= 1
+            if isinstance(item, dict):
+                into[key] = {}
+                walk(item, into[key], here)
+            else:
+                into[key] = item
+
+    walk(data, kept, where)
+    return kept, dropped
+
+
 def check_data(value: object, where: str) -> None:
     """Raise TypeError naming the first value that is not a string or an
     object of strings (S-INIT-1)."""

@@ -44,6 +44,9 @@ class Policy:
     #: D-BOUND: interaction events the reference bridge holds per
     #: interaction while its conversations initialize (S-INIT-6).
     max_queued_events: int = attrs.field(default=10_000, validator=_positive)
+    #: D-BOUND / D-DATA: keys one interaction's data may hold, counted at
+    #: every level (a key of a nested object counts too).
+    max_data_keys: int = attrs.field(default=1_000, validator=_positive)
     #: D-BOUND / D-WIRE: largest frame contents (and largest `run` input
     #: line), in bytes.
     max_frame_size: int = attrs.field(default=1 << 20, validator=_positive)

@@ -247,7 +247,19 @@ def mutated_scenario(fdp: atheris.FuzzedDataProvider) -> list[object]:
                 items.insert(index, copy.deepcopy(item))  # the same message twice
         elif kind == 5:  # clock steps that span deadlines, or huge ones
             steps = fdp.PickValueInList(
-                [[29.5, 61], [61], [29.5], [0, 0.0], [1e308], [10**300], [-1], [float("nan")], [float("inf")]]
+                [
+                    [29.5, 61],
+                    [61],
+                    [29.5],
+                    [0, 0.0],
+                    [1e308],
+                    [10**300],
+                    [10**400],  # no float holds it
+                    [-1],
+                    [float("nan")],
+                    [float("inf")],
+                    [hostile_value(fdp)],
+                ]
             )
             for step in reversed(steps):
                 items.insert(index, {"from": "clock", "advance": step})

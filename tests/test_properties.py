@@ -455,6 +455,7 @@ BAD_LINES = (
     '{"from": "clock", "advance": Infinity}',
     '{"from": "clock", "advance": 1e999}',
     '{"from": "clock", "advance": 1' + "0" * 300 + "}",
+    '{"from": "clock", "advance": 1' + "0" * 400 + "}",  # no float holds it
     '{"from": "bridge", "message": "\udcff"}',
     '{"from": "switch", "event": {"kind": "connected", "call": "\\ud800"}}',
     '{"from": "switch", "event": {"kind": "offered", "call": "c\\udc00x"}}',
@@ -1059,10 +1060,16 @@ JSON_VALUES: st.SearchStrategy[Any] = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**40), max_value=2**40)
+    | st.sampled_from((2**53 + 1, -(2**53) - 1, 10**400))  # beyond 2^53 (D-BAD), beyond any float
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8),
     _json_containers,
     max_leaves=6,
+)
+
+#: Numbers no output may hold as they are, or no float holds (D-BAD, H-RUN-2).
+HOSTILE_NUMBERS: st.SearchStrategy[Any] = st.sampled_from(
+    (float("nan"), float("inf"), float("-inf"), 1e308, 10**300, 10**400, -(10**400), 2**53 + 1)
 )
 
 FUZZ_IT = f"{CH}.c1"
@@ -1131,6 +1138,7 @@ FUZZ_LINES: st.SearchStrategy[Any] = st.one_of(
     st.builds(
         lambda source, value: {"from": source, "advance": value}, st.sampled_from(("clock", "x")), JSON_VALUES
     ),
+    HOSTILE_NUMBERS.map(lambda value: {"from": "clock", "advance": value}),
 )
 
 

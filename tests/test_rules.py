@@ -210,6 +210,30 @@ def test_d_data_switch_data_that_breaks_it_is_trimmed_and_the_call_accepted() ->
     assert {"ok": "v", "deep": kept} == d.init()["interaction-data"]
 
 
+def test_d_data_switch_data_beyond_max_data_keys_is_cut_and_the_call_accepted() -> None:
+    """D-DATA, D-BOUND: data from the switch holds at most max_data_keys keys,
+    counted at every level with the ani; the keys past the bound are dropped
+    in their order, one error output names the first 20 and counts the rest,
+    and the call is accepted with what fits."""
+    d = Drive(max_data_keys=5)
+    data = {"a": "1", "nest": {"b": "2", "c": "3", "d": "4"}, **{f"k{n}": "v" for n in range(30)}}
+    out = d.sw("offered", ani="5551000", data=data)
+    assert ["interaction.created"] == [m["header"]["name"] for m in messages(out)]
+    [error] = errors(out)
+    shown = ", ".join(["data.nest.d", *(f"data.k{n}" for n in range(19))])
+    assert f"D-DATA: offered c1: dropped data {shown} and 11 more" == error
+    expected = {"ani": "5551000", "a": "1", "nest": {"b": "2", "c": "3"}}
+    assert expected == d.init()["interaction-data"]
+
+
+def test_d_data_switch_data_within_max_data_keys_is_taken_whole() -> None:
+    """D-DATA: data at the bound exactly is kept whole, with no error."""
+    d = Drive(max_data_keys=4)
+    out = d.sw("offered", ani="5551000", data={"a": "1", "nest": {"b": "2"}})
+    assert [] == errors(out)
+    assert {"ani": "5551000", "a": "1", "nest": {"b": "2"}} == d.init()["interaction-data"]
+
+
 @pytest.mark.parametrize(
     ("steps", "expected"),
     [

@@ -482,12 +482,13 @@ def test_consulttransfer_while_ringing_allowed_by_policy() -> None:
 
 
 def test_guard_names_and_rules() -> None:
-    """Each guard cites its rule (D-CONS-2, D-BOUND, D-CONV, D-CC-2, D-CC-3, D-LIFE-4, S-CC-1)."""
+    """Each guard cites its rule (D-CONS-2, D-BOUND, D-CONV, D-DATA, D-CC-2, D-CC-3, D-LIFE-4, S-CC-1)."""
     expected = {
         "destination_given": "D-CONS-2",
         "leg_room": "D-BOUND",
         "blind_destination_given": "D-CONV",
         "digits_valid": "D-CONV",
+        "data_room": "D-DATA",
         "conversation_id_valid": "D-CC-2",
         "nativeid_known": "D-CC-2",
         "registration_consistent": "D-CC-3",
@@ -530,6 +531,38 @@ def test_leg_room_passes() -> None:
     sent = scene.driver.send("interaction.request.consult", scene.target, {"destination": "2000"})
     expected = (None, ["consult"])
     assert expected == (sent.result, [c.op for c in sent.commands()])
+
+
+def data_room_scene(state: str, room: int) -> Scene:
+    """An interaction in ``state`` whose data has room for ``room`` more keys."""
+    held = len(interaction_in(state).interaction.data)
+    scene = interaction_in(state, Policy(max_data_keys=held + room))
+    assert held == len(scene.interaction.data)
+    return scene
+
+
+@pytest.mark.parametrize(("state", "name"), [(m.S_NONE, "setdata"), (m.ENDED, "complete")])
+def test_data_room_refuses(state: str, name: str) -> None:
+    """D-DATA, D-BOUND: a setdata or complete that would add more keys than
+    max_data_keys leaves room for is FAILURE and changes nothing."""
+    scene = data_room_scene(state, 1)
+    before = snapshot(scene.engine)
+    sent = scene.driver.send(f"interaction.request.{name}", scene.target, {"k1": "a", "k2": "b"})
+    check_refused(sent, "D-DATA")
+    response = sent.response()
+    assert response is not None and "max_data_keys" in (response.header.error_message or "")
+    assert before == without_request_id(snapshot(scene.engine), scene.target, sent.request_id)
+
+
+@pytest.mark.parametrize(("state", "name"), [(m.S_NONE, "setdata"), (m.ENDED, "complete")])
+def test_data_room_passes(state: str, name: str) -> None:
+    """D-DATA: keys up to the bound are taken, and a key the data already
+    holds takes no room."""
+    scene = data_room_scene(state, 1)
+    known = next(iter(scene.interaction.data))
+    sent = scene.driver.send(f"interaction.request.{name}", scene.target, {"k1": "a", known: "new"})
+    assert SUCCESS == sent.result
+    assert ("a", "new") == (scene.interaction.data["k1"], scene.interaction.data[known])
 
 
 @pytest.mark.parametrize("name", ["blindtransfer", "blindconference"])
