@@ -8,6 +8,7 @@ exactly the rule it breaks, at the line that proves it.
 
 from __future__ import annotations
 
+import ast
 import copy
 import io
 import json
@@ -918,3 +919,23 @@ def test_check_command_unreadable_files(tmp_path: Path, capsys: pytest.CaptureFi
     captured = capsys.readouterr()
     expected = ("", True)
     assert expected == (captured.out, "line 2" in captured.err)
+
+
+# --------------------------------------------------------------------------
+# The package's structure.
+
+
+def test_the_checker_modules_import_only_those_below_them() -> None:
+    """fsm.checker: model, rules, state, events, watcher, trace; each imports
+    only modules before it in that order (no circle, calls go down)."""
+    order = ["model", "rules", "state", "events", "watcher", "trace"]
+    package = Path(__file__).resolve().parent.parent / "fsm" / "checker"
+    assert sorted([*order, "__init__"]) == sorted(p.stem for p in package.glob("*.py"))
+    for index, name in enumerate(order):
+        tree = ast.parse((package / f"{name}.py").read_text())
+        imported = {
+            node.module.removeprefix("fsm.checker.")
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fsm.checker")
+        }
+        assert imported <= set(order[:index]), f"fsm.checker.{name} imports {sorted(imported)}"

@@ -13,7 +13,7 @@ from typing import Any, Final, cast
 import attrs
 
 from fsm.catalog import GUARDS, GuardContext, RequestSpec, read_properties
-from fsm.checker_model import TOP_STATES, WITH_PRIMARY, WITHOUT_CONVERSATIONS, InteractionFacts
+from fsm.checker.model import TOP_STATES, WITH_PRIMARY, WITHOUT_CONVERSATIONS, InteractionFacts
 from fsm.machines import (
     CONVERSATION_STATES,
     STARTED,

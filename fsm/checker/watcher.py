@@ -1,4 +1,4 @@
-"""The conformance checker: a watcher of the messages between bridge and client.
+"""The watcher of the messages between bridge and client (the checker's core).
 
 A :class:`Watcher` is fed, in the order they happened, the queries and
 requests the bridge sent (:meth:`Watcher.from_bridge`), the responses and
@@ -6,11 +6,10 @@ events the client sent (:meth:`Watcher.from_client`) and, optionally, the
 switch lines of a trace (:meth:`Watcher.switch`, which only tracks). Each
 call returns the violations that message proves, each naming its rule of
 ``spec/protocol.md``; :meth:`Watcher.finish` ends the run (S-REQ-1: a request
-still unanswered then was never answered). :func:`check_lines` runs one
-over a trace (``spec/harness.md``, "Traces"). Sans-IO: nothing here reads
-files or clocks, and nothing here looks at the engine: the watcher learns
-every destination's state from the messages alone (``fsm.checker_model``)
-and judges requests with the engine's own tables (``fsm.checker_rules``).
+still unanswered then was never answered). The watcher keeps the requests
+and their answers; what events and SUCCESS answers tell about the
+destinations is judged by :class:`~fsm.checker.events.EventJudge`, on the
+:class:`~fsm.checker.state.TraceState` both are given.
 
 D-SERIAL and D-ASYNC: a request is judged against every state its
 destination was seen in between the moment it could start executing (its
@@ -28,22 +27,11 @@ repeated requestId is taken for the refusal.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
 from typing import Any
 
-import attrs
-
-from fsm.checker_events import CONVERSATION_INIT, INIT, EventJudge
-from fsm.checker_model import (
-    Asked,
-    Destination,
-    DottedTargets,
-    InteractionFacts,
-    TargetRule,
-    tracked_legs,
-)
-from fsm.checker_rules import (
+from fsm.checker.events import CONVERSATION_INIT, INIT, EventJudge
+from fsm.checker.model import Asked, TargetRule
+from fsm.checker.rules import (
     Finding,
     creation_refusal,
     envelope_findings,
@@ -51,28 +39,11 @@ from fsm.checker_rules import (
     property_refusal,
     state_refusal,
 )
+from fsm.checker.state import TraceState, Violation
 from fsm.intake import Defect, Valid, echo_of, read_message
 from fsm.machines import CONVERSATION, INTERACTION
 from fsm.messages import EVENT, FAILURE, REQUEST, RESPONSE, SUCCESS
 from fsm.policy import Policy
-
-
-@attrs.frozen
-class Violation:
-    """A rule the trace breaks, at the line that proves it."""
-
-    line: int
-    rule: str
-    explanation: str
-
-
-class UnreadableTrace(Exception):
-    """A trace line that is not JSON or not a JSON object."""
-
-    def __init__(self, line: int, reason: str) -> None:
-        super().__init__(f"line {line}: {reason}")
-        self.line = line
-        self.reason = reason
 
 
 class Watcher:
@@ -89,13 +60,12 @@ class Watcher:
         policy: Policy | None = None,
         targets: TargetRule | None = None,
     ) -> None:
-        self.policy = policy or Policy()
-        self.targets = targets
-        self.destinations: dict[str, Destination] = {}
-        self.interactions: dict[str, InteractionFacts] = {}
         if channel_target is None and targets is not None:
             channel_target = targets.channel
-        self._events = EventJudge(self, channel_target)
+        #: what the messages showed of every destination, shared with the
+        #: judge of events, which may ask for a group to be judged again
+        self.state = TraceState(policy=policy or Policy(), targets=targets, channel_target=channel_target)
+        self._events = EventJudge(self.state, self.reevaluate)
         self._awaiting: dict[tuple[str, str], list[Asked]] = {}
         self._queues: dict[str, list[Asked]] = {}
         self._answered: dict[tuple[str, str], int] = {}
@@ -111,9 +81,6 @@ class Watcher:
         #: D-DUP: the line of the one response per requestId that is not the
         #: D-DUP refusal (the message was judged, whatever the result)
         self._executed: dict[tuple[str, str], int] = {}
-        #: the trace shows the switch (a switch line was seen): every switch
-        #: event is in it (harness.md, "Traces")
-        self.shows_switch = False
 
     # ------------------------------------------------------------------
     # The API.
@@ -129,7 +96,7 @@ class Watcher:
             header = message.get("header") if isinstance(message, dict) else None
             read: Valid | Defect = Defect("D-BAD", malformed, echo_of(header))
         else:
-            read = read_message(message, self.policy.max_frame_size)
+            read = read_message(message, self.state.policy.max_frame_size)
         if isinstance(read, Defect):
             echo = read.echo
             if echo is not None and echo.request_id is not None:
@@ -148,7 +115,7 @@ class Watcher:
             return found
         headers, spec = read.headers, read.spec
         assert headers.request_id is not None
-        dest = self.destinations.get(headers.target)
+        dest = self.state.destinations.get(headers.target)
         fits = dest is not None and dest.kind == spec.destination
         repeat = self._repeats((headers.target, headers.request_id))
         asked = Asked(
@@ -194,7 +161,7 @@ class Watcher:
         messages alone, so a switch line breaks none; it only tells that the
         trace shows the switch, and which call leg may have ended (a leg the
         messages said was live stays so until then: D-CONS-2)."""
-        self.shows_switch = True
+        self.state.shows_switch = True
         event = entry.get("event") if isinstance(entry, dict) and entry.get("from") == "switch" else None
         if isinstance(event, dict):
             self._events.switch_event(event)
@@ -219,9 +186,9 @@ class Watcher:
             self._late.setdefault(key, []).extend(waiting)
         self._awaiting.clear()
         self._queues.clear()
-        for dest in self.destinations.values():
+        for dest in self.state.destinations.values():
             dest.init_asked = 0
-        for facts in self.interactions.values():
+        for facts in self.state.interactions.values():
             facts.forget_states()
 
     def finish(self, line: int) -> list[Violation]:
@@ -246,7 +213,7 @@ class Watcher:
     def _remembers(self, target: str) -> bool:
         """D-DUP: ``target`` keeps the requestIds it sees (a target that
         names no destination, or a disposed one, keeps none)."""
-        dest = self.destinations.get(target)
+        dest = self.state.destinations.get(target)
         return dest is not None and not dest.disposed
 
     def _repeats(self, key: tuple[str, str]) -> bool:
@@ -279,14 +246,14 @@ class Watcher:
         spec = asked.spec
         if spec is None or spec.trigger is None or spec.machine != "state" or asked.group is None:
             return None
-        facts = self.interactions[asked.group]
+        facts = self.state.interactions[asked.group]
         if spec.destination == "conversation":
-            nativeid = self.destinations[asked.target].nativeid
-            refusal = state_refusal(CONVERSATION, spec, facts.leg_states(nativeid), self.policy)
+            nativeid = self.state.destinations[asked.target].nativeid
+            refusal = state_refusal(CONVERSATION, spec, facts.leg_states(nativeid), self.state.policy)
         else:
-            refusal = state_refusal(INTERACTION, spec, facts.states(), self.policy)
+            refusal = state_refusal(INTERACTION, spec, facts.states(), self.state.policy)
         if refusal is None:
-            refusal = property_refusal(spec, asked.properties, self.policy)
+            refusal = property_refusal(spec, asked.properties, self.state.policy)
         if refusal is None and spec.trigger == "createconversation":
             refusal = creation_refusal(facts, asked.properties["id"], asked.properties["nativeid"])
         return refusal
@@ -335,7 +302,7 @@ class Watcher:
             if result == SUCCESS:
                 self._apply(asked, message)
             return found
-        dest = self.destinations.get(asked.target)
+        dest = self.state.destinations.get(asked.target)
         if dest is not None and asked.spec is not None and asked.spec.name in (INIT, CONVERSATION_INIT):
             dest.init_asked = max(0, dest.init_asked - 1)
         if result == SUCCESS:
@@ -421,7 +388,7 @@ class Watcher:
                     f"{asked.label} is malformed ({asked.defect.message}), yet answered SUCCESS",
                 )
             ]
-        dest = self.destinations.get(asked.target)
+        dest = self.state.destinations.get(asked.target)
         what = f"{spec.short} (line {asked.line}) answered SUCCESS"
         if dest is None or dest.kind != spec.destination:
             return [("D-TARGET", f"{what}, but {asked.target} names no {spec.destination} destination")]
@@ -452,77 +419,11 @@ class Watcher:
         if not asked.held and asked.refusal is not None:
             rule, reason = asked.refusal
             found.append((rule, f"{what}, but {reason}"))
-        facts = self.interactions[dest.group]
+        facts = self.state.interactions[dest.group]
         return found + self._events.judge_answer(spec, facts, dest, message, what)
 
     def _apply(self, asked: Asked, message: dict[str, Any]) -> None:
         """What a SUCCESS response tells about its destination."""
-        dest = self.destinations.get(asked.target)
+        dest = self.state.destinations.get(asked.target)
         if asked.spec is not None and dest is not None and dest.kind == asked.spec.destination:
-            self._events.apply_answer(asked, self.interactions[dest.group], dest, message)
-
-    @property
-    def channel_target(self) -> str:
-        """The channel target of interaction.created ("" before the first)."""
-        return self._events.channel_target or ""
-
-    def target_rule(self, channel: str) -> TargetRule:
-        """D-TARGET: ``targets`` when given, else the dotted default."""
-        return self.targets if self.targets is not None else DottedTargets(channel)
-
-    def tracked(self, facts: InteractionFacts) -> set[str]:
-        return tracked_legs(self.destinations, facts)
-
-
-def watch_entry(watcher: Watcher, entry: dict[str, Any], line: int) -> list[Violation]:
-    """One trace line (spec/harness.md, "Traces"). A ``connection`` line
-    starts a connection; other lines that are neither a bridge message nor
-    a switch line (error, protocol_error, done, clock) tell the checker
-    nothing."""
-    if entry.get("from") == "bridge":
-        malformed = entry.get("malformed")
-        return watcher.from_bridge(
-            entry.get("message"), line, malformed if isinstance(malformed, str) else None
-        )
-    if entry.get("to") == "bridge":
-        rule = entry.get("rule")
-        return watcher.from_client(entry.get("message"), line, rule if isinstance(rule, str) else None)
-    if entry.get("from") == "switch" or entry.get("to") == "switch":
-        return watcher.switch(entry, line)
-    if "connection" in entry:
-        watcher.connected()
-    return []
-
-
-def check_lines(
-    lines: Iterable[str],
-    *,
-    channel_target: str | None = None,
-    policy: Policy | None = None,
-    targets: TargetRule | None = None,
-    end_of_run: bool = True,
-) -> list[Violation]:
-    """Check a whole trace; its end is the end of the run (S-REQ-1), unless
-    ``end_of_run`` is False (a run still going: what awaits a response is
-    not reported). Violations come in line order. Raises
-    :class:`UnreadableTrace` for a line that is not a JSON object (blank
-    lines are skipped)."""
-    watcher = Watcher(channel_target, policy, targets)
-    found: list[Violation] = []
-    last = 0
-    for number, text in enumerate(lines, start=1):
-        last = number
-        if not text.strip():
-            continue
-        try:
-            entry = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UnreadableTrace(number, f"not JSON: {exc.msg} at column {exc.colno}") from None
-        except RecursionError:
-            raise UnreadableTrace(number, "not JSON: nested too deeply") from None
-        if not isinstance(entry, dict):
-            raise UnreadableTrace(number, "not a JSON object")
-        found += watch_entry(watcher, entry, number)
-    if end_of_run:
-        found += watcher.finish(last)
-    return sorted(found, key=lambda v: v.line)
+            self._events.apply_answer(asked, self.state.interactions[dest.group], dest, message)

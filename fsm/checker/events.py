@@ -5,10 +5,11 @@ SUCCESS answers, and what each tells about the interaction and its legs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable
+from typing import Any, Final
 
 from fsm.catalog import CHANNEL_EVENTS, CONVERSATION_EVENTS, INTERACTION_EVENTS, RequestSpec
-from fsm.checker_model import (
+from fsm.checker.model import (
     ANY_LEG,
     CONVERSATION_MOVES,
     ENDED_LEG,
@@ -23,7 +24,7 @@ from fsm.checker_model import (
     dispose,
     register,
 )
-from fsm.checker_rules import (
+from fsm.checker.rules import (
     Finding,
     InitSnapshot,
     check_conversation_body,
@@ -32,10 +33,8 @@ from fsm.checker_rules import (
     is_text,
     message_body,
 )
+from fsm.checker.state import TraceState
 from fsm.machines import DIALING, ENDED, INTERACTION, STARTED, join_words
-
-if TYPE_CHECKING:
-    from fsm.checker import Watcher
 
 INIT: Final = "interaction.query.init"
 CONVERSATION_INIT: Final = "conversation.query.init"
@@ -51,14 +50,14 @@ LEG_ENDED_BY: Final = frozenset({"ended", "failed"})
 
 
 class EventJudge:
-    """Judges the client's events and SUCCESS answers for a :class:`Watcher`,
-    and applies what they tell to its facts."""
+    """Judges the client's events and SUCCESS answers, and applies what they
+    tell to the facts of a :class:`TraceState`."""
 
-    def __init__(self, watcher: Watcher, channel_target: str | None) -> None:
-        self.watcher = watcher
-        #: D-NEW: interaction.created is sent on the channel target; learnt
-        #: from the first one when not given
-        self.channel_target = channel_target
+    def __init__(self, state: TraceState, reevaluate: Callable[[str], None]) -> None:
+        self.state = state
+        #: called with an interaction's target when what is known of it
+        #: changed: the requests waiting there are judged again
+        self.reevaluate = reevaluate
 
     # ------------------------------------------------------------------
     # Events.
@@ -71,38 +70,38 @@ class EventJudge:
         if not isinstance(name, str) or not name or not isinstance(target, str) or not target:
             return [*found, ("S-EVT-0", "an event carries a name and a target")]
         props = message_body(message)
-        if name in CHANNEL_EVENTS and self.channel_target in (None, target):
+        if name in CHANNEL_EVENTS and self.state.channel_target in (None, target):
             return found + self._created(target, props)
         return found + self._destination_event(name, target, props)
 
     def _created(self, channel: str, props: dict[str, str]) -> list[Finding]:
         """D-NEW: a new interaction, addressed ``CHANNEL.INTERACTIONID`` (D-TARGET)."""
-        self.channel_target = channel
+        self.state.channel_target = channel
         found: list[Finding] = []
         if props.get("type") != "telephony":
             found.append(("D-NEW", f"interaction.created has type {props.get('type')!r}, not telephony"))
         interaction_id = props.get("interactionid")
         if not interaction_id:
             return [*found, ("D-NEW", "interaction.created names no interactionid")]
-        target = self.watcher.target_rule(channel).interaction(interaction_id)
-        if target in self.watcher.destinations:
+        target = self.state.target_rule(channel).interaction(interaction_id)
+        if target in self.state.destinations:
             return [*found, ("D-NEW", f"interaction {interaction_id} was already created")]
-        self.watcher.destinations[target] = Destination(target=target, kind="interaction", group=target)
-        self.watcher.interactions[target] = InteractionFacts(target=target)
+        self.state.destinations[target] = Destination(target=target, kind="interaction", group=target)
+        self.state.interactions[target] = InteractionFacts(target=target)
         return found
 
     def _destination_event(self, name: str, target: str, props: dict[str, str]) -> list[Finding]:
-        dest = self.watcher.destinations.get(target)
+        dest = self.state.destinations.get(target)
         if dest is not None and dest.disposed:
             return [("D-LIFE-4", f"{name} on {target}, which was disposed")]
         if dest is None or not dest.initialized:
             return [("S-LIFE-2", f"{name} on {target} before its init query was answered")]
-        facts = self.watcher.interactions[dest.group]
+        facts = self.state.interactions[dest.group]
         if dest.kind == "interaction":
             found = self._interaction_event(facts, name, props)
         else:
             found = self._conversation_event(facts, dest, name)
-        self.watcher.reevaluate(dest.group)
+        self.reevaluate(dest.group)
         return found
 
     def _interaction_event(self, facts: InteractionFacts, name: str, props: dict[str, str]) -> list[Finding]:
@@ -128,7 +127,7 @@ class EventJudge:
         if old == STARTED and new == DIALING:
             facts.promote_consult()  # D-PRIMARY-LOSS: the ringing consult leg
         if new in WITHOUT_CONVERSATIONS:
-            facts.all_legs_ended(self.watcher.tracked(facts))
+            facts.all_legs_ended(self.state.tracked(facts))
         return []
 
     def _phone_consult(self, facts: InteractionFacts, props: dict[str, str]) -> list[Finding]:
@@ -158,7 +157,7 @@ class EventJudge:
         Kept only where the trace shows every switch event (harness.md,
         "Traces"), so that an end the messages do not report (a consult leg
         failing before its conversation exists) is still seen."""
-        if self.watcher.shows_switch and nativeid not in self.watcher.tracked(facts):
+        if self.state.shows_switch and nativeid not in self.state.tracked(facts):
             facts.live_now(nativeid)
 
     def switch_event(self, event: dict[str, Any]) -> None:
@@ -170,9 +169,9 @@ class EventJudge:
         if kind in LEG_KEPT_BY:
             return
         named = call if kind in LEG_ENDED_BY and isinstance(call, str) else None
-        for facts in self.watcher.interactions.values():
-            if facts.may_have_ended(named, self.watcher.tracked(facts)):
-                self.watcher.reevaluate(facts.target)
+        for facts in self.state.interactions.values():
+            if facts.may_have_ended(named, self.state.tracked(facts)):
+                self.reevaluate(facts.target)
 
     def _conversation_event(self, facts: InteractionFacts, dest: Destination, name: str) -> list[Finding]:
         if name not in CONVERSATION_EVENTS:
@@ -234,9 +233,9 @@ class EventJudge:
                 facts.promote_consult()  # D-PRIMARY-LOSS
         elif spec.trigger == "createconversation":
             bridge_id = asked.properties["id"]
-            rule = self.watcher.target_rule(self.channel_target or "")
+            rule = self.state.target_rule(self.state.channel_target or "")
             target = rule.conversation(facts.target, bridge_id)
-            register(self.watcher.destinations, facts, bridge_id, asked.properties["nativeid"], target)
+            register(self.state.destinations, facts, bridge_id, asked.properties["nativeid"], target)
         elif spec.trigger == "consult":
             nativeid = message_body(message).get("nativeid")
             if isinstance(nativeid, str) and nativeid:
@@ -245,7 +244,7 @@ class EventJudge:
                 facts.creatable.add(nativeid)
                 self._live_now(facts, nativeid)  # D-ASYNC: the switch has just named it
         elif spec.trigger == "dispose":
-            dispose(self.watcher.destinations, facts, dest)
+            dispose(self.state.destinations, facts, dest)
 
     # ------------------------------------------------------------------
     # Init snapshots.
@@ -268,7 +267,7 @@ class EventJudge:
         known = facts.consult
         if known is None or consult is not None or known in listed.values():
             return []
-        if known in self.watcher.tracked(facts) and facts.leg_states(known) <= LIVE_LEG:
+        if known in self.state.tracked(facts) and facts.leg_states(known) <= LIVE_LEG:
             state = join_words(facts.leg_states(known))
             return [("D-INIT-7", f"the consult conversation ({known}) is {state}, yet no consult is listed")]
         return []
@@ -282,7 +281,7 @@ class EventJudge:
             facts.top = state
         if state is None or listed is None:
             return
-        tracked = self.watcher.tracked(facts)
+        tracked = self.state.tracked(facts)
         if state in WITHOUT_CONVERSATIONS:
             facts.all_legs_ended(tracked)
             return
@@ -323,7 +322,7 @@ class EventJudge:
             )
         assert dest.nativeid is not None
         known = facts.leg_states(dest.nativeid)
-        if dest.nativeid in self.watcher.tracked(facts) and len(known) == 1 and state not in known:
+        if dest.nativeid in self.state.tracked(facts) and len(known) == 1 and state not in known:
             found.append(
                 ("D-LIFE-5", f"conversation init reports {state}, but the events said {next(iter(known))}")
             )
