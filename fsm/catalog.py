@@ -21,7 +21,7 @@ from typing import Any, Final, NamedTuple
 
 import attrs
 
-from fsm.machines import ENDED, HELD, STARTED, TALKING
+from fsm.machines import ENDED, HELD, STARTED, TALKING, Refusal
 from fsm.messages import QUERY, REQUEST, count_keys
 from fsm.model import Conversation, Interaction, Pending
 from fsm.policy import Policy
@@ -182,15 +182,19 @@ GUARDS: Final[dict[str, Guard]] = {
 
 # --------------------------------------------------------------------------
 # When a switch operation counts as done: name -> predicate returning True
-# (SUCCESS), a reason (FAILURE) or None (still waiting).
+# (SUCCESS), a Refusal (FAILURE, with its rule) or None (still waiting).
 
-Outcome = bool | str | None
+Outcome = bool | Refusal | None
+
+
+def _late(reason: str) -> Refusal:
+    return Refusal("D-ASYNC", reason)
 
 
 def _answered(i: Interaction, p: Pending) -> Outcome:
     if i.top == STARTED:
         return True
-    return "the call ended before it was answered" if i.top == ENDED else None
+    return _late("the call ended before it was answered") if i.top == ENDED else None
 
 
 def _interaction_ended(i: Interaction, p: Pending) -> Outcome:
@@ -201,7 +205,7 @@ def _conferenced(i: Interaction, p: Pending) -> Outcome:
     assert p.call is not None and p.other is not None
     primary, consult = i.legs[p.call], i.legs[p.other]
     if primary.state == ENDED:
-        return "the primary call ended before the conference was made"
+        return _late("the primary call ended before the conference was made")
     return True if consult.state == ENDED and primary.state == TALKING else None
 
 
@@ -209,7 +213,7 @@ def _alternated(i: Interaction, p: Pending) -> Outcome:
     assert p.call is not None and p.other is not None
     active, other = i.legs[p.call], i.legs[p.other]
     if active.state == ENDED or other.state == ENDED:
-        return "a call ended before the alternate completed"
+        return _late("a call ended before the alternate completed")
     return True if active.state == HELD and other.state == TALKING else None
 
 
@@ -219,10 +223,19 @@ def _leg_reaches(state: str) -> Callable[[Interaction, Pending], Outcome]:
         leg = i.legs[p.call]
         if leg.state == state:
             return True
-        return "the call ended" if leg.state == ENDED else None
+        return _late("the call ended") if leg.state == ENDED else None
 
     predicate.__name__ = f"leg_reaches_{state}"
     return predicate
+
+
+def _leg_named(i: Interaction, p: Pending) -> Outcome:
+    """consult: done when the switch names the new leg (D-ASYNC, D-CONS-3),
+    which the switch side reports itself; it fails when the primary ends
+    first (D-PRIMARY-LOSS)."""
+    if i.top == ENDED:
+        return Refusal("D-PRIMARY-LOSS", "the primary call ended before the consult call was placed")
+    return None
 
 
 DONE_WHEN: Final[dict[str, Callable[[Interaction, Pending], Outcome]]] = {
@@ -233,6 +246,18 @@ DONE_WHEN: Final[dict[str, Callable[[Interaction, Pending], Outcome]]] = {
     "leg_talking": _leg_reaches(TALKING),
     "leg_held": _leg_reaches(HELD),
     "leg_ended": _leg_reaches(ENDED),
+    "leg_named": _leg_named,
+}
+
+
+def _consult_leg(i: Interaction) -> dict[str, Any] | None:
+    """consult's response body (D-BODY): the new leg's nativeid."""
+    return {"nativeid": i.consult} if i.consult else None
+
+
+#: What a SUCCESS response's body holds: name -> builder (None: empty).
+RESPONSE_BODIES: Final[dict[str, Callable[[Interaction], dict[str, Any] | None]]] = {
+    "consult_leg": _consult_leg,
 }
 
 
@@ -264,6 +289,9 @@ class RequestSpec:
     #: when that operation counts as done (a key of DONE_WHEN); None: at once,
     #: or when the switch acknowledges it with a `result`
     done: str | None = None
+    #: what its SUCCESS response's body holds (a key of RESPONSE_BODIES);
+    #: None: an empty body
+    body: str | None = None
 
     @property
     def short(self) -> str:
@@ -325,6 +353,8 @@ CATALOG: Final[dict[str, RequestSpec]] = {
             substate_rule="D-CONS-2",
             guards=("destination_given", "leg_room"),
             op="consult",
+            done="leg_named",
+            body="consult_leg",
         ),
         _request(
             "interaction.request.consulttransfer",

@@ -1,11 +1,14 @@
 """Executing requests, one at a time per interaction (D-SERIAL).
 
-:class:`ExecutionSide` is the part of :class:`fsm.engine.Engine` that runs a
-request whose turn it is: the state check against the transition table,
-the request guards of the catalog, the request's effect or trigger, the
-switch operation it asks for and when that counts as done (D-ASYNC), the
-queue behind it, and dispose (D-LIFE-4). What the bridge sends is read and
-addressed in ``fsm.engine``; what the switch reports is in ``fsm.switching``.
+:class:`Execution` runs a request whose turn it is: the state check
+against the transition table, the request guards of the catalog, the
+request's effect or trigger, the switch operation it asks for and when that
+counts as done (the catalog's ``done`` column, D-ASYNC), the queue behind
+it, the clock's deadlines, and dispose (D-LIFE-4). It is given the shared
+state, the outbox and the firing of interaction triggers, all below it;
+what the bridge sends is read and addressed above it (``fsm.engine``), and
+the switch side (``fsm.switching``) calls down into it when a leg is named
+or a state event may complete a request.
 """
 
 from __future__ import annotations
@@ -20,42 +23,34 @@ from fsm.catalog import (
     CATALOG,
     DONE_WHEN,
     GUARDS,
+    RESPONSE_BODIES,
     GuardContext,
     RequestSpec,
     read_properties,
 )
-from fsm.frozen import builder
+from fsm.firing import Firing
 from fsm.machines import CONVERSATION, INTERACTION, LIFECYCLE, Refusal, top
 from fsm.messages import Headers, build_headers, event
 from fsm.model import NO_CALLS, NO_REQUESTS, Conversation, Interaction, Pending, Request
-from fsm.outputs import Output, Targets, build_to_switch, describe
-from fsm.policy import Policy
-from fsm.switch_events import Command
-from fsm.switching import SwitchSide, bounded_add
+from fsm.outbox import Outbox
+from fsm.outputs import describe
+from fsm.state import EngineState, bounded_add
 
 _new_tuple: Final = tuple.__new__
-_build_command: Final = builder(Command)
 
 
-class ExecutionSide(SwitchSide):
-    """Request execution; a base of :class:`fsm.engine.Engine`, which
-    provides the state and the methods declared here."""
+class Execution:
+    """Runs requests for the layer above; calls only the layers below."""
 
-    policy: Policy
-    targets: Targets
-    switch_acknowledges: bool
-    clock: float
-    _deadlines: list[tuple[float, str, str]]
-    _out: list[Output]
+    __slots__ = ("firing", "outbox", "state")
 
-    # Provided by the engine.
-    def _respond(self, headers: Headers | Request, body: dict[str, Any] | None = None) -> None:
-        raise NotImplementedError
+    def __init__(self, state: EngineState, outbox: Outbox, firing: Firing) -> None:
+        self.state = state
+        self.outbox = outbox
+        self.firing = firing
 
-    def _refuse(self, headers: Headers, rule: str, reason: str, *, prefix: bool = True) -> None:
-        raise NotImplementedError
-
-    def _pump(self, interaction: Interaction) -> None:
+    def pump(self, interaction: Interaction) -> None:
+        """Start the requests waiting on ``interaction`` while none executes."""
         while interaction.executing is None and interaction.waiting:
             if interaction.lifecycle == m.DISPOSED:
                 return
@@ -64,9 +59,9 @@ class ExecutionSide(SwitchSide):
                 interaction.waiting = NO_REQUESTS
             spec = CATALOG[request.name]
             props = read_properties(spec, request.properties)
-            self._execute(interaction, spec, _headers_of(request), props)
+            self.execute(interaction, spec, _headers_of(request), props)
 
-    def _execute(
+    def execute(
         self,
         interaction: Interaction,
         spec: RequestSpec,
@@ -78,12 +73,12 @@ class ExecutionSide(SwitchSide):
         the caller has just looked it up; a queued request looks it up again
         (it may have been disposed meanwhile)."""
         if dest is None:
-            dest = self.destinations.get(headers.target)
+            dest = self.state.destinations.get(headers.target)
             if dest is None:
-                self._refuse(headers, "D-LIFE-4", f"destination {headers.target} was disposed")
+                self.outbox.refuse(headers, "D-LIFE-4", f"destination {headers.target} was disposed")
                 return
         if spec.machine == "lifecycle":
-            self._dispose(headers, interaction, dest)
+            self.dispose(headers, interaction, dest)
             return
         conversation: Conversation | None
         model: Interaction | Conversation
@@ -92,17 +87,18 @@ class ExecutionSide(SwitchSide):
         else:
             conversation, machine, model = None, INTERACTION, interaction
         assert spec.trigger is not None
-        checked = machine.check(model.state, spec.trigger, self.policy)
+        policy = self.state.policy
+        checked = machine.check(model.state, spec.trigger, policy)
         if isinstance(checked, Refusal):
-            self._refuse(headers, *_explain(machine, spec, model.state, checked))
+            self.outbox.refuse(headers, *_explain(machine, spec, model.state, checked))
             return
         guards = _GUARDS_OF[spec.name]
         if guards:
-            context: GuardContext = _new_tuple(GuardContext, (interaction, conversation, props, self.policy))
+            context: GuardContext = _new_tuple(GuardContext, (interaction, conversation, props, policy))
             for check, rule in guards:
                 reason_or_none = check(context)
                 if reason_or_none is not None:
-                    self._refuse(headers, rule, reason_or_none)
+                    self.outbox.refuse(headers, rule, reason_or_none)
                     return
         effect = _EFFECTS.get(spec.name)
         if effect is not None:
@@ -111,7 +107,7 @@ class ExecutionSide(SwitchSide):
         if conversation is not None:
             CONVERSATION.fire(conversation, spec.trigger)
         else:
-            self._fire(interaction, spec.trigger)
+            self.firing.fire(interaction, spec.trigger)
         self._send_for(headers, spec, interaction, conversation, props)
 
     def _send_for(
@@ -125,7 +121,7 @@ class ExecutionSide(SwitchSide):
         """Issue the request's switch operation and wait for it to be done,
         or answer at once when it asks nothing of the switch."""
         if spec.op is None:
-            self._respond(headers)
+            self.outbox.respond(headers)
             return
         pending = Pending(request=_request_of(headers))
         extra: dict[str, str] = {}
@@ -149,56 +145,56 @@ class ExecutionSide(SwitchSide):
             if spec.op == "consult":
                 extra["destination"] = props.destination
         assert pending.call is not None
-        command = self._command(spec.op, pending.call, **extra)
+        command = self.outbox.command(spec.op, pending.call, **extra)
         pending.command = command.id
-        if spec.done is None and not self.switch_acknowledges and spec.op != "consult":
-            self._respond(headers)  # the switch takes it at once, reporting nothing
+        state = self.state
+        if spec.done is None and not state.switch_acknowledges:
+            self.outbox.respond(headers)  # the switch takes it at once, reporting nothing
             return
-        pending.deadline = self.clock + self.policy.request_timeout
+        pending.deadline = state.clock + state.policy.request_timeout
         interaction.executing = pending
-        self.awaited[command.id] = interaction.id
-        if spec.op == "consult":
-            self.awaiting_leg[command.id] = interaction.id
-        heapq.heappush(self._deadlines, (pending.deadline, interaction.id, headers.request_id or ""))
+        state.awaited[command.id] = interaction.id
+        if spec.done == "leg_named":  # D-ASYNC: the switch names the new leg
+            state.awaiting_leg[command.id] = interaction.id
+        heapq.heappush(state.deadlines, (pending.deadline, interaction.id, headers.request_id or ""))
 
-    def _command(self, op: str, call: str, **extra: str) -> Command:
-        """A command to the switch, ``cmd-N`` counting from 1 (H-CMD)."""
-        self.commands_issued += 1
-        command = _build_command(id=f"cmd-{self.commands_issued}", op=op, call=call, **extra)
-        self._out.append(build_to_switch(command))
-        return command
-
-    def _finish(self, interaction: Interaction, *, error: str | None = None, rule: str = "") -> None:
-        """Answer the executing request and start the next one."""
+    def finish(self, interaction: Interaction, refusal: Refusal | None = None) -> None:
+        """Answer the executing request: SUCCESS with the body its catalog
+        row names, or FAILURE with ``refusal``."""
         pending = interaction.executing
         assert pending is not None
         interaction.executing = None
+        state = self.state
         if pending.command is not None:
-            self.awaited.pop(pending.command, None)
-            self.awaiting_leg.pop(pending.command, None)
+            state.awaited.pop(pending.command, None)
+            state.awaiting_leg.pop(pending.command, None)
         self._prune_deadlines()
         request = pending.request
-        if error is None:
-            body = None
-            if request.name == "interaction.request.consult" and interaction.consult:
-                body = {"nativeid": interaction.consult}  # D-BODY
-            self._respond(request, body)  # a response needs its name, target and requestId
+        if refusal is None:
+            builder = CATALOG[request.name].body
+            body = RESPONSE_BODIES[builder](interaction) if builder is not None else None
+            self.outbox.respond(request, body)  # a response needs its name, target and requestId
         else:
-            self._refuse(_headers_of(request), rule, error)
+            self.outbox.refuse(_headers_of(request), refusal.rule, refusal.reason)
 
     def _prune_deadlines(self) -> None:
         """D-BOUND: the deadline heap keeps entries of finished requests until
         the clock passes them; when they outnumber the live ones, rebuild it."""
-        if len(self._deadlines) > 2 * len(self.awaited) + 64:
+        state = self.state
+        deadlines = state.deadlines
+        if len(deadlines) > 2 * len(state.awaited) + 64:
             live = set()
-            for interaction_id in self.awaited.values():
-                pending = self.interactions[interaction_id].executing
+            for interaction_id in state.awaited.values():
+                pending = state.interactions[interaction_id].executing
                 if pending is not None and pending.deadline is not None:
                     live.add((pending.deadline, interaction_id, pending.request.request_id))
-            self._deadlines = [d for d in self._deadlines if d in live]
-            heapq.heapify(self._deadlines)
+            deadlines[:] = [d for d in deadlines if d in live]
+            heapq.heapify(deadlines)
 
-    def _check_done(self, interaction: Interaction) -> None:
+    def check_done(self, interaction: Interaction) -> None:
+        """Whether what just changed completes the executing request (its
+        catalog row's ``done``). A consult that fails before the switch
+        named its leg is abandoned: a leg named for it later is released."""
         pending = interaction.executing
         if pending is None:
             return
@@ -207,39 +203,76 @@ class ExecutionSide(SwitchSide):
             return
         outcome = DONE_WHEN[spec.done](interaction, pending)
         if outcome is True:
-            self._finish(interaction)
-        elif isinstance(outcome, str):
-            self._finish(interaction, error=outcome, rule="D-ASYNC")
+            self.finish(interaction)
+        elif isinstance(outcome, Refusal):
+            if pending.command in self.state.awaiting_leg:
+                self.abandon(interaction, pending)
+            self.finish(interaction, outcome)
+
+    def advance_to(self, end: float) -> None:
+        """Let engine time reach ``end``: deadline by deadline, so that a
+        request that starts when the one before it timed out gets its timer
+        from that moment (D-SERIAL, D-ASYNC)."""
+        state = self.state
+        deadlines = state.deadlines
+        while deadlines and deadlines[0][0] <= end:
+            deadline, interaction_id, request_id = heapq.heappop(deadlines)
+            state.clock = max(state.clock, deadline)
+            interaction = state.interactions.get(interaction_id)
+            if interaction is None or interaction.executing is None:
+                continue
+            if interaction.executing.request.request_id != request_id:
+                continue
+            self._time_out(interaction)
+        state.clock = end
 
     def _time_out(self, interaction: Interaction) -> None:
         pending = interaction.executing
         assert pending is not None
         if interaction.state == m.S_REQUESTED:
-            self._abandon(interaction, pending)
-            self._fire(interaction, "consult_refused")
-        self._finish(
+            self.abandon(interaction, pending)
+            self.firing.fire(interaction, "consult_refused")
+        timeout = self.state.policy.request_timeout
+        self.finish(
             interaction,
-            error=f"the switch did not complete {pending.request.name.rpartition('.')[2]} within "
-            f"{self.policy.request_timeout:g} seconds",
-            rule="D-ASYNC",
+            Refusal(
+                "D-ASYNC",
+                f"the switch did not complete {pending.request.name.rpartition('.')[2]} within "
+                f"{timeout:g} seconds",
+            ),
         )
-        self._pump(interaction)
+        self.pump(interaction)
+
+    def abandon(self, interaction: Interaction, pending: Pending) -> None:
+        """A consult failed or timed out before its leg was named: its
+        command's result may still name the leg; and for request_timeout the
+        first new leg while the interaction has a live one is taken as it
+        (D-ASYNC). Either is released, never announced."""
+        if pending.command is not None:
+            state = self.state
+            limit = state.policy.max_disposed
+            state.abandoned[pending.command] = interaction.id
+            state.abandoned_until[pending.command] = state.clock + state.policy.request_timeout
+            while len(state.abandoned) > limit:
+                del state.abandoned[next(iter(state.abandoned))]
+            while len(state.abandoned_until) > limit:
+                del state.abandoned_until[next(iter(state.abandoned_until))]
 
     # Effects of requests that do more than fire a trigger and ask the switch.
 
     def _do_setdata(
         self, headers: Headers, interaction: Interaction, _: object, props: dict[str, str]
     ) -> None:
-        self._fire(interaction, "setdata")
-        self._respond(headers)
+        self.firing.fire(interaction, "setdata")
+        self.outbox.respond(headers)
         self._merge_data(interaction, props)
 
     def _do_complete(
         self, headers: Headers, interaction: Interaction, _: object, props: dict[str, str]
     ) -> None:
         self._merge_data(interaction, props)
-        self._fire(interaction, "complete")
-        self._respond(headers)
+        self.firing.fire(interaction, "complete")
+        self.outbox.respond(headers)
 
     def _merge_data(self, interaction: Interaction, props: dict[str, str]) -> None:
         changed = {k: v for k, v in props.items() if interaction.data.get(k) != v}
@@ -248,26 +281,28 @@ class ExecutionSide(SwitchSide):
         interaction.data.update(changed)
         if interaction.lifecycle == m.INITIALIZED:
             # D-BODY: the changed keys only
-            self._emit(event("interaction.datachanged", interaction.target, {"interaction-data": changed}))
+            self.outbox.emit(
+                event("interaction.datachanged", interaction.target, {"interaction-data": changed})
+            )
 
     def _do_createconversation(
         self, headers: Headers, interaction: Interaction, _: object, props: Any
     ) -> None:
         call = props.nativeid
         leg = interaction.legs[call]
-        self._fire(interaction, "createconversation")
+        self.firing.fire(interaction, "createconversation")
         if leg.bridge_id is None:
             leg.bridge_id = props.id
-            leg.target = target = self.targets.conversation(interaction.target, props.id)
+            leg.target = target = self.state.targets.conversation(interaction.target, props.id)
             LIFECYCLE.fire(leg, "create")
-            self.destinations[target] = leg
+            self.state.destinations[target] = leg
         if call in interaction.init_pending:
             interaction.init_pending = _without(interaction.init_pending, call)
         if call in interaction.creatable:
             interaction.creatable = _without(interaction.creatable, call)
-        self._respond(headers)
+        self.outbox.respond(headers)
 
-    def _dispose_now(
+    def dispose_now(
         self, headers: Headers, interaction: Interaction, dest: Interaction | Conversation
     ) -> None:
         """D-SERIAL, D-LIFE-4: a dispose while requests are executing or
@@ -281,44 +316,41 @@ class ExecutionSide(SwitchSide):
             pending.request.target == dest.target or pending.request.target.startswith(below)
         ):
             if interaction.state == m.S_REQUESTED:
-                self._abandon(interaction, pending)
-                self._fire(interaction, "consult_refused")
-            self._finish(interaction, error=reason, rule="D-LIFE-4")
+                self.abandon(interaction, pending)
+                self.firing.fire(interaction, "consult_refused")
+            self.finish(interaction, Refusal("D-LIFE-4", reason))
         kept = []
         for request in interaction.waiting:
             if request.target == dest.target or request.target.startswith(below):
-                self._refuse(_headers_of(request), "D-LIFE-4", reason)
+                self.outbox.refuse(_headers_of(request), "D-LIFE-4", reason)
             else:
                 kept.append(request)
         interaction.waiting = kept or NO_REQUESTS
-        self._dispose(headers, interaction, dest)
+        self.dispose(headers, interaction, dest)
         if interaction.lifecycle != m.DISPOSED:
-            self._pump(interaction)
+            self.pump(interaction)
 
-    def _dispose(self, headers: Headers, interaction: Interaction, dest: Interaction | Conversation) -> None:
+    def dispose(self, headers: Headers, interaction: Interaction, dest: Interaction | Conversation) -> None:
         """D-LIFE-4: forget the destination; calls are not hung up."""
-        self._respond(headers)
+        self.outbox.respond(headers)
         LIFECYCLE.fire(dest, "dispose")
+        state = self.state
         if isinstance(dest, Conversation):
             assert dest.target is not None
-            self._forget_target(dest.target)
+            state.forget_target(dest.target)
             return
         for leg in interaction.legs.values():
             if leg.target is not None and leg.lifecycle != m.DISPOSED:
                 LIFECYCLE.fire(leg, "dispose")
-                self._forget_target(leg.target)
-            self.calls.pop(leg.call, None)
-            bounded_add(self.disposed_calls, leg.call, self.policy.max_disposed)
-        self._forget_target(interaction.target)
-        del self.interactions[interaction.id]
-        self._index(interaction)
+                state.forget_target(leg.target)
+            state.calls.pop(leg.call, None)
+            bounded_add(state.disposed_calls, leg.call, state.policy.max_disposed)
+        state.forget_target(interaction.target)
+        del state.interactions[interaction.id]
+        state.index(interaction)
         for request in interaction.waiting:
-            self._refuse(_headers_of(request), "D-LIFE-4", f"destination {request.target} was disposed")
+            self.outbox.refuse(_headers_of(request), "D-LIFE-4", f"destination {request.target} was disposed")
         interaction.waiting = NO_REQUESTS
-
-    def _forget_target(self, target: str) -> None:
-        self.destinations.pop(target, None)
-        bounded_add(self.disposed_targets, target, self.policy.max_disposed)
 
 
 #: request name -> the method that carries it out, for requests that
@@ -326,7 +358,7 @@ class ExecutionSide(SwitchSide):
 _EFFECTS: Final[dict[str, Any]] = {
     name: effect
     for name, spec in CATALOG.items()
-    if (effect := ExecutionSide.__dict__.get(f"_do_{spec.short}")) is not None
+    if (effect := getattr(Execution, f"_do_{spec.short}", None)) is not None
 }
 #: request name -> the check and rule of each of its request guards, in order (looked up once)
 _GUARDS_OF: Final[dict[str, tuple[tuple[Callable[[GuardContext], str | None], str], ...]]] = {

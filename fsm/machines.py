@@ -165,14 +165,8 @@ INTERACTION_EDGES: Final[tuple[Edge, ...]] = tuple(
         "D-PRIMARY-LOSS",
         origin="switch",
     )
-    + _rows(
-        "primary_ended",
-        [S_REQUESTED],
-        ENDED,
-        "D-PRIMARY-LOSS",
-        action="abandon_consult",
-        origin="switch",
-    )
+    # the consult executing then fails by its completion (catalog: leg_named)
+    + _rows("primary_ended", [S_REQUESTED], ENDED, "D-PRIMARY-LOSS", origin="switch")
     + _rows(
         "primary_ended",
         [S_RINGING],

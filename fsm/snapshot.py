@@ -19,12 +19,15 @@ from fsm.machines import DISPOSED, S_REQUESTED
 from fsm.messages import converter
 from fsm.model import Interaction
 from fsm.policy import Policy
+from fsm.state import EngineState
 
 FORMAT = "telephony-fsm/engine/1"
 
 
 @attrs.define(kw_only=True)
-class EngineState:
+class SavedEngine:
+    """What a snapshot holds (JSON-ready through cattrs)."""
+
     format: str = FORMAT
     channel: str
     switch_acknowledges: bool
@@ -43,56 +46,57 @@ class EngineState:
 
 
 def snapshot(engine: Engine) -> dict[str, Any]:
-    state = EngineState(
-        channel=engine.targets.channel,
-        switch_acknowledges=engine.switch_acknowledges,
-        policy=engine.policy,
-        clock=engine.clock,
-        commands_issued=engine.commands_issued,
-        joinable_held=list(engine._joinable_held),
-        joinable_other=list(engine._joinable_other),
-        interactions=list(engine.interactions.values()),
-        disposed_targets=list(engine.disposed_targets),
-        disposed_calls=list(engine.disposed_calls),
-        released=list(engine.released),
-        awaited=dict(engine.awaited),
-        abandoned=dict(engine.abandoned),
-        abandoned_until=dict(engine.abandoned_until),
+    state = engine.state
+    saved = SavedEngine(
+        channel=state.targets.channel,
+        switch_acknowledges=state.switch_acknowledges,
+        policy=state.policy,
+        clock=state.clock,
+        commands_issued=state.commands_issued,
+        joinable_held=list(state.joinable_held),
+        joinable_other=list(state.joinable_other),
+        interactions=list(state.interactions.values()),
+        disposed_targets=list(state.disposed_targets),
+        disposed_calls=list(state.disposed_calls),
+        released=list(state.released),
+        awaited=dict(state.awaited),
+        abandoned=dict(state.abandoned),
+        abandoned_until=dict(state.abandoned_until),
     )
-    data: dict[str, Any] = converter.unstructure(state)
+    data: dict[str, Any] = converter.unstructure(saved)
     return data
 
 
 def restore(data: dict[str, Any], targets: Targets | None = None) -> Engine:
-    state: EngineState = converter.structure(data, EngineState)
-    if state.format != FORMAT:
-        raise ValueError(f"unknown snapshot format {state.format!r}")
-    engine = Engine(
-        state.policy,
-        targets or Targets(state.channel),
-        switch_acknowledges=state.switch_acknowledges,
+    saved: SavedEngine = converter.structure(data, SavedEngine)
+    if saved.format != FORMAT:
+        raise ValueError(f"unknown snapshot format {saved.format!r}")
+    state = EngineState(
+        policy=saved.policy,
+        targets=targets or Targets(saved.channel),
+        switch_acknowledges=saved.switch_acknowledges,
+        clock=saved.clock,
+        commands_issued=saved.commands_issued,
+        joinable_held=dict.fromkeys(saved.joinable_held),
+        joinable_other=dict.fromkeys(saved.joinable_other),
+        disposed_targets=dict.fromkeys(saved.disposed_targets),
+        disposed_calls=dict.fromkeys(saved.disposed_calls),
+        released=dict.fromkeys(saved.released),
+        awaited=saved.awaited,
+        abandoned=saved.abandoned,
+        abandoned_until=saved.abandoned_until,
     )
-    engine.clock = state.clock
-    engine.commands_issued = state.commands_issued
-    engine._joinable_held = dict.fromkeys(state.joinable_held)
-    engine._joinable_other = dict.fromkeys(state.joinable_other)
-    engine.disposed_targets = dict.fromkeys(state.disposed_targets)
-    engine.disposed_calls = dict.fromkeys(state.disposed_calls)
-    engine.released = dict.fromkeys(state.released)
-    engine.awaited = state.awaited
-    engine.abandoned = state.abandoned
-    engine.abandoned_until = state.abandoned_until
-    for interaction in state.interactions:
-        engine.interactions[interaction.id] = interaction
-        engine.destinations[interaction.target] = interaction
+    for interaction in saved.interactions:
+        state.interactions[interaction.id] = interaction
+        state.destinations[interaction.target] = interaction
         for leg in interaction.legs.values():
-            engine.calls[leg.call] = leg
+            state.calls[leg.call] = leg
             if leg.target is not None and leg.lifecycle != DISPOSED:
-                engine.destinations[leg.target] = leg
+                state.destinations[leg.target] = leg
         pending = interaction.executing
         if pending is not None and pending.command is not None and interaction.state == S_REQUESTED:
-            engine.awaiting_leg[pending.command] = interaction.id
+            state.awaiting_leg[pending.command] = interaction.id
         if pending is not None and pending.deadline is not None:
             entry = (pending.deadline, interaction.id, pending.request.request_id)
-            heapq.heappush(engine._deadlines, entry)
-    return engine
+            heapq.heappush(state.deadlines, entry)
+    return Engine(state=state)

@@ -1,11 +1,12 @@
 """The switch side of the engine: what the switch reports, applied to the calls.
 
-:class:`SwitchSide` is the part of :class:`fsm.engine.Engine` that takes
-switch events: it starts interactions for new calls (D-NEW), names a pending
-consult's leg (D-ASYNC), attaches a consult made on the phone (S-EVT-1),
-drives each leg's conversation machine and derives what a leg's new state
-means for its interaction (D-PRIMARY-LOSS, D-CONSULT-END, S-ALT-1). The
-bridge side (requests, queries, their execution) is in ``fsm.engine``.
+:class:`Switching` takes switch events: it starts interactions for new calls
+(D-NEW), names a pending consult's leg (D-ASYNC), attaches a consult made on
+the phone (S-EVT-1), drives each leg's conversation machine and derives what
+a leg's new state means for its interaction (D-PRIMARY-LOSS, D-CONSULT-END,
+S-ALT-1). It is given the shared state, the outbox, the firing of
+interaction triggers and request execution, all below it; the bridge side
+is above it, in ``fsm.engine``.
 """
 
 from __future__ import annotations
@@ -14,72 +15,42 @@ from typing import Final
 
 from fsm import machines as m
 from fsm.catalog import CATALOG
+from fsm.execution import Execution
+from fsm.firing import Firing
 from fsm.machines import CONVERSATION, LIFECYCLE, Refusal
-from fsm.messages import DataValue, Message, copy_data, event
-from fsm.model import Conversation, Interaction, Pending
-from fsm.outputs import Output, SwitchError, Targets, ToBridge, build_to_bridge, encode_id
-from fsm.policy import Policy
-from fsm.switch_events import Command, SwitchEvent
+from fsm.messages import DataValue, copy_data, event
+from fsm.model import Conversation, Interaction
+from fsm.outbox import Outbox
+from fsm.outputs import SwitchError, ToBridge, build_to_bridge, encode_id
+from fsm.state import EngineState, bounded_add
+from fsm.switch_events import SwitchEvent
 
 
-class SwitchSide:
-    """Switch-event handling; the base of :class:`fsm.execution.ExecutionSide`
-    and so of :class:`fsm.engine.Engine`, which provide the state and the
-    methods declared here."""
+class Switching:
+    """Applies switch events for the engine; calls only the layers below."""
 
-    policy: Policy
-    targets: Targets
-    interactions: dict[str, Interaction]
-    destinations: dict[str, Interaction | Conversation]
-    calls: dict[str, Conversation]
-    disposed_targets: dict[str, None]
-    disposed_calls: dict[str, None]
-    released: dict[str, None]
-    awaited: dict[str, str]
-    awaiting_leg: dict[str, str]
-    abandoned: dict[str, str]
-    abandoned_until: dict[str, float]
-    clock: float
-    commands_issued: int
-    _joinable_held: dict[str, None]
-    _joinable_other: dict[str, None]
-    _out: list[Output]
+    __slots__ = ("execution", "firing", "outbox", "state")
 
-    # Provided by fsm.execution and fsm.engine.
-    def _fire(self, interaction: Interaction, trigger: str) -> None:
-        raise NotImplementedError
+    def __init__(self, state: EngineState, outbox: Outbox, firing: Firing, execution: Execution) -> None:
+        self.state = state
+        self.outbox = outbox
+        self.firing = firing
+        self.execution = execution
 
-    def _fire_if_edge(self, interaction: Interaction, trigger: str) -> None:
-        raise NotImplementedError
-
-    def _finish(self, interaction: Interaction, *, error: str | None = None, rule: str = "") -> None:
-        raise NotImplementedError
-
-    def _pump(self, interaction: Interaction) -> None:
-        raise NotImplementedError
-
-    def _check_done(self, interaction: Interaction) -> None:
-        raise NotImplementedError
-
-    def _command(self, op: str, call: str, **extra: str) -> Command:
-        raise NotImplementedError
-
-    def _emit(self, message: Message) -> None:
-        raise NotImplementedError
-
-    def _switch_event(self, ev: SwitchEvent) -> None:
+    def switch_event(self, ev: SwitchEvent) -> None:
+        """One switch event the engine has parsed."""
         if ev.kind == "result":
             self._result(ev)
             return
         call = ev.call
-        if call in self.disposed_calls or call in self.released:
+        if call in self.state.disposed_calls or call in self.state.released:
             # ignored, with no output: a disposed interaction's call (D-LIFE-4,
             # D-SWITCH) or a leg the engine released itself (D-ASYNC)
             return
-        leg = self.calls.get(call)
+        leg = self.state.calls.get(call)
         if ev.kind == "offered":
             if leg is not None:
-                self._out.append(SwitchError("D-BAD", f"offered: call {call} is already known"))
+                self.outbox.out.append(SwitchError("D-BAD", f"offered: call {call} is already known"))
                 return
             self._new_interaction(ev, m.ALERTING)
             return
@@ -87,24 +58,24 @@ class SwitchSide:
             if ev.kind == "dialing":
                 self._new_dialing(ev)
             else:
-                self._out.append(SwitchError("D-BAD", f"{ev.kind}: call {call} is not known"))
+                self.outbox.out.append(SwitchError("D-BAD", f"{ev.kind}: call {call} is not known"))
             return
         self._leg_event(leg, ev.kind, ev.cause or ev.reason)
 
     def _new_interaction(self, ev: SwitchEvent, state: str) -> None:
         """D-NEW: a call that belongs to no interaction starts one."""
-        if len(self.interactions) >= self.policy.max_interactions:
-            self._out.append(
+        if len(self.state.interactions) >= self.state.policy.max_interactions:
+            self.outbox.out.append(
                 SwitchError(
                     "D-BOUND",
-                    f"{ev.kind}: call {ev.call} refused, {len(self.interactions)} interactions "
+                    f"{ev.kind}: call {ev.call} refused, {len(self.state.interactions)} interactions "
                     "are live (policy max_interactions)",
                 )
             )
             return
-        target = self.targets.interaction(ev.call)
-        if target in self.destinations or target in self.disposed_targets:
-            self._out.append(SwitchError("D-NEW", f"{ev.kind}: interaction {ev.call} already exists"))
+        target = self.state.targets.interaction(ev.call)
+        if target in self.state.destinations or target in self.state.disposed_targets:
+            self.outbox.out.append(SwitchError("D-NEW", f"{ev.kind}: interaction {ev.call} already exists"))
             return
         data: dict[str, DataValue] = {}
         for key in ("ani", "dnis", "destination"):
@@ -123,13 +94,13 @@ class SwitchSide:
         LIFECYCLE.fire(interaction, "create")
         leg = Conversation(call=ev.call, interaction_id=ev.call, role="primary", state=state)
         interaction.legs[ev.call] = leg
-        self.interactions[interaction.id] = interaction
-        self.destinations[target] = interaction
-        self.calls[ev.call] = leg
-        self._emit(
+        self.state.interactions[interaction.id] = interaction
+        self.state.destinations[target] = interaction
+        self.state.calls[ev.call] = leg
+        self.outbox.emit(
             event(
                 "interaction.created",
-                self.targets.channel,
+                self.state.targets.channel,
                 {"interactionid": encode_id(interaction.id), "type": "telephony"},  # D-NEW, D-TARGET
             )
         )
@@ -137,13 +108,13 @@ class SwitchSide:
     def _new_dialing(self, ev: SwitchEvent) -> None:
         """A new leg dialing: a pending consult's leg, a late leg of a failed
         consult, a consult made on the phone, or a new outbound call."""
-        if self.awaiting_leg:
-            command_id = next(iter(self.awaiting_leg))
-            interaction = self.interactions[self.awaiting_leg[command_id]]
+        if self.state.awaiting_leg:
+            command_id = next(iter(self.state.awaiting_leg))
+            interaction = self.state.interactions[self.state.awaiting_leg[command_id]]
             assert interaction.executing is not None and interaction.executing.command == command_id
             self._name_consult(interaction, ev.call)
             return
-        if self.abandoned_until and self._claimed_by_abandoned():
+        if self.state.abandoned_until and self._claimed_by_abandoned():
             self._release_orphan(ev.call)
             return
         joinable = self._joinable()
@@ -151,8 +122,8 @@ class SwitchSide:
             self._new_interaction(ev, m.DIALING)
             return
         interaction = joinable
-        if len(interaction.legs) >= self.policy.max_legs:  # D-BOUND: from the switch too
-            self._out.append(
+        if len(interaction.legs) >= self.state.policy.max_legs:  # D-BOUND: from the switch too
+            self.outbox.out.append(
                 SwitchError(
                     "D-BOUND",
                     f"dialing {ev.call}: interaction {interaction.id} already has {len(interaction.legs)} "
@@ -162,9 +133,9 @@ class SwitchSide:
             return
         announced = interaction.lifecycle == m.INITIALIZED
         self._add_consult_leg(interaction, ev.call, creatable=announced)
-        self._fire(interaction, "phone_consult")
+        self.firing.fire(interaction, "phone_consult")
         if announced:  # S-EVT-1; before init the leg is in the snapshot instead (D-LIFE-3)
-            self._emit(event("interaction.consult", interaction.target, {"nativeid": ev.call}))
+            self.outbox.emit(event("interaction.consult", interaction.target, {"nativeid": ev.call}))
 
     def _joinable(self) -> Interaction | None:
         """The interaction a consult made on the phone joins (S-EVT-1, D-LEG):
@@ -172,19 +143,10 @@ class SwitchSide:
         it executes, when there is exactly one; None when there are none or
         several (the leg then starts a new interaction). From an index, not
         a scan."""
-        held, other = self._joinable_held, self._joinable_other
+        held, other = self.state.joinable_held, self.state.joinable_other
         if len(held) + len(other) != 1:
             return None
-        return self.interactions[next(iter(held or other))]
-
-    def _index(self, interaction: Interaction) -> None:
-        """Keep the joinable index current after a state change."""
-        self._joinable_held.pop(interaction.id, None)
-        self._joinable_other.pop(interaction.id, None)
-        if interaction.state == m.S_NONE and interaction.id in self.interactions:
-            primary = interaction.leg("primary")
-            held = primary is not None and primary.state == m.HELD
-            (self._joinable_held if held else self._joinable_other)[interaction.id] = None
+        return self.state.interactions[next(iter(held or other))]
 
     def _add_consult_leg(
         self, interaction: Interaction, call: str, *, creatable: bool = True
@@ -196,39 +158,26 @@ class SwitchSide:
         interaction.consult = call
         if creatable:
             interaction.creatable = {**interaction.creatable, call: None}
-        self.calls[call] = leg
+        self.state.calls[call] = leg
         return leg
 
     def _name_consult(self, interaction: Interaction, call: str) -> None:
         """D-ASYNC: a consult succeeds as soon as the switch names its leg."""
         self._add_consult_leg(interaction, call)
-        self._fire(interaction, "consult_named")
-        self._finish(interaction)
-        self._pump(interaction)
-
-    def _abandon(self, interaction: Interaction, pending: Pending) -> None:
-        """A consult failed or timed out before its leg was named: its
-        command's result may still name the leg; and for request_timeout the
-        first new leg while the interaction has a live one is taken as it
-        (D-ASYNC). Either is released, never announced."""
-        if pending.command is not None:
-            self.abandoned[pending.command] = interaction.id
-            self.abandoned_until[pending.command] = self.clock + self.policy.request_timeout
-            while len(self.abandoned) > self.policy.max_disposed:
-                del self.abandoned[next(iter(self.abandoned))]
-            while len(self.abandoned_until) > self.policy.max_disposed:
-                del self.abandoned_until[next(iter(self.abandoned_until))]
+        self.firing.fire(interaction, "consult_named")
+        self.execution.finish(interaction)
+        self.execution.pump(interaction)
 
     def _claimed_by_abandoned(self) -> bool:
         """Whether an abandoned consult claims a new leg now (D-ASYNC): the
         oldest whose window is open and whose interaction has a live leg.
         Claims that expired, or whose interaction has no live leg, are
         dropped: they claim nothing any more."""
-        for command, until in list(self.abandoned_until.items()):
-            del self.abandoned_until[command]
-            interaction = self.interactions.get(self.abandoned.get(command, ""))
+        for command, until in list(self.state.abandoned_until.items()):
+            del self.state.abandoned_until[command]
+            interaction = self.state.interactions.get(self.state.abandoned.get(command, ""))
             if (
-                self.clock <= until
+                self.state.clock <= until
                 and interaction is not None
                 and any(leg.live for leg in interaction.legs.values())
             ):
@@ -236,24 +185,24 @@ class SwitchSide:
         return False
 
     def _release_orphan(self, call: str) -> None:
-        bounded_add(self.released, call, self.policy.max_disposed)
-        self._command("release", call)
+        bounded_add(self.state.released, call, self.state.policy.max_disposed)
+        self.outbox.command("release", call)
 
     def _leg_event(self, leg: Conversation, kind: str, cause: str = "") -> None:
         before = leg.state
         if CONVERSATION.try_fire(leg, kind) is None:
             checked = CONVERSATION.check(before, kind)
             assert isinstance(checked, Refusal)
-            self._out.append(SwitchError(checked.rule, f"{kind} for call {leg.call}: {checked.reason}"))
+            self.outbox.out.append(SwitchError(checked.rule, f"{kind} for call {leg.call}: {checked.reason}"))
             return
-        interaction = self.interactions[leg.interaction_id]
+        interaction = self.state.interactions[leg.interaction_id]
         if leg.call == interaction.primary and interaction.state == m.S_NONE:
-            self._index(interaction)
-        out = self._out
+            self.state.index(interaction)
+        out = self.outbox.out
         mark = len(out)
         trigger = _derived_trigger(interaction, leg, before)
         if trigger is not None:
-            self._fire_if_edge(interaction, trigger)
+            self.firing.fire_if_edge(interaction, trigger)
         if leg.state != before and leg.lifecycle == m.INITIALIZED:
             assert leg.target is not None
             # D-BODY: conversation.ended carries the switch's cause
@@ -272,46 +221,46 @@ class SwitchSide:
                 mark += 1
             out.insert(mark, build_to_bridge(event(_CONVERSATION_EVENT[leg.state], leg.target, body)))
         if interaction.executing is not None:
-            self._check_done(interaction)
+            self.execution.check_done(interaction)
         if interaction.waiting:  # what _pump runs, if nothing executes now
-            self._pump(interaction)
+            self.execution.pump(interaction)
 
     def _result(self, ev: SwitchEvent) -> None:
-        interaction_id = self.awaited.get(ev.command)
+        interaction_id = self.state.awaited.get(ev.command)
         if interaction_id is None:
-            if _issued(ev.command, self.commands_issued):
+            if _issued(ev.command, self.state.commands_issued):
                 self._late_result(ev)
                 return
-            self._out.append(SwitchError("D-BAD", f"result: command {ev.command!r} was never sent"))
+            self.outbox.out.append(SwitchError("D-BAD", f"result: command {ev.command!r} was never sent"))
             return
-        interaction = self.interactions[interaction_id]
+        interaction = self.state.interactions[interaction_id]
         pending = interaction.executing
         assert pending is not None and pending.command == ev.command
         if not ev.ok:
             if interaction.state == m.S_REQUESTED:
-                self._fire(interaction, "consult_refused")
+                self.firing.fire(interaction, "consult_refused")
             reason = ev.reason or "no reason given"
-            self._finish(interaction, error=f"the switch refused: {reason}", rule="D-ASYNC")
+            self.execution.finish(interaction, Refusal("D-ASYNC", f"the switch refused: {reason}"))
         elif interaction.state == m.S_REQUESTED:
             if not ev.call:
                 return  # acknowledged; the leg's name comes with its dialing event
-            if ev.call in self.calls or ev.call in self.released:
-                self._out.append(SwitchError("D-BAD", f"result: call {ev.call} is already known"))
+            if ev.call in self.state.calls or ev.call in self.state.released:
+                self.outbox.out.append(SwitchError("D-BAD", f"result: call {ev.call} is already known"))
                 return
             self._name_consult(interaction, ev.call)
             return
         elif CATALOG[pending.request.name].done is None:
-            self._finish(interaction)  # D-DONE: an at-once request is done when acknowledged
+            self.execution.finish(interaction)  # D-DONE: an at-once request is done when acknowledged
         else:
             return  # D-DONE: accepted; the state event completes it
-        self._pump(interaction)
+        self.execution.pump(interaction)
 
     def _late_result(self, ev: SwitchEvent) -> None:
         """A result for a command no request awaits any more: an abandoned
         consult that names its leg now has that leg released (D-ASYNC);
         any other is an acknowledgement with nothing left to do."""
-        abandoned = self.abandoned.pop(ev.command, None) is not None
-        if abandoned and ev.ok and ev.call and ev.call not in self.calls:
+        abandoned = self.state.abandoned.pop(ev.command, None) is not None
+        if abandoned and ev.ok and ev.call and ev.call not in self.state.calls:
             self._release_orphan(ev.call)
 
 
@@ -347,9 +296,3 @@ def _derived_trigger(interaction: Interaction, leg: Conversation, before: str) -
 def _issued(command_id: str, count: int) -> bool:
     prefix, _, number = command_id.partition("-")
     return prefix == "cmd" and number.isdigit() and 1 <= int(number) <= count
-
-
-def bounded_add(store: dict[str, None], key: str, limit: int) -> None:
-    store[key] = None
-    while len(store) > limit:
-        del store[next(iter(store))]

@@ -52,6 +52,7 @@ from hypothesis.stateful import (
 
 import fsm.engine
 import fsm.execution
+import fsm.firing
 from adapters.runner import Runner
 from adapters.simulated import ScriptedSwitch, SimulatedSwitch
 from fsm import machines as m
@@ -1025,7 +1026,7 @@ def test_planted_guard_removal_is_found(monkeypatch: pytest.MonkeyPatch) -> None
     which S-CONS-1 forbids): the stateful test must fail."""
     planted = m.Edge(source=m.ALERTING, trigger="consult", dest=m.S_REQUESTED, rule="S-CONS-1")
     broken = m.StateMachine("interaction", m.INTERACTION_STATES, m.ALERTING, (*m.INTERACTION_EDGES, planted))
-    for module in (fsm.engine, fsm.execution):  # the modules that check and fire interaction edges
+    for module in (fsm.firing, fsm.execution):  # the modules that fire and check interaction edges
         monkeypatch.setattr(module, "INTERACTION", broken)
     found = settings(
         max_examples=300,

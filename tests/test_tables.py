@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 
 from fsm import machines as m
-from fsm.catalog import CATALOG, GUARDS, GuardContext, RequestSpec
+from fsm.catalog import CATALOG, DONE_WHEN, GUARDS, RESPONSE_BODIES, GuardContext, RequestSpec
 from fsm.engine import Engine, describe, read_properties
+from fsm.firing import ACTIONS
 from fsm.machines import (
     CONVERSATION,
     CONVERSATION_STATES,
@@ -144,6 +145,23 @@ def test_catalog_guards_exist(spec: RequestSpec) -> None:
     expected: list[str] = []
     assert expected == [name for name in spec.guards if name not in GUARDS]
     assert all(GUARDS[name].rule for name in spec.guards)
+
+
+@pytest.mark.parametrize("spec", list(CATALOG.values()), ids=list(CATALOG))
+def test_catalog_completion_and_body_exist(spec: RequestSpec) -> None:
+    """The completion (``done``) and response body (``body``) a catalog row
+    names resolve; a completion belongs to a request that asks the switch."""
+    assert spec.done is None or spec.done in DONE_WHEN, spec.done
+    assert spec.body is None or spec.body in RESPONSE_BODIES, spec.body
+    assert spec.done is None or spec.op is not None, "a completion without a switch operation"
+
+
+def test_every_named_action_resolves() -> None:
+    """Each action the interaction table names is a function of fsm.firing,
+    and each one there is named by a row."""
+    named = {e.action for e in INTERACTION.edges if e.action is not None}
+    assert named == set(ACTIONS)
+    assert not any(e.action for machine in (CONVERSATION, LIFECYCLE) for e in machine.edges)
 
 
 #: The rule each request's edges cite, read off spec/protocol.md.

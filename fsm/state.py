@@ -1,0 +1,87 @@
+"""The engine's shared state: one object that every layer is given.
+
+:class:`EngineState` holds everything that decides what the engine does
+next and is not a live model of its own: the destination directory (every
+interaction, destination and call leg by id), the disposed and released
+memories, the commands awaited, the clock and its deadlines, the index of
+interactions a phone consult may join. Intake, execution, the switch side
+and the outbox are each handed this object and keep no state of their own;
+:mod:`fsm.snapshot` reads and rebuilds it directly.
+
+Its containers are made once and never rebound (a layer may keep a
+reference to one); the clock and the command counter are read and written
+through the object.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from fsm import machines as m
+from fsm.model import Conversation, Interaction
+from fsm.outputs import Targets
+from fsm.policy import Policy
+
+
+@attrs.define(kw_only=True, eq=False)
+class EngineState:
+    """The state the layers of one :class:`fsm.engine.Engine` share."""
+
+    policy: Policy
+    targets: Targets
+    #: True when the switch answers every command with a `result` event
+    #: (the scripted switch); False when commands take effect at once and
+    #: only their events report them (the simulated switch).
+    switch_acknowledges: bool = False
+    #: engine time, in seconds (D-ASYNC)
+    clock: float = 0.0
+    #: commands sent so far; the next is ``cmd-(N+1)`` (H-CMD)
+    commands_issued: int = 0
+    #: live interactions by id
+    interactions: dict[str, Interaction] = attrs.field(factory=dict)
+    #: live destinations (interactions and conversations) by target
+    destinations: dict[str, Interaction | Conversation] = attrs.field(factory=dict)
+    #: call legs of live interactions by call id
+    calls: dict[str, Conversation] = attrs.field(factory=dict)
+    #: disposed targets and calls, the newest last (D-LIFE-4, D-BOUND)
+    disposed_targets: dict[str, None] = attrs.field(factory=dict)
+    disposed_calls: dict[str, None] = attrs.field(factory=dict)
+    #: legs the engine released on its own (a consult named too late)
+    released: dict[str, None] = attrs.field(factory=dict)
+    #: awaited command id -> interaction id
+    awaited: dict[str, str] = attrs.field(factory=dict)
+    #: consult command that failed or timed out before naming its leg ->
+    #: interaction id; a leg named for it later is released (D-ASYNC)
+    abandoned: dict[str, str] = attrs.field(factory=dict)
+    #: the same commands -> engine time until which the first new leg is
+    #: taken as theirs (D-ASYNC)
+    abandoned_until: dict[str, float] = attrs.field(factory=dict)
+    #: consult commands still waiting for the switch to name their leg
+    awaiting_leg: dict[str, str] = attrs.field(factory=dict)
+    #: STARTED.none interactions that a consult made on the phone may join,
+    #: those whose primary is held first; newest change last
+    joinable_held: dict[str, None] = attrs.field(factory=dict)
+    joinable_other: dict[str, None] = attrs.field(factory=dict)
+    #: a heap of (deadline, interaction id, requestId) of executing requests
+    deadlines: list[tuple[float, str, str]] = attrs.field(factory=list)
+
+    def index(self, interaction: Interaction) -> None:
+        """Keep the joinable index current after a state change."""
+        self.joinable_held.pop(interaction.id, None)
+        self.joinable_other.pop(interaction.id, None)
+        if interaction.state == m.S_NONE and interaction.id in self.interactions:
+            primary = interaction.leg("primary")
+            held = primary is not None and primary.state == m.HELD
+            (self.joinable_held if held else self.joinable_other)[interaction.id] = None
+
+    def forget_target(self, target: str) -> None:
+        """A destination is disposed: remembered as such, within D-BOUND."""
+        self.destinations.pop(target, None)
+        bounded_add(self.disposed_targets, target, self.policy.max_disposed)
+
+
+def bounded_add(store: dict[str, None], key: str, limit: int) -> None:
+    """Add ``key`` to an insertion-ordered memory, dropping the oldest past ``limit``."""
+    store[key] = None
+    while len(store) > limit:
+        del store[next(iter(store))]
