@@ -557,6 +557,30 @@ def test_init_data_value_is_a_number() -> None:
     assert [(line(index), "S-INIT-1")] == check(trace)
 
 
+def test_init_data_nested_deeper_than_8_levels() -> None:
+    """D-DATA: interaction data nests at most 8 levels (the data object is level 1)."""
+    trace = copy.deepcopy(FULL)
+    index = answer(trace, "r1")
+    deep: dict[str, Any] = {"leaf": "x"}
+    for _ in range(7):  # with the data object, 9 levels
+        deep = {"k": deep}
+    body_at(trace, index)["interaction-data"]["deep"] = deep
+    assert [(line(index), "D-DATA")] == check(trace)
+    deep["k"] = "x"  # 8 levels: allowed
+    assert [] == check(trace)
+
+
+def test_init_data_with_more_keys_than_max_data_keys() -> None:
+    """D-DATA, D-BOUND: keys counted at every level against max_data_keys."""
+    trace = copy.deepcopy(FULL)
+    index = answer(trace, "r1")
+    held = body_at(trace, index)["interaction-data"]
+    held["account"] = {"id": "42", "tier": "gold"}
+    total = len(held) + 2
+    assert [] == check(trace, [f"max_data_keys={total}"])
+    assert [(line(index), "D-DATA")] == check(trace, [f"max_data_keys={total - 1}"])
+
+
 def test_init_without_conversations() -> None:
     """S-INIT-2."""
     trace = copy.deepcopy(FULL)

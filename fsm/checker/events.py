@@ -209,7 +209,7 @@ class EventJudge:
         if spec.name == CONVERSATION_INIT:
             return self.judge_conversation_init(facts, dest, body)
         if spec.name == DATA:
-            return check_data_body(body)
+            return check_data_body(body, self.state.policy.max_data_keys)
         if spec.trigger == "consult" and not is_text(message_body(message).get("nativeid")):
             return [("S-CONS-1", f"{what} without the nativeid of the consult call")]
         return []
@@ -222,7 +222,7 @@ class EventJudge:
         assert spec is not None
         if spec.name == INIT:
             dest.initialized = True
-            self.apply_init(facts, check_init_body(message.get("body"))[1])
+            self.apply_init(facts, check_init_body(message.get("body"), self.state.policy.max_data_keys)[1])
         elif spec.name == CONVERSATION_INIT:
             dest.initialized = True
             assert dest.nativeid is not None
@@ -252,7 +252,7 @@ class EventJudge:
     def judge_init(self, facts: InteractionFacts, body: object) -> list[Finding]:
         """S-INIT-1..5, D-INIT-7, and D-LIFE-5: a re-init reports the state
         the events established."""
-        found, snapshot = check_init_body(body)
+        found, snapshot = check_init_body(body, self.state.policy.max_data_keys)
         if snapshot.state is not None and facts.top is not None and snapshot.state != facts.top:
             found.append(("D-LIFE-5", f"init reports {snapshot.state}, but the events said {facts.top}"))
         if snapshot.listed is not None and snapshot.state == STARTED:

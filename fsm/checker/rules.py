@@ -23,7 +23,7 @@ from fsm.machines import (
     join_words,
     top,
 )
-from fsm.messages import FAILURE, SUCCESS, check_data
+from fsm.messages import FAILURE, MAX_DATA_DEPTH, SUCCESS, check_data, count_keys
 from fsm.policy import Policy
 
 Finding = tuple[str, str]
@@ -48,8 +48,9 @@ class InitSnapshot:
     listed: dict[str, str] | None
 
 
-def check_init_body(body: object) -> tuple[list[Finding], InitSnapshot]:
-    """S-INIT-1..5 against the state the body itself reports."""
+def check_init_body(body: object, max_keys: int) -> tuple[list[Finding], InitSnapshot]:
+    """S-INIT-1..5 against the state the body itself reports; D-DATA with
+    ``max_keys`` (policy max_data_keys)."""
     if not isinstance(body, dict):
         what = "no body" if body is None else f"the body {body!r}"
         return [("S-INIT-1", f"init response has {what}; it must be an object")], InitSnapshot(None, None)
@@ -61,7 +62,7 @@ def check_init_body(body: object) -> tuple[list[Finding], InitSnapshot]:
     if "interaction-data" not in body:
         found.append(("S-INIT-1", "init response has no interaction-data"))
     else:
-        found += _data_findings(body["interaction-data"], "interaction-data")
+        found += _data_findings(body["interaction-data"], "interaction-data", max_keys)
     extra = sorted(set(body) - {"interaction-state", "interaction-data", "conversations"})
     if extra:
         found.append(("S-INIT-1", f"init response has unknown key {', '.join(extra)}"))
@@ -104,12 +105,32 @@ def _listing_findings(state: str, listed: Mapping[str, str]) -> list[Finding]:
     return found
 
 
-def _data_findings(data: object, where: str) -> list[Finding]:
+def _data_findings(data: object, where: str, max_keys: int) -> list[Finding]:
+    """S-INIT-1: strings or objects of the same kind; D-DATA: at most
+    MAX_DATA_DEPTH levels and ``max_keys`` keys (policy max_data_keys)."""
     try:
         check_data(data, where)
     except TypeError as exc:
         return [("S-INIT-1", str(exc))]
-    return []
+    assert isinstance(data, dict)
+    found: list[Finding] = []
+    depth = _depth(data)
+    if depth > MAX_DATA_DEPTH:
+        found.append(("D-DATA", f"{where} nests {depth} levels deep, more than {MAX_DATA_DEPTH}"))
+    keys = count_keys(data)
+    if keys > max_keys:
+        found.append(("D-DATA", f"{where} holds {keys} keys, more than max_data_keys ({max_keys})"))
+    return found
+
+
+def _depth(data: dict[str, Any]) -> int:
+    """How deep interaction data nests; the data object is level 1."""
+    deepest, level, layer = 0, 0, [data]
+    while layer:
+        level += 1
+        deepest = level
+        layer = [item for value in layer for item in value.values() if isinstance(item, dict)]
+    return deepest
 
 
 def check_conversation_body(body: object) -> tuple[list[Finding], tuple[str, str, str] | None]:
@@ -132,11 +153,11 @@ def check_conversation_body(body: object) -> tuple[list[Finding], tuple[str, str
     return found, None if found else (state, nativeid, role)
 
 
-def check_data_body(body: object) -> list[Finding]:
+def check_data_body(body: object, max_keys: int) -> list[Finding]:
     """The interaction.query.data body: ``{"interaction-data": {...}}``."""
     if not isinstance(body, dict) or set(body) != {"interaction-data"}:
         return [("D-GENERIC", 'the data query answer must be {"interaction-data": {...}}')]
-    return _data_findings(body["interaction-data"], "interaction-data")
+    return _data_findings(body["interaction-data"], "interaction-data", max_keys)
 
 
 # --------------------------------------------------------------------------
