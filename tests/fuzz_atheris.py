@@ -152,7 +152,7 @@ IDS = ["c1.k1", "a%2E", "%2e", ".", "..", "c1.", ".c1", "a%", "%", "%25", "sessi
 
 
 def hostile_value(fdp: atheris.FuzzedDataProvider) -> object:
-    kind = fdp.ConsumeIntInRange(0, 11)
+    kind = fdp.ConsumeIntInRange(0, 12)
     if kind == 0:
         return fdp.PickValueInList(SURROGATES)
     if kind == 1:
@@ -167,6 +167,11 @@ def hostile_value(fdp: atheris.FuzzedDataProvider) -> object:
         for _ in range(depth):
             value = {"a": value} if fdp.ConsumeBool() else [value]
         return value
+    if kind == 12:  # interaction data a few levels past D-DATA's 8, or hundreds
+        data: object = "x"
+        for _ in range(fdp.PickValueInList([7, 8, 9, fdp.ConsumeIntInRange(10, 300)])):
+            data = {"k": data}
+        return data
     if kind == 5:  # too long for a requestId
         return fdp.PickValueInList(["x", "\u00e9", "{", "\U0001f600"]) * fdp.ConsumeIntInRange(250, 300)
     if kind == 6:

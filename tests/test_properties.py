@@ -462,6 +462,25 @@ BAD_LINES = (
     '{"from": "switch", "event": {"kind": "offered", "call": "c\\udc00x"}}',
 )
 
+
+def _nested(levels: int) -> dict[str, Any]:
+    """Interaction data ``levels`` deep (the data object is level 1)."""
+    data: dict[str, Any] = {"leaf": "x"}
+    for _ in range(levels - 1):
+        data = {"k": data}
+    return data
+
+
+#: Data a call may arrive with (D-DATA, S-INIT-1): kept whole, or trimmed.
+OFFERED_DATA: dict[str, dict[str, Any]] = {
+    "account": {"account": {"id": "42", "tier": "gold"}},
+    "eight-levels": _nested(8),
+    "twelve-levels": _nested(12),
+    "three-hundred-levels": _nested(300),
+    "not-strings": {"n": 5, "ok": "v", "flag": [1], "none": None},
+    "too-many-keys": {f"k{n}": "v" for n in range(1_100)},
+}
+
 LEG_KINDS = ("offered", "dialing", "alerting", "connected", "held", "retrieved", "ended", "failed")
 #: What the simulated switch believes a call is after each event.
 SWITCH_STATE_AFTER = {
@@ -559,13 +578,16 @@ class ProtocolMachine(RuleBasedStateMachine):
     # -- calls arriving
 
     @precondition(room_for_a_call)
-    @rule(ani=st.sampled_from(("5551000", "")), with_data=st.booleans())
-    def offer_call(self, ani: str, with_data: bool) -> None:
+    @rule(ani=st.sampled_from(("5551000", "")), data=st.sampled_from(("none", *OFFERED_DATA)))
+    def offer_call(self, ani: str, data: str) -> None:
+        """A call arrives, with data the engine keeps whole or trims (D-DATA:
+        too deep, too many keys, values that are not strings); the checker
+        judges every init answer's data."""
         ev: Json = {"kind": "offered", "call": self.h.fresh("c")}
         if ani:
             ev["ani"] = ani
-        if with_data:
-            ev["data"] = {"account": {"id": "42", "tier": "gold"}}
+        if data != "none":
+            ev["data"] = OFFERED_DATA[data]
         self.h.switch_event(ev)
 
     @precondition(
