@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from fsm.catalog import CATALOG, FreeProperties, NoProperties
 from fsm.checker import check_lines
 from fsm.intake import _read_checked, _read_valid
+from fsm.switch_events import EVENT_FIELDS, _read_event, _read_plain_event
 from tests.drive import (
     CH,
     Drive,
@@ -349,6 +350,62 @@ def test_the_one_pass_reader_equals_the_general_reader_or_declines(message: dict
     general = _read_checked(message)
     if fast is not None:
         assert general == fast
+
+
+# -- the one-pass switch-event reader and the general one (fsm/switch_events.py)
+
+_plain_key = st.sampled_from(["a", "b", "k"])
+
+
+def _nested_data(depth: int) -> st.SearchStrategy[dict[str, Any]]:
+    """Data as D-DATA wants it (strings and objects), ``depth`` levels deep."""
+    leaf = st.dictionaries(_plain_key, st.sampled_from(["v", "w"]), max_size=3)
+    if depth <= 1:
+        return leaf
+    return st.builds(lambda inner, rest: {**rest, "k": inner}, _nested_data(depth - 1), leaf)
+
+
+#: data of 1 to 12 levels (D-DATA keeps 8), or with values that are not strings
+_event_data = st.integers(1, 12).flatmap(_nested_data) | st.dictionaries(
+    _text, _text | _json_leaf, max_size=3
+)
+_odd_value = st.sampled_from(["", "c\u00e9", "c\ud800"]) | _text
+
+
+@st.composite
+def near_switch_events(draw: st.DrawFn) -> dict[str, Any]:
+    """Switch events close to well-formed (harness.md, "Switch events"): half
+    of them a known kind with its fields of the right type, the others with
+    a kind, a field or a type off; data of any depth and kind."""
+    plain = draw(st.booleans())
+    kind = draw(
+        st.sampled_from(sorted(EVENT_FIELDS)) if plain else st.sampled_from(sorted(EVENT_FIELDS)) | _text
+    )
+    required, optional = EVENT_FIELDS.get(kind, (("call",), ()))
+    chosen = draw(st.lists(st.sampled_from(optional), unique=True)) if optional else []
+    event: dict[str, Any] = {"kind": kind}
+    for name in (*required, *chosen):
+        if name == "ok":
+            event[name] = draw(st.booleans())
+        elif name == "data":
+            event[name] = draw(_event_data)
+        else:
+            event[name] = draw(st.sampled_from(["c1", "cmd-1", "hangup"]) if plain else _odd_value)
+    if not plain and draw(st.booleans()):
+        event[draw(st.sampled_from(["kind", "call", "ok", "data", "cause", "extra"]))] = draw(
+            _json_leaf | _event_data
+        )
+    return event
+
+
+@settings(max_examples=400, deadline=None)
+@given(near_switch_events())
+def test_the_one_pass_switch_event_reader_equals_the_general_reader_or_declines(raw: dict[str, Any]) -> None:
+    """H-SW-1, D-DATA: on generated input the fast reader of switch events
+    returns exactly what the general reader returns, or declines (None)."""
+    fast = _read_plain_event(raw)
+    if fast is not None:
+        assert fast == _read_event(raw)
 
 
 def test_d_wire_max_frame_size_counts_bytes_of_utf8_not_characters() -> None:
