@@ -21,7 +21,7 @@ from typing import Any, Final, NamedTuple
 
 import attrs
 
-from fsm.machines import ENDED, HELD, STARTED, TALKING, Refusal
+from fsm.machines import ENDED, HELD, S_PRIMARY, STARTED, TALKING, Refusal
 from fsm.messages import QUERY, REQUEST, count_keys
 from fsm.model import Conversation, Interaction, Pending
 from fsm.policy import Policy
@@ -255,6 +255,43 @@ def _consult_leg(i: Interaction) -> dict[str, Any] | None:
     return {"nativeid": i.consult} if i.consult else None
 
 
+# --------------------------------------------------------------------------
+# Which legs a switch command acts on: name -> (call, other leg, the
+# command's field for the other leg).
+
+CommandLegs = tuple[str | None, str | None, str | None]
+
+
+def _the_conversation(i: Interaction, c: Conversation | None) -> CommandLegs:
+    assert c is not None
+    return c.call, None, None
+
+
+def _primary(i: Interaction, c: Conversation | None) -> CommandLegs:
+    return i.primary, None, None
+
+
+def _primary_and_consult(i: Interaction, c: Conversation | None) -> CommandLegs:
+    assert i.consult is not None
+    return i.primary, i.consult, "consult"
+
+
+def _active_and_other(i: Interaction, c: Conversation | None) -> CommandLegs:
+    """S-ALT-1: the active leg is held, the other retrieved."""
+    primary_active = i.state == S_PRIMARY
+    active, other = (i.primary, i.consult) if primary_active else (i.consult, i.primary)
+    assert other is not None
+    return active, other, "other"
+
+
+COMMAND_LEGS: Final[dict[str, Callable[[Interaction, Conversation | None], CommandLegs]]] = {
+    "conversation": _the_conversation,
+    "primary": _primary,
+    "primary_and_consult": _primary_and_consult,
+    "active_and_other": _active_and_other,
+}
+
+
 #: What a SUCCESS response's body holds: name -> builder (None: empty).
 RESPONSE_BODIES: Final[dict[str, Callable[[Interaction], dict[str, Any] | None]]] = {
     "consult_leg": _consult_leg,
@@ -286,6 +323,11 @@ class RequestSpec:
     guards: tuple[str, ...] = ()
     #: the switch operation it asks for
     op: str | None = None
+    #: the legs its command acts on (a key of COMMAND_LEGS): the
+    #: conversation's own leg for conversation requests, else the primary
+    legs: str = "primary"
+    #: the properties its command carries, by name
+    arguments: tuple[str, ...] = ()
     #: when that operation counts as done (a key of DONE_WHEN); None: at once,
     #: or when the switch acknowledges it with a `result`
     done: str | None = None
@@ -300,6 +342,8 @@ class RequestSpec:
 
 def _request(name: str, **kw: Any) -> RequestSpec:
     destination = name.partition(".")[0]
+    if destination == "conversation":
+        kw.setdefault("legs", "conversation")
     return RequestSpec(name=name, kind=REQUEST, destination=destination, **kw)
 
 
@@ -353,6 +397,7 @@ CATALOG: Final[dict[str, RequestSpec]] = {
             substate_rule="D-CONS-2",
             guards=("destination_given", "leg_room"),
             op="consult",
+            arguments=("destination",),
             done="leg_named",
             body="consult_leg",
         ),
@@ -360,15 +405,23 @@ CATALOG: Final[dict[str, RequestSpec]] = {
             "interaction.request.consulttransfer",
             trigger="consulttransfer",
             op="transfer",
+            legs="primary_and_consult",
             done="interaction_ended",
         ),
         _request(
             "interaction.request.consultconference",
             trigger="consultconference",
             op="conference",
+            legs="primary_and_consult",
             done="conferenced",
         ),
-        _request("interaction.request.alternate", trigger="alternate", op="alternate", done="alternated"),
+        _request(
+            "interaction.request.alternate",
+            trigger="alternate",
+            op="alternate",
+            legs="active_and_other",
+            done="alternated",
+        ),
         _request("conversation.request.answer", trigger="answer", op="answer", done="leg_talking"),
         _request("conversation.request.release", trigger="release", op="release", done="leg_ended"),
         _request("conversation.request.hold", trigger="hold", op="hold", done="leg_held"),
@@ -379,6 +432,7 @@ CATALOG: Final[dict[str, RequestSpec]] = {
             trigger="blindtransfer",
             guards=("blind_destination_given",),
             op="blindtransfer",
+            arguments=("destination",),
             done="leg_ended",
         ),
         _request(
@@ -387,6 +441,7 @@ CATALOG: Final[dict[str, RequestSpec]] = {
             trigger="blindconference",
             guards=("blind_destination_given",),
             op="blindconference",
+            arguments=("destination",),
         ),
         _request(
             "conversation.request.senddtmf",
@@ -394,6 +449,7 @@ CATALOG: Final[dict[str, RequestSpec]] = {
             trigger="senddtmf",
             guards=("digits_valid",),
             op="senddtmf",
+            arguments=("digits",),
         ),
         _request("conversation.request.dispose", trigger="dispose", machine="lifecycle"),
     )

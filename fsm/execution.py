@@ -21,6 +21,7 @@ from typing import Any, Final
 from fsm import machines as m
 from fsm.catalog import (
     CATALOG,
+    COMMAND_LEGS,
     DONE_WHEN,
     GUARDS,
     RESPONSE_BODIES,
@@ -124,26 +125,12 @@ class Execution:
             self.outbox.respond(headers)
             return
         pending = Pending(request=_request_of(headers))
-        extra: dict[str, str] = {}
-        if conversation is not None:
-            pending.call = conversation.call
-            for field in ("destination", "digits"):
-                if hasattr(props, field):
-                    extra[field] = getattr(props, field)
-        elif spec.op == "alternate":
-            primary_active = interaction.state == m.S_PRIMARY
-            pending.call = interaction.primary if primary_active else interaction.consult
-            pending.other = interaction.consult if primary_active else interaction.primary
-            assert pending.other is not None
-            extra["other"] = pending.other
-        else:
-            pending.call = interaction.primary
-            if spec.op in ("transfer", "conference"):
-                pending.other = interaction.consult
-                assert pending.other is not None
-                extra["consult"] = pending.other
-            if spec.op == "consult":
-                extra["destination"] = props.destination
+        call, other, other_field = COMMAND_LEGS[spec.legs](interaction, conversation)
+        pending.call, pending.other = call, other
+        extra = {name: getattr(props, name) for name in spec.arguments}
+        if other_field is not None:
+            assert other is not None
+            extra[other_field] = other
         assert pending.call is not None
         command = self.outbox.command(spec.op, pending.call, **extra)
         pending.command = command.id

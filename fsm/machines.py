@@ -220,6 +220,49 @@ CONVERSATION_EDGES: Final[tuple[Edge, ...]] = tuple(
     + _rows("failed", _LIVE, ENDED, "D-CONSULT-END", origin="switch")
 )
 
+
+@attrs.frozen(kw_only=True)
+class LegCoupling:
+    """One row of the coupling of call legs to their interaction, in the
+    spirit of h11's state-triggered transitions: when the interaction's
+    ``role`` leg enters ``leg_state`` (and ``when`` holds), the interaction
+    fires ``trigger``. The first row that matches wins."""
+
+    role: str
+    leg_state: str
+    trigger: str
+    rule: str
+    #: a key of COUPLING_CONDITIONS; None: always
+    when: str | None = None
+
+
+def _couple(role: str, leg_state: str, trigger: str, rule: str, *, when: str | None = None) -> LegCoupling:
+    return LegCoupling(role=role, leg_state=leg_state, trigger=trigger, rule=rule, when=when)
+
+
+#: What a leg's new state means for its interaction (the switch triggers of
+#: the interaction table). The active leg (S-ALT-1) is the last one that
+#: became TALKING; when it is put on hold while the other one talks, the
+#: talking one is the active leg.
+LEG_COUPLING: Final[tuple[LegCoupling, ...]] = (
+    _couple("primary", TALKING, "primary_connected", "D-EVT-2", when="unanswered"),
+    _couple("primary", TALKING, "primary_talking", "S-ALT-1"),
+    _couple("primary", HELD, "consult_talking", "S-ALT-1", when="other_talking"),
+    _couple("primary", ENDED, "primary_ended", "D-PRIMARY-LOSS"),
+    _couple("consult", TALKING, "consult_connected", "S-ALT-1", when="consult_ringing"),
+    _couple("consult", TALKING, "consult_talking", "S-ALT-1"),
+    _couple("consult", HELD, "primary_talking", "S-ALT-1", when="other_talking"),
+    _couple("consult", ENDED, "consult_ended", "D-CONSULT-END"),
+)
+
+#: The conditions of LEG_COUPLING: (interaction state, the other leg's state
+#: or None when there is no other leg) -> whether the row applies.
+COUPLING_CONDITIONS: Final[dict[str, Callable[[str, str | None], bool]]] = {
+    "unanswered": lambda state, other: top(state) in (ALERTING, DIALING),
+    "consult_ringing": lambda state, other: state == S_RINGING,
+    "other_talking": lambda state, other: other == TALKING,
+}
+
 #: The destination lifecycle (S-LIFE-1), for interactions and conversations.
 LIFECYCLE_EDGES: Final[tuple[Edge, ...]] = tuple(
     _rows("create", [ABSENT], SETUP, "S-CC-1", origin="lifecycle")

@@ -17,7 +17,7 @@ from fsm import machines as m
 from fsm.catalog import CATALOG
 from fsm.execution import Execution
 from fsm.firing import Firing
-from fsm.machines import CONVERSATION, LIFECYCLE, Refusal
+from fsm.machines import CONVERSATION, COUPLING_CONDITIONS, LEG_COUPLING, LIFECYCLE, LegCoupling, Refusal
 from fsm.messages import DataValue, copy_data, event
 from fsm.model import Conversation, Interaction
 from fsm.outbox import Outbox
@@ -269,28 +269,32 @@ _CONVERSATION_EVENT: Final = {state: f"conversation.{state.lower()}" for state i
 
 
 def _derived_trigger(interaction: Interaction, leg: Conversation, before: str) -> str | None:
-    """What a leg's new state means for its interaction. The active leg
-    (S-ALT-1) is the last one that became TALKING; when it is put on hold
-    while the other one talks, the talking one is the active leg."""
+    """What a leg's new state means for its interaction, by the coupling
+    table (:data:`fsm.machines.LEG_COUPLING`); None when it means nothing."""
     state = leg.state
     if state == before:
         return None
-    legs = interaction.legs
-    primary = legs[interaction.primary] if interaction.primary is not None else None
-    consult = legs[interaction.consult] if interaction.consult is not None else None
-    if leg is primary:
-        if state == m.TALKING:
-            return "primary_connected" if interaction.top in (m.ALERTING, m.DIALING) else "primary_talking"
-        if state == m.HELD and consult is not None and consult.state == m.TALKING:
-            return "consult_talking"
-        return "primary_ended" if state == m.ENDED else None
-    if leg is consult:
-        if state == m.TALKING:
-            return "consult_connected" if interaction.state == m.S_RINGING else "consult_talking"
-        if state == m.HELD and primary is not None and primary.state == m.TALKING:
-            return "primary_talking"
-        return "consult_ended" if state == m.ENDED else None
+    call = leg.call
+    if call == interaction.primary:
+        rows, other_call = _COUPLING_OF.get(("primary", state)), interaction.consult
+    elif call == interaction.consult:
+        rows, other_call = _COUPLING_OF.get(("consult", state)), interaction.primary
+    else:
+        return None
+    if rows is None:
+        return None
+    other = interaction.legs[other_call].state if other_call is not None else None
+    for row in rows:
+        if row.when is None or COUPLING_CONDITIONS[row.when](interaction.state, other):
+            return row.trigger
     return None
+
+
+#: (role, leg state) -> the rows of LEG_COUPLING for it, in order
+_COUPLING_OF: Final[dict[tuple[str, str], tuple[LegCoupling, ...]]] = {
+    key: tuple(row for row in LEG_COUPLING if (row.role, row.leg_state) == key)
+    for key in dict.fromkeys((row.role, row.leg_state) for row in LEG_COUPLING)
+}
 
 
 def _issued(command_id: str, count: int) -> bool:

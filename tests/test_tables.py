@@ -18,18 +18,29 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import attrs
 import pytest
 
 from fsm import machines as m
-from fsm.catalog import CATALOG, DONE_WHEN, GUARDS, RESPONSE_BODIES, GuardContext, RequestSpec
+from fsm.catalog import (
+    CATALOG,
+    COMMAND_LEGS,
+    DONE_WHEN,
+    GUARDS,
+    RESPONSE_BODIES,
+    GuardContext,
+    RequestSpec,
+)
 from fsm.engine import Engine, describe, read_properties
 from fsm.firing import ACTIONS
 from fsm.machines import (
     CONVERSATION,
     CONVERSATION_STATES,
+    COUPLING_CONDITIONS,
     EDGE_GUARDS,
     INTERACTION,
     INTERACTION_STATES,
+    LEG_COUPLING,
     LIFECYCLE,
     MACHINES,
     Edge,
@@ -154,6 +165,34 @@ def test_catalog_completion_and_body_exist(spec: RequestSpec) -> None:
     assert spec.done is None or spec.done in DONE_WHEN, spec.done
     assert spec.body is None or spec.body in RESPONSE_BODIES, spec.body
     assert spec.done is None or spec.op is not None, "a completion without a switch operation"
+
+
+@pytest.mark.parametrize("spec", [s for s in CATALOG.values() if s.op is not None], ids=lambda s: s.name)
+def test_catalog_command_legs_and_arguments_exist(spec: RequestSpec) -> None:
+    """The legs a command acts on resolve, and its arguments are properties
+    of the request (what the command carries comes from the catalog)."""
+    assert spec.legs in COMMAND_LEGS, spec.legs
+    assert spec.destination == "conversation" or spec.legs != "conversation"
+    fields = {a.name for a in attrs.fields(spec.properties)} if attrs.has(spec.properties) else set()
+    assert set(spec.arguments) <= fields, spec.arguments
+
+
+def test_leg_coupling_fires_switch_triggers_of_the_interaction_table() -> None:
+    """D-EVT-2, S-ALT-1, D-PRIMARY-LOSS, D-CONSULT-END: every row of the
+    coupling table names a switch trigger of the interaction table with that
+    trigger's rule, and a known condition; a conditional row comes before
+    the unconditional one of the same leg and state, so that it can match."""
+    switch_rules = {e.trigger: e.rule for e in INTERACTION.edges if e.origin == "switch"}
+    for row in LEG_COUPLING:
+        assert (row.trigger, row.rule) == (row.trigger, switch_rules[row.trigger])
+        assert row.when is None or row.when in COUPLING_CONDITIONS
+        assert row.role in ("primary", "consult") and row.leg_state in CONVERSATION_STATES
+    seen_unconditional: set[tuple[str, str]] = set()
+    for row in LEG_COUPLING:
+        key = (row.role, row.leg_state)
+        assert key not in seen_unconditional, f"{row} can never match"
+        if row.when is None:
+            seen_unconditional.add(key)
 
 
 def test_every_named_action_resolves() -> None:
