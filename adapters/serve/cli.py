@@ -1,0 +1,165 @@
+"""The command line of ``telephony-fsm serve``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from typing import IO
+
+from adapters.serve.events import read_switch_events
+from adapters.serve.loop import run_serve
+from adapters.state import StateError, StateStore
+from adapters.switch import Switch
+from adapters.transport import (
+    add_wire_arguments,
+    wire_options,
+)
+from fsm.errors import LocalProtocolError
+from fsm.policy import Policy
+
+logger = logging.getLogger("telephony_fsm.serve")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``telephony-fsm serve``."""
+    parser.add_argument("--connect", required=True, metavar="HOST:PORT", help="the bridge to connect to")
+    parser.add_argument(
+        "--switch",
+        choices=("simulated", "scripted", "sip"),
+        default="simulated",
+        help="as for run; sip: the agent's SIP softphone (extra 'sip'), see --sip-*",
+    )
+    parser.add_argument(
+        "--sip-listen", default="127.0.0.1:5060", metavar="HOST:PORT", help="sip: the softphone's UDP address"
+    )
+    parser.add_argument("--sip-user", default="agent", metavar="USER", help="sip: its SIP URI's user part")
+    parser.add_argument(
+        "--sip-domain",
+        default="127.0.0.1:5070",
+        metavar="HOST:PORT",
+        help="sip: where a destination that is not a SIP URI is dialled (the far ends)",
+    )
+    parser.add_argument("--channel-target", default="session-1.channel-1", metavar="T", help="D-NEW")
+    parser.add_argument("--policy", action="append", default=[], metavar="NAME=VALUE", help="repeatable")
+    parser.add_argument("--trace", metavar="FILE", help="also write the merged trace (JSONL)")
+    parser.add_argument("--switch-events", metavar="FILE", help="switch events, JSONL ('-': stdin)")
+    parser.add_argument("--max-reconnects", type=int, metavar="N", help="default: forever")
+    parser.add_argument(
+        "--exit-on-close",
+        action="store_true",
+        help="exit 0 when the bridge closes the connection cleanly (default: reconnect); "
+        "a lost connection is always reconnected",
+    )
+    add_wire_arguments(parser, server=False)
+    parser.add_argument("--tls", action="store_true", help="TLS, verifying the bridge by the system CAs")
+    parser.add_argument("--tls-server-name", metavar="NAME", help="name to check the bridge's cert against")
+    parser.add_argument(
+        "--state",
+        metavar="FILE",
+        help="durable state (SQLite, WAL): commit every input, resume from it after a restart",
+    )
+    parser.add_argument(
+        "--crash-after-input",
+        type=int,
+        metavar="N",
+        help="testing aid (needs --state): SIGKILL this process right after committing input N",
+    )
+
+
+def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run ``serve`` from parsed arguments; usage errors exit 2 via ``parser``."""
+    host, _, port_text = args.connect.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        parser.error(f"--connect takes HOST:PORT, got {args.connect!r}")
+    try:
+        policy = Policy().with_settings(args.policy)
+    except LocalProtocolError as exc:
+        parser.error(exc.message)
+    if args.max_reconnects is not None and args.max_reconnects < 0:
+        parser.error("--max-reconnects must not be negative")
+    if args.crash_after_input is not None and (args.state is None or args.crash_after_input < 1):
+        parser.error("--crash-after-input takes N >= 1 and needs --state")
+    if args.switch == "sip" and args.state:
+        parser.error("--state cannot be used with --switch sip: live SIP calls cannot be saved and resumed")
+    wire = wire_options(args, parser, server=False, tls=args.tls)
+    with ExitStack() as stack:
+        store: StateStore | None = None
+        if args.state:
+            try:
+                store = stack.enter_context(StateStore(args.state))
+            except StateError as exc:
+                parser.error(f"--state: {exc}")
+        trace: IO[str] | None = None
+        if args.trace:
+            try:
+                trace = stack.enter_context(open(args.trace, "w", encoding="utf-8"))
+            except OSError as exc:
+                parser.error(f"cannot write trace {args.trace}: {exc.strerror}")
+
+        async def main_async() -> int:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            events = read_switch_events(args.switch_events) if args.switch_events else None
+            switch: str | Switch = args.switch
+            if args.switch == "sip":
+                switch = stack.enter_context(_softphone(args, parser))
+            return await run_serve(
+                host,
+                int(port_text),
+                switch=switch,
+                channel_target=args.channel_target,
+                policy=policy,
+                trace=trace,
+                switch_events=events,
+                stop=stop,
+                max_reconnects=args.max_reconnects,
+                server_hostname=args.tls_server_name,
+                state=store,
+                crash_after_input=args.crash_after_input,
+                exit_on_close=args.exit_on_close,
+                **wire,
+            )
+
+        try:
+            return asyncio.run(main_async())
+        except StateError as exc:  # written for another switch or channel
+            parser.error(f"--state: {exc}")
+
+
+@contextlib.contextmanager
+def _softphone(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Iterator[Switch]:
+    """The SIP softphone of ``--switch sip``, closed at the end."""
+    from adapters.sip import ua
+
+    if ua.MISSING:
+        parser.error(f"--switch sip: {ua.MISSING}")
+    from adapters.sip.softphone import SipConfig, SipSoftphone
+
+    host, _, port = args.sip_listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        parser.error(f"--sip-listen takes HOST:PORT, got {args.sip_listen!r}")
+    phone = SipSoftphone(SipConfig(host=host, port=int(port), user=args.sip_user, domain=args.sip_domain))
+    logger.info("SIP softphone %s; destinations dialled at %s", phone.uri, args.sip_domain)
+    try:
+        yield phone
+    finally:
+        phone.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="telephony-fsm serve",
+        description="The engine and a switch driver, connected to a bridge over the framed TCP transport.",
+    )
+    add_arguments(parser)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every state change at INFO
+    return run_args(parser.parse_args(argv), parser)
