@@ -317,6 +317,10 @@ class Interaction:
     data: dict[str, str] = field(default_factory=dict)
     #: data keys whose value the model does not know
     uncertain: set[str] = field(default_factory=set)
+    #: D-DATA: the top-level keys the interaction's data holds, and how many
+    #: keys it holds at every level
+    data_top: set[str] = field(default_factory=set)
+    data_count: int = 0
     #: D-CC-3: listed in the last init response and not yet created
     init_pending: set[str] = field(default_factory=set)
     #: listed in any init response
@@ -360,6 +364,7 @@ class Reference:
         request_timeout: float = 30.0,
         max_legs: int = 64,
         max_pending: int = 64,
+        max_data_keys: int = 1_000,
     ) -> None:
         #: the switch answers every command with a `result` (scripted)
         self.acknowledges = acknowledges
@@ -369,6 +374,7 @@ class Reference:
         self.request_timeout = request_timeout
         self.max_legs = max_legs
         self.max_pending = max_pending
+        self.max_data_keys = max_data_keys
         self.clock = 0.0
         self.ticks = 0
         self.step = 0
@@ -824,6 +830,10 @@ class Reference:
             return self._guard_create(i, props["id"], props["nativeid"])
         if spec.valid_when is not None and i.top not in spec.valid_when:
             return FAILURE, spec.rule, f"{rec.short} while {i.top}"
+        if rec.short in ("setdata", "complete"):
+            added = len(set(props) - i.data_top)
+            if added and i.data_count + added > self.max_data_keys:
+                return FAILURE, "D-DATA", f"{i.data_count} + {added} data keys"
         consult = i.consult_leg()
         if spec.consult == "none":
             if i.consult_requested or consult is not None:
@@ -879,6 +889,9 @@ class Reference:
 
     def _apply(self, i: Interaction, rec: Record) -> None:
         """The effect of a request answered SUCCESS at once."""
+        if rec.short in ("setdata", "complete"):  # D-DATA: the keys it adds
+            i.data_count += len(set(rec.properties) - i.data_top)
+            i.data_top.update(rec.properties)
         if rec.short == "createconversation":
             self._created(i, rec.properties)
         elif rec.short == "setdata":
@@ -1207,13 +1220,47 @@ class Reference:
         if kind == "offered":
             if iid is None:
                 self._new_interaction(call, ALERTING)
+                self._arrived_data(self.interactions[call], ev)
             return
         if iid is None:
             if kind == "dialing":
                 self._new_leg(call)
+                if call in self.interactions:  # a new outbound interaction (D-NEW)
+                    self._arrived_data(self.interactions[call], ev)
             return
         i = self.interactions[iid]
         self._leg_event(i, i.legs[call], kind)
+
+    def _arrived_data(self, i: Interaction, ev: dict[str, Any]) -> None:
+        """D-DATA, S-INIT-1: what a new call's data holds: the ani, dnis and
+        destination it names, then its data without the values that are not
+        strings or objects, objects past 8 levels, lone surrogates, and the
+        keys past max_data_keys, in order."""
+        named = [key for key in ("ani", "dnis", "destination") if ev.get(key)]
+        i.data_top.update(named)
+        left = max(self.max_data_keys - len(named), 0)
+        kept = 0
+
+        def walk(data: dict[str, Any], level: int) -> None:
+            nonlocal left, kept
+            for key, value in data.items():
+                if _lone_surrogate(key) or (isinstance(value, str) and _lone_surrogate(value)):
+                    continue
+                if not isinstance(value, str) and not (isinstance(value, dict) and level < 8):
+                    continue
+                if left <= 0:
+                    continue
+                left -= 1
+                kept += 1
+                if level == 1:
+                    i.data_top.add(key)
+                if isinstance(value, dict):
+                    walk(value, level + 1)
+
+        data = ev.get("data")
+        if isinstance(data, dict):
+            walk(data, 1)
+        i.data_count = len(named) + kept
 
     def _new_interaction(self, call: str, state: str) -> None:
         """D-NEW."""
@@ -1436,6 +1483,10 @@ def _valid_event(ev: Any) -> bool:
     if set(ev) - {"kind", "data", *required, *optional}:
         raise Ambiguous(f"switch event with fields harness.md does not list: {ev}")
     return True
+
+
+def _lone_surrogate(text: str) -> bool:
+    return any(0xD800 <= ord(c) <= 0xDFFF for c in text)
 
 
 def _data_problems(value: Any, where: str) -> list[str]:

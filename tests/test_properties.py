@@ -172,6 +172,7 @@ class Harness:
             request_timeout=policy.request_timeout,
             max_legs=policy.max_legs,
             max_pending=policy.max_pending_requests,
+            max_data_keys=policy.max_data_keys,
         )
         self.check_lines = _load_checker(policy)
         self.lineno = 0
@@ -986,6 +987,27 @@ def test_queue_released_by_a_timeout() -> None:
     out = h.feed({"from": "clock", "advance": 0.5})
     names = [o["message"]["header"]["name"].rpartition(".")[2] for o in out if o.get("to") == "bridge"]
     assert ["consult", "setdata", "datachanged"] == names
+    assert not h.model.finish()
+    h.check_trace(end_of_run=True)
+
+
+@pytest.mark.parametrize("name", ["setdata", "complete"])
+def test_data_full_from_the_switch_refuses_a_new_key(name: str) -> None:
+    """D-DATA, D-BOUND: a call arrives with more data keys than
+    max_data_keys (cut to the bound); a setdata or complete adding a key is
+    FAILURE, one setting a key the data holds is SUCCESS, and the model
+    agrees. The thorough profile found the model without the bound."""
+    h = Harness(scripted=True, policy=Policy(), log=lambda text: None)
+    it = f"{CH}.c1"
+    h.switch_event({"kind": "offered", "call": "c1", "ani": "5551000", "data": OFFERED_DATA["too-many-keys"]})
+    h.send("interaction.query.init", it)
+    if name == "complete":
+        h.switch_event({"kind": "failed", "call": "c1"})
+    [refused] = [o for o in h.send(f"interaction.request.{name}", it, {"wrapup": "sale"}) if "to" in o]
+    assert ("FAILURE", "D-DATA") == (refused["message"]["header"]["result"], refused.get("rule"))
+    out = h.send(f"interaction.request.{name}", it, {"k0": "w"})
+    [taken] = [o for o in out if "to" in o and o["message"]["header"]["type"] == "cti.response"]
+    assert "SUCCESS" == taken["message"]["header"]["result"]
     assert not h.model.finish()
     h.check_trace(end_of_run=True)
 
