@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 
 from fsm.checker import Violation, Watcher
+from fsm.errors import Refusal
 from fsm.policy import Policy
 
 
@@ -474,7 +475,7 @@ class ReferenceBridge:
         self._out += found
 
     def _violation(self, rule: str, explanation: str) -> None:
-        self._check([Violation(self.line, rule, explanation)])
+        self._check([Violation(self.line, Refusal(rule, explanation))])
 
     def _take(self) -> list[BridgeOutput]:
         out, self._out = self._out, []

@@ -31,10 +31,11 @@ from typing import IO, Any
 
 from adapters.bridge import ReferenceBridge, Send
 from adapters.framing import ByteOrder
+from adapters.options import add_policy, add_trace, add_wire_arguments, open_trace, policy_of, wire_options
 from adapters.session import DEMO_CALL, BadSession, Step, load_steps
-from adapters.transport import FramedConnection, TransportError, add_wire_arguments, serve, wire_options
+from adapters.transport import FramedConnection, TransportError, serve
 from fsm.checker import Violation
-from fsm.messages import dumps
+from fsm.codec import dumps
 from fsm.policy import Policy
 
 logger = logging.getLogger("telephony_fsm.bridge")
@@ -203,8 +204,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--steps", metavar="FILE", help="the agent session to play (JSONL); default: the demo's call"
     )
-    parser.add_argument("--trace", metavar="FILE", help="write the trace (JSONL)")
-    parser.add_argument("--policy", action="append", default=[], metavar="NAME=VALUE")
+    add_trace(parser, "write the trace (JSONL)")
+    add_policy(parser)
     parser.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds")
     add_wire_arguments(parser, server=True)
 
@@ -213,10 +214,7 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     host, _, port_text = args.listen.rpartition(":")
     if not host or not port_text.isdigit():
         parser.error(f"--listen takes HOST:PORT, got {args.listen!r}")
-    try:
-        policy = Policy().with_settings(args.policy)
-    except Exception as exc:  # LocalProtocolError: a usage error
-        parser.error(str(exc))
+    policy = policy_of(args, parser)
     steps = DEMO_CALL
     if args.steps:
         try:
@@ -230,7 +228,7 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"listening on {host}:{port}", flush=True)
 
     with contextlib.ExitStack() as stack:
-        trace = stack.enter_context(open(args.trace, "w", encoding="utf-8")) if args.trace else None
+        trace = open_trace(stack, args, parser)
         return asyncio.run(
             run_bridge(
                 host,

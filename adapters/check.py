@@ -14,9 +14,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from adapters.options import add_channel_target, add_policy, policy_of
 from fsm.checker import UnreadableTrace, check_lines
-from fsm.errors import LocalProtocolError
-from fsm.policy import Policy
 
 PROG = "telephony-fsm check"
 
@@ -28,18 +27,9 @@ def _parser() -> argparse.ArgumentParser:
         "per violation: LINE  RULE-ID  explanation.",
     )
     parser.add_argument("trace", metavar="TRACE.jsonl", help="the trace (one JSON object per line)")
-    parser.add_argument(
-        "--policy",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a policy the run used, repeatable (e.g. transfer_while_consult_ringing=true)",
-    )
-    parser.add_argument(
-        "--channel-target",
-        default=None,
-        metavar="T",
-        help="the channel target of interaction.created (default: the first one seen)",
+    add_policy(parser, "a policy the run used, repeatable (e.g. transfer_while_consult_ringing=true)")
+    add_channel_target(
+        parser, default=None, help="the channel target of interaction.created (default: the first one seen)"
     )
     return parser
 
@@ -48,10 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
-        try:
-            policy = Policy().with_settings(args.policy)
-        except LocalProtocolError as exc:
-            parser.error(exc.message)
+        policy = policy_of(args, parser)
     except SystemExit as exc:  # a usage error (2), or --help (0)
         return exc.code if isinstance(exc.code, int) else 2
     try:

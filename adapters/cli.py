@@ -8,13 +8,13 @@ import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
+from adapters.options import add_channel_target, add_policy, add_trace, open_trace, policy_of
 from adapters.runner import Runner
 from adapters.simulated import ScriptedSwitch, SimulatedSwitch
 from adapters.switch import Switch
 from fsm.engine import Engine, Targets
-from fsm.errors import LocalProtocolError
 from fsm.policy import Policy
 
 if TYPE_CHECKING:
@@ -44,15 +44,9 @@ def _parser(only_run: bool = False) -> argparse.ArgumentParser:
         help="simulated: a small PBX applies commands at once; scripted: the input "
         "plays the switch and answers commands with result events",
     )
-    run.add_argument("--channel-target", default="session-1.channel-1", metavar="T")
-    run.add_argument(
-        "--policy",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="set a policy or bound, repeatable (e.g. transfer_while_consult_ringing=true)",
-    )
-    run.add_argument("--trace", metavar="FILE", help="also write the merged trace (JSONL)")
+    add_channel_target(run)
+    add_policy(run)
+    add_trace(run)
     run.set_defaults(subparser=run)
     if only_run:
         return parser
@@ -65,9 +59,9 @@ def _parser(only_run: bool = False) -> argparse.ArgumentParser:
         "Exit 0 only if no rule was broken and every agent request succeeded.",
     )
     demo.add_argument("--steps", metavar="FILE", help="play this session (JSONL steps) instead")
-    demo.add_argument("--channel-target", default="session-1.channel-1", metavar="T")
-    demo.add_argument("--policy", action="append", default=[], metavar="NAME=VALUE")
-    demo.add_argument("--trace", metavar="FILE", help="also write the trace (JSONL)")
+    add_channel_target(demo)
+    add_policy(demo)
+    add_trace(demo, "also write the trace (JSONL)")
     demo.add_argument(
         "--switch",
         choices=("simulated", "sip"),
@@ -132,24 +126,6 @@ def _parser(only_run: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
-def make_policy(parser: argparse.ArgumentParser, settings: list[str]) -> Policy:
-    try:
-        return Policy().with_settings(settings)
-    except LocalProtocolError as exc:
-        parser.error(exc.message)
-
-
-def open_trace(stack: ExitStack, args: argparse.Namespace) -> IO[str] | None:
-    """The --trace file, opened for writing (a usage error if it cannot be)."""
-    if not args.trace:
-        return None
-    parser: argparse.ArgumentParser = args.subparser
-    try:
-        return stack.enter_context(open(args.trace, "w", encoding="utf-8"))
-    except OSError as exc:
-        parser.error(f"cannot write trace {args.trace}: {exc.strerror}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["check"]:  # its own parser takes every option after it
@@ -159,11 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser(only_run=arguments[:1] == ["run"])
     args = parser.parse_args(arguments)
     if args.command == "run":
-        policy = make_policy(args.subparser, args.policy)
+        policy = policy_of(args, args.subparser)
         switch: Switch = SimulatedSwitch() if args.switch == "simulated" else ScriptedSwitch()
         engine = Engine(policy, Targets(args.channel_target), switch_acknowledges=switch.acknowledges)
         with ExitStack() as stack:
-            trace = open_trace(stack, args)
+            trace = open_trace(stack, args, args.subparser)
             # H-RUN-2: UTF-8 both ways whatever the locale; a byte that is not
             # UTF-8 reaches the runner as a lone surrogate, which it reports
             if isinstance(sys.stdin, io.TextIOWrapper):
@@ -188,7 +164,7 @@ def _demo(args: argparse.Namespace) -> int:
     from adapters.demo import run_demo
     from adapters.session import DEMO_CALL, BadSession, load_steps
 
-    policy = make_policy(args.subparser, args.policy)
+    policy = policy_of(args, args.subparser)
     steps = DEMO_CALL
     if args.steps:
         try:
@@ -199,7 +175,7 @@ def _demo(args: argparse.Namespace) -> int:
     if args.switch == "sip":
         return _sip_demo(args, policy, steps if args.steps else None, colour)
     with ExitStack() as stack:
-        trace = open_trace(stack, args)
+        trace = open_trace(stack, args, args.subparser)
         return run_demo(
             sys.stdout,
             steps=steps,
@@ -220,7 +196,7 @@ def _sip_demo(args: argparse.Namespace, policy: Policy, steps: list[Step] | None
     from adapters.sip.softphone import SipConfig
 
     with ExitStack() as stack:
-        trace = open_trace(stack, args)
+        trace = open_trace(stack, args, args.subparser)
         peers = None
         if args.peers:
             try:

@@ -10,7 +10,6 @@ every agent request succeeded.
 
 from __future__ import annotations
 
-import json
 from collections import Counter, deque
 from typing import IO, Any
 
@@ -21,6 +20,7 @@ from adapters.show import COLOURS, render
 from adapters.simulated import SimulatedSwitch
 from adapters.switch import Switch
 from fsm.checker import Violation
+from fsm.codec import loads
 from fsm.engine import Engine, Targets, describe
 from fsm.policy import Policy
 
@@ -40,7 +40,7 @@ class Screen:
         if self.trace is not None:
             self.trace.write(text)
         for line in text.splitlines():
-            entry = json.loads(line)
+            entry = loads(line)
             self._count(entry)
             who, shown = render(entry)
             self.say(who, "  " + shown)

@@ -41,12 +41,12 @@ the bytes read, in whatever chunks they arrived, into :class:`Frame` objects;
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, Final, Literal, NoReturn, TypeAlias
 
 import attrs
 
+from fsm.codec import JSONDecodeError, dumpb, loads
 from fsm.errors import LocalProtocolError, RemoteProtocolError
 from fsm.messages import json_type
 
@@ -172,17 +172,12 @@ def encode_json(
     if not isinstance(message, Mapping):
         raise LocalProtocolError(f"a message must be a JSON object, not {type(message).__name__}", RULE)
     try:
-        text = json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        contents = text.encode("utf-8")
+        contents = dumpb(message, strict=True)
     except (TypeError, ValueError) as error:  # UnicodeEncodeError is a ValueError
         raise LocalProtocolError(f"cannot encode the message as UTF-8 JSON: {error}", RULE) from error
     except RecursionError:
         raise LocalProtocolError("cannot encode the message as UTF-8 JSON: nested too deeply", RULE) from None
     return encode_frame(contents, byte_order=byte_order, max_frame_size=max_frame_size)
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not a JSON value")
 
 
 def decode_json(frame: Frame) -> dict[str, Any]:
@@ -201,14 +196,14 @@ def decode_json(frame: Frame) -> dict[str, Any]:
             frame.offset, f"contents are not UTF-8: {error.reason} {bad!r} at byte {error.start}"
         ) from None
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as error:
+        value = loads(text, strict=True)
+    except JSONDecodeError as error:
         raise BadContents(
             frame.offset,
             f"contents are not JSON: {error.msg}"
             f" at line {error.lineno} column {error.colno} (char {error.pos})",
         ) from None
-    except ValueError as error:  # raised by _reject_constant
+    except ValueError as error:  # NaN or an infinity (strict)
         raise BadContents(frame.offset, f"contents are not JSON: {error}") from None
     except RecursionError:
         raise BadContents(frame.offset, "contents are not JSON: nested too deeply") from None

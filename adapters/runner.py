@@ -9,17 +9,16 @@ every output followed by ``{"done": SEQ}``. It also writes the merged trace.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import IO, Any, Final
 
 from adapters.switch import Switch, dispatch
-from fsm.codec import dumps_floatless, loads
+from fsm.codec import JSONDecodeError, dumps, loads
 from fsm.engine import BridgeError, Engine, Output, SwitchError, ToBridge, ToSwitch
 from fsm.errors import LocalProtocolError, RemoteProtocolError
-from fsm.intake import usable_request_id
-from fsm.messages import SURROGATE, dumps, to_wire, unclean, writable
-from fsm.switch_events import command_to_wire, event_to_wire, parse_switch_event
+from fsm.intake import parse_switch_event
+from fsm.messages import SURROGATE, to_wire, unclean, usable_request_id, writable
+from fsm.switch_events import command_to_wire, event_to_wire
 
 
 class Runner:
@@ -44,8 +43,8 @@ class Runner:
         else:
             try:
                 item = loads(line)
-            except (json.JSONDecodeError, RecursionError) as exc:
-                message = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+            except (JSONDecodeError, RecursionError) as exc:
+                message = exc.msg if isinstance(exc, JSONDecodeError) else "nested too deeply"
                 out.append(self._error(seq, f"input is not JSON: {message}"))
             else:
                 return self.feed_item(item, lineno, check=_suspect(line))
@@ -157,10 +156,7 @@ class Runner:
                 flush()
                 continue
             entries = self.feed(line, lineno)
-            # The engine's outputs hold strings only; a float can come with
-            # the input's seq alone, echoed in each entry that names it.
-            encode = dumps_floatless if _floatless(entries[-1]["done"]) else dumps
-            write("".join([encode(entry) + "\n" for entry in entries]))
+            write("".join([dumps(entry) + "\n" for entry in entries]))
             flush()
 
 
@@ -207,10 +203,6 @@ def _usable_seq(seq: object) -> bool:
     if isinstance(seq, str):
         return unclean(seq) is None
     return type(seq) is int and unclean(seq) is None
-
-
-def _floatless(seq: object) -> bool:
-    return seq is None or type(seq) in (str, int, bool)
 
 
 def _wire(output: Output, seq: Any) -> dict[str, Any]:

@@ -19,11 +19,11 @@ the interaction an agent step acts on (default: the newest).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from adapters.bridge import ACTIONS
+from fsm.codec import JSONDecodeError, loads
 
 Step = dict[str, Any]
 
@@ -111,8 +111,8 @@ def load_steps(path: Path) -> list[Step]:
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
+            item = loads(line)
+        except JSONDecodeError as exc:
             raise BadSession(f"{path}:{number}: not JSON: {exc.msg}") from None
         steps.append(check_step(item, f"{path}:{number}"))
     return steps

@@ -6,9 +6,10 @@ switch event, arrows showing who sent it; colour when writing to a terminal.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import IO, Any
+
+from fsm.codec import dumps, loads
 
 COLOURS = {"bridge": "36", "switch": "33", "client": "32", "error": "31"}
 
@@ -40,7 +41,7 @@ def render(entry: dict[str, Any]) -> tuple[str, str]:
                 text += f"  {headers.get('errorMessage')}"
             body = message.get("body")
             if body:
-                text += "  " + json.dumps(body, separators=(",", ":"))
+                text += "  " + dumps(body, ascii=True)
             return "client", text
         target = headers["target"].rpartition(".")[2]
         return "client", f"client -> bridge  event {headers['name']} @{target}{_props(message.get('body'))}"
@@ -49,20 +50,22 @@ def render(entry: dict[str, Any]) -> tuple[str, str]:
     for key in ("error", "protocol_error"):
         if key in entry:
             return "error", f"{key}: {entry[key].get('message')}"
-    return "error", json.dumps(entry)
+    return "error", dumps(entry, ascii=True)
 
 
 def _props(props: object) -> str:
     if not isinstance(props, dict) or not props:
         return ""
-    return "  " + " ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in props.items())
+    return "  " + " ".join(
+        f"{k}={dumps(v, ascii=True) if not isinstance(v, str) else v}" for k, v in props.items()
+    )
 
 
 def show(lines: IO[str], out: IO[str], colour: bool) -> None:
     for raw in lines:
         if not raw.strip():
             continue
-        who, text = render(json.loads(raw))
+        who, text = render(loads(raw))
         out.write(f"\x1b[{COLOURS[who]}m{text}\x1b[0m\n" if colour else text + "\n")
 
 

@@ -30,7 +30,6 @@ file is refused while the first one lives; the lock dies with the process.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
@@ -41,6 +40,7 @@ import attrs
 
 from adapters.simulated import ScriptedSwitch, SimulatedSwitch
 from adapters.switch import Switch
+from fsm.codec import JSONDecodeError, dumps, loads
 from fsm.engine import Engine, Targets
 from fsm.messages import converter
 from fsm.snapshot import restore, snapshot
@@ -179,9 +179,9 @@ class StateStore:
         if engine is None or switch is None:
             raise StateError(f"state file {self.path} is corrupt: progress without engine or switch state")
         try:
-            data = json.loads(engine[0])
-            state = json.loads(switch[1])
-        except (TypeError, json.JSONDecodeError) as exc:
+            data = loads(engine[0])
+            state = loads(switch[1])
+        except (TypeError, JSONDecodeError) as exc:
             raise StateError(f"state file {self.path} is corrupt: {exc}") from None
         if not isinstance(data, dict):
             raise StateError(f"state file {self.path} is corrupt: the engine snapshot is not an object")
@@ -199,7 +199,7 @@ class StateStore:
         """The outbox: (entry id, message) of every message not yet handed to
         a connection, oldest first."""
         rows = self._db.execute("SELECT id, message FROM outbox ORDER BY id").fetchall()
-        return [(int(entry), json.loads(text)) for entry, text in rows]
+        return [(int(entry), loads(text)) for entry, text in rows]
 
     # ------------------------------------------------------------------
     # Writing.
@@ -218,8 +218,8 @@ class StateStore:
         counters, and the messages it produced for the bridge (appended to
         the outbox), in one transaction. With ``max_unsent`` (D-BOUND) the
         oldest unsent messages beyond it are dropped; returns how many."""
-        engine_text = json.dumps(snapshot(engine), separators=(",", ":"))
-        kind, state = switch_kind(driver), json.dumps(switch_state(driver), separators=(",", ":"))
+        engine_text = dumps(snapshot(engine), ascii=True)
+        kind, state = switch_kind(driver), dumps(switch_state(driver), ascii=True)
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -231,7 +231,7 @@ class StateStore:
             )
             db.executemany(
                 "INSERT INTO outbox (input, message) VALUES (?, ?)",
-                [(inputs, json.dumps(message, separators=(",", ":"))) for message in outputs],
+                [(inputs, dumps(message, ascii=True)) for message in outputs],
             )
             dropped = 0
             if max_unsent is not None:

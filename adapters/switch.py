@@ -71,7 +71,7 @@ class PolledSwitch(Protocol):
 def dispatch(switch: Switch, command: Command) -> list[SwitchEvent]:
     """Run ``command`` on ``switch``: the method named after its op."""
     if command.op not in OPERATIONS:
-        raise LocalProtocolError(f"unknown switch operation {command.op!r}", "D-BAD")
+        raise LocalProtocolError(f"unknown switch operation {command.op!r}")
     operation = getattr(switch, command.op)
     events: list[SwitchEvent] = operation(command)
     return events

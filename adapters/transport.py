@@ -35,7 +35,6 @@ bounded by ``max_send_buffer`` (beyond it a send waits at most
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import enum
@@ -49,7 +48,6 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Final
 
 from adapters.framing import (
-    BYTE_ORDERS,
     DEFAULT_MAX_FRAME_SIZE,
     ByteOrder,
     FrameDecoder,
@@ -76,7 +74,7 @@ _RESET_ON_CLOSE: Final = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() s
 class TransportError(ProtocolError):
     """The connection cannot carry a message (rule D-WIRE unless said otherwise)."""
 
-    def __init__(self, message: str, rule: str = "D-WIRE") -> None:
+    def __init__(self, message: str, rule: str | None = "D-WIRE") -> None:
         super().__init__(message, rule)
 
 
@@ -455,65 +453,3 @@ def server_ssl_context(
         context.load_verify_locations(cafile)
         context.verify_mode = _ssl.CERT_REQUIRED
     return context
-
-
-# -- the wire options of the command line (``serve`` is the client, ``bridge`` the server)
-
-
-def add_wire_arguments(parser: argparse.ArgumentParser, *, server: bool) -> None:
-    """Add the options ``serve`` and ``bridge`` share (spec/harness.md):
-    ``--byte-order``, ``--tcp-keepalive``, ``--tls-cert``, ``--tls-key``, ``--tls-ca``."""
-    parser.add_argument(
-        "--byte-order",
-        choices=BYTE_ORDERS,
-        default="big",
-        help="byte order of the 4-byte frame length (D-WIRE; default big, network order)",
-    )
-    parser.add_argument(
-        "--tcp-keepalive",
-        type=float,
-        metavar="SECONDS",
-        help="TCP keepalive: probe a connection silent this long, drop it after "
-        f"{KEEPALIVE_PROBES} unanswered probes (default: off)",
-    )
-    if server:
-        parser.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this certificate (PEM)")
-        parser.add_argument("--tls-key", metavar="FILE", help="its private key (PEM), if not in --tls-cert")
-        parser.add_argument(
-            "--tls-ca",
-            metavar="FILE",
-            help="require client certificates signed by these CAs (needs --tls-cert)",
-        )
-    else:
-        parser.add_argument("--tls-ca", metavar="FILE", help="TLS, verifying the bridge by these CAs")
-        parser.add_argument(
-            "--tls-cert", metavar="FILE", help="TLS, presenting this client certificate (PEM)"
-        )
-        parser.add_argument("--tls-key", metavar="FILE", help="its private key (PEM), if not in --tls-cert")
-
-
-def wire_options(
-    args: argparse.Namespace, parser: argparse.ArgumentParser, *, server: bool, tls: bool = False
-) -> dict[str, Any]:
-    """The keywords of :func:`serve` (``server``) or :func:`connect` that the
-    options of :func:`add_wire_arguments` give: ``byte_order``,
-    ``tcp_keepalive`` and ``ssl``. ``tls``: a client uses TLS even without
-    ``--tls-ca`` or ``--tls-cert`` (verifying the bridge by the system CAs).
-    A bad value or an unreadable file is a usage error (``parser.error``)."""
-    try:
-        keepalive = check_tcp_keepalive(args.tcp_keepalive)
-    except LocalProtocolError as error:
-        parser.error(f"--tcp-keepalive: {error.message}")
-    if args.tls_key and not args.tls_cert:
-        parser.error("--tls-key needs --tls-cert")
-    context: _ssl.SSLContext | None = None
-    try:
-        if server and args.tls_cert:
-            context = server_ssl_context(args.tls_cert, args.tls_key, cafile=args.tls_ca)
-        elif server and args.tls_ca:
-            parser.error("--tls-ca needs --tls-cert: a TLS server presents a certificate")
-        elif not server and (tls or args.tls_ca or args.tls_cert):
-            context = client_ssl_context(args.tls_ca, certfile=args.tls_cert, keyfile=args.tls_key)
-    except (OSError, _ssl.SSLError) as error:
-        parser.error(f"cannot set up TLS: {error}")
-    return {"byte_order": args.byte_order, "tcp_keepalive": keepalive, "ssl": context}

@@ -21,9 +21,10 @@ from typing import Any, Final, NamedTuple
 
 import attrs
 
-from fsm.machines import ENDED, HELD, S_PRIMARY, STARTED, TALKING, Refusal
-from fsm.messages import QUERY, REQUEST, count_keys
-from fsm.model import Conversation, Interaction, Pending
+from fsm.errors import Refusal
+from fsm.machines import ALERTING, DIALING, ENDED, HELD, INITIALIZED, S_PRIMARY, STARTED, TALKING
+from fsm.messages import QUERY, REQUEST, Headers, copy_data, count_keys
+from fsm.model import NO_CALLS, Conversation, Interaction, Pending
 from fsm.policy import Policy
 
 
@@ -65,6 +66,19 @@ class GuardContext(NamedTuple):
     conversation: Conversation | None
     properties: Any
     policy: Policy
+
+
+class Valid(NamedTuple):
+    """A well-formed query or request of the catalog. ``properties`` are the
+    body keys its spec reads (D-ENV: others are ignored), ``props`` the same
+    structured as the spec says (see :func:`fsm.catalog.read_properties`).
+    A named tuple, not an attrs class: it lives from intake to execution
+    only, and one is made per request."""
+
+    headers: Headers
+    spec: RequestSpec
+    properties: dict[str, str]
+    props: Any
 
 
 @attrs.frozen
@@ -150,6 +164,13 @@ def _not_disposed(ctx: GuardContext) -> str | None:
     return None
 
 
+def _initialized(ctx: GuardContext) -> str | None:
+    dest = ctx.conversation or ctx.interaction
+    if dest.lifecycle != INITIALIZED:
+        return f"{dest.target} is not initialized"
+    return None
+
+
 def _creation_allowed(ctx: GuardContext) -> str | None:
     nativeid = ctx.properties.nativeid
     leg = ctx.interaction.legs[nativeid]
@@ -176,6 +197,7 @@ GUARDS: Final[dict[str, Guard]] = {
         Guard("registration_consistent", "D-CC-3", _registration_consistent),
         Guard("conversation_not_disposed", "D-LIFE-4", _not_disposed),
         Guard("creation_allowed", "S-CC-1", _creation_allowed),
+        Guard("initialized", "D-LIFE-5", _initialized),
     )
 }
 
@@ -299,6 +321,49 @@ RESPONSE_BODIES: Final[dict[str, Callable[[Interaction], dict[str, Any] | None]]
 
 
 # --------------------------------------------------------------------------
+# What a query answers: name -> the SUCCESS body, from its destination.
+
+
+def _interaction_init(interaction: Interaction | Conversation) -> dict[str, Any]:
+    """interaction.query.init (S-INIT-1..5, D-INIT-7, D-CONV-ID). It opens
+    the init phase (D-CC-3) for the legs it lists: the phase lasts until each
+    is created, and a re-init keeps it open for those an earlier init listed."""
+    assert type(interaction) is Interaction
+    state = interaction.top
+    conversations: dict[str, dict[str, str]] = {}
+    if state in (ALERTING, DIALING, STARTED) and interaction.primary is not None:
+        conversations["primary"] = {"id": interaction.primary}
+    consult = interaction.leg("consult")
+    if state == STARTED and consult is not None and consult.live:
+        conversations["consult"] = {"id": consult.call}
+    pending = {**interaction.init_pending, **dict.fromkeys(c["id"] for c in conversations.values())}
+    interaction.init_pending = {c: None for c in pending if interaction.legs[c].bridge_id is None} or NO_CALLS
+    return {
+        "interaction-state": state,
+        "interaction-data": copy_data(interaction.data),
+        "conversations": conversations,
+    }
+
+
+def _interaction_data(interaction: Interaction | Conversation) -> dict[str, Any]:
+    assert type(interaction) is Interaction
+    return {"interaction-data": copy_data(interaction.data)}
+
+
+def _conversation_init(leg: Interaction | Conversation) -> dict[str, Any]:
+    """conversation.query.init (D-CONV)."""
+    assert type(leg) is Conversation
+    return {"conversation-state": leg.state, "nativeid": leg.call, "role": leg.role}
+
+
+QUERY_ANSWERS: Final[dict[str, Callable[[Interaction | Conversation], dict[str, Any]]]] = {
+    "interaction_init": _interaction_init,
+    "interaction_data": _interaction_data,
+    "conversation_init": _conversation_init,
+}
+
+
+# --------------------------------------------------------------------------
 # The catalog.
 
 
@@ -334,6 +399,11 @@ class RequestSpec:
     #: what its SUCCESS response's body holds (a key of RESPONSE_BODIES);
     #: None: an empty body
     body: str | None = None
+    #: a query's answer, made from its destination (a key of QUERY_ANSWERS)
+    answer: str | None = None
+    #: the lifecycle trigger a query fires once answered (the init queries:
+    #: init, S-LIFE-2); None: it changes nothing
+    then: str | None = None
 
     @property
     def short(self) -> str:
@@ -345,6 +415,10 @@ def _request(name: str, **kw: Any) -> RequestSpec:
     if destination == "conversation":
         kw.setdefault("legs", "conversation")
     return RequestSpec(name=name, kind=REQUEST, destination=destination, **kw)
+
+
+def _query(name: str, **kw: Any) -> RequestSpec:
+    return RequestSpec(name=name, kind=QUERY, destination=name.partition(".")[0], **kw)
 
 
 def read_properties(spec: RequestSpec, properties: dict[str, str]) -> Any:
@@ -360,9 +434,9 @@ def read_properties(spec: RequestSpec, properties: dict[str, str]) -> Any:
 CATALOG: Final[dict[str, RequestSpec]] = {
     spec.name: spec
     for spec in (
-        RequestSpec(name="interaction.query.init", kind=QUERY, destination="interaction"),
-        RequestSpec(name="interaction.query.data", kind=QUERY, destination="interaction"),
-        RequestSpec(name="conversation.query.init", kind=QUERY, destination="conversation"),
+        _query("interaction.query.init", answer="interaction_init", then="init"),
+        _query("interaction.query.data", answer="interaction_data", guards=("initialized",)),
+        _query("conversation.query.init", answer="conversation_init", then="init"),
         _request("interaction.request.accept", trigger="accept", op="answer", done="answered"),
         _request("interaction.request.reject", trigger="reject", op="reject", done="interaction_ended"),
         _request(

@@ -16,22 +16,26 @@ used, so that every message, error and trace line is what ``json`` makes:
   orjson refuses or its output holds ``e-``, ``.0000`` or ``null``, the only
   places where a float can differ.
 
-:func:`dumps_floatless` and :func:`dumpb_floatless` skip the float test, for values that hold no
-float by construction (the engine's messages and commands).
+No other module imports a JSON library: every caller reads with
+:func:`loads` and writes with :func:`dumps` (text) or :func:`dumpb` (UTF-8
+bytes), the same encoder.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import orjson
 
 #: The decoder and encoder this module uses first, for reports.
 LIBRARY: Final = f"orjson {orjson.__version__}"
 
-_encoder: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-_json_dumps: Final = _encoder.encode
+_json_dumps: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_strict_dumps: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_ascii_dumps: Final = json.JSONEncoder(separators=(",", ":")).encode
+#: What :func:`loads` raises for text that is not JSON (json's own class).
+JSONDecodeError: Final = json.JSONDecodeError
 _orjson_dumps: Final = orjson.dumps
 _orjson_loads: Final = orjson.loads
 _OrjsonDecodeError: Final = orjson.JSONDecodeError
@@ -47,19 +51,41 @@ _SHORT: Final = 256
 _BRACKETS: Final = 96
 
 
-def loads(text: str | bytes) -> Any:
+def loads(text: str | bytes, *, strict: bool = False) -> Any:
     """What ``json.loads(text)`` returns or raises (JSONDecodeError,
-    RecursionError; for bytes, UnicodeDecodeError as json raises it)."""
+    RecursionError; for bytes, UnicodeDecodeError as json raises it).
+    ``strict``: ``NaN`` and the infinities are refused too (a ValueError
+    saying so), for what must be standard JSON (D-WIRE)."""
     if len(text) > _SHORT and _brackets(text) > _BRACKETS:
-        return json.loads(text)
+        return _json_loads(text, strict)
     try:
         value = _orjson_loads(text)
     except _OrjsonDecodeError:
-        return json.loads(text)
+        return _json_loads(text, strict)
     raw = text.encode("utf-8") if isinstance(text, str) else text
     if _LONG_NUMBER in raw.translate(_DIGITS):
-        return json.loads(text)
-    return value
+        return _json_loads(text, strict)
+    return value  # orjson refuses NaN and the infinities: none is here
+
+
+def loads_plain(text: str | bytes) -> Any:
+    """What orjson reads of ``text``, or None where it refuses. Only for a
+    reader that accepts nothing but objects, strings and null of a few
+    levels (the one-pass reader of well-formed messages, ``fsm.fastread``),
+    where orjson and json read the same text alike; anything it declines
+    goes to :func:`loads`."""
+    try:
+        return _orjson_loads(text)
+    except _OrjsonDecodeError:
+        return None
+
+
+def _json_loads(text: str | bytes, strict: bool) -> Any:
+    return json.loads(text, parse_constant=_refuse_constant) if strict else json.loads(text)
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _brackets(text: str | bytes) -> int:
@@ -68,42 +94,31 @@ def _brackets(text: str | bytes) -> int:
     return text.count(b"[") + text.count(b"{")
 
 
-def dumps(value: object) -> str:
+def dumps(value: object, *, strict: bool = False, ascii: bool = False) -> str:
     """``json.dumps(value, ensure_ascii=False, separators=(",", ":"))``:
-    compact, one line, keys in insertion order."""
+    compact, one line, keys in insertion order. ``strict``: NaN and the
+    infinities are refused (ValueError, as json's ``allow_nan=False``), for
+    what must be standard JSON (a frame's contents, D-WIRE). ``ascii``:
+    every non-ASCII character escaped (json's default), for a carrier that
+    takes ASCII only (a SIP header)."""
+    if ascii:
+        return _ascii_dumps(value)
     try:
         out = _orjson_dumps(value)
     except TypeError:  # orjson.JSONEncodeError is a TypeError
-        return _json_dumps(value)
+        return _strict_dumps(value) if strict else _json_dumps(value)
     if b"e-" in out or b".0000" in out or b"null" in out:
-        return _json_dumps(value)
+        return _strict_dumps(value) if strict else _json_dumps(value)
     return out.decode("utf-8")
 
 
-def dumpb(value: object) -> bytes:
-    """``dumps(value)`` encoded as UTF-8."""
+def dumpb(value: object, *, strict: bool = False) -> bytes:
+    """``dumps(value, strict=strict)`` encoded as UTF-8 (a lone surrogate
+    raises UnicodeEncodeError)."""
     try:
         out = _orjson_dumps(value)
     except TypeError:
-        return _json_dumps(value).encode("utf-8")
+        return (_strict_dumps(value) if strict else _json_dumps(value)).encode("utf-8")
     if b"e-" in out or b".0000" in out or b"null" in out:
-        return _json_dumps(value).encode("utf-8")
+        return (_strict_dumps(value) if strict else _json_dumps(value)).encode("utf-8")
     return out
-
-
-def dumps_floatless(value: object) -> str:
-    """``dumps(value)`` for a value that holds no float (see :func:`dumpb_floatless`)."""
-    try:
-        return _orjson_dumps(value).decode("utf-8")
-    except TypeError:
-        return _json_dumps(value)
-
-
-def dumpb_floatless(value: object) -> bytes:
-    """``dumpb(value)`` for a value that holds no float: strings, integers,
-    booleans, None, lists and dicts of them. For those orjson writes what
-    json writes, or refuses and json writes it."""
-    try:
-        return _orjson_dumps(value)
-    except TypeError:
-        return _json_dumps(value).encode("utf-8")

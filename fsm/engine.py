@@ -25,19 +25,19 @@ from typing import Any, Final
 import attrs
 
 from fsm import machines as m
-from fsm.catalog import RequestSpec, read_properties
+from fsm.catalog import GUARDS, QUERY_ANSWERS, GuardContext, RequestSpec, read_properties
 from fsm.errors import LocalProtocolError, RemoteProtocolError
 from fsm.execution import Execution
 from fsm.firing import Firing
-from fsm.intake import Defect, read_message
+from fsm.intake import Defect, parse_switch_event, read_message
 from fsm.machines import LIFECYCLE
-from fsm.messages import QUERY, Headers, bound_data, copy_data, count_keys
-from fsm.model import NO_CALLS, Conversation, Interaction, Request
+from fsm.messages import QUERY, Headers, bound_data, count_keys
+from fsm.model import Conversation, Interaction, Request
 from fsm.outbox import Outbox
 from fsm.outputs import BridgeError, Output, SwitchError, Targets, ToBridge, ToSwitch, describe
 from fsm.policy import Policy
 from fsm.state import EngineState
-from fsm.switch_events import SwitchEvent, parse_switch_event
+from fsm.switch_events import SwitchEvent
 from fsm.switching import Switching
 
 __all__ = [
@@ -193,7 +193,7 @@ class Engine:
         if isinstance(read, Defect):
             echo = read.echo
             if echo is None:
-                self.outbox.out.append(BridgeError(read.rule, read.message))
+                self.outbox.bridge_error(read.refusal)
                 return
             dest = self.state.destinations.get(echo.target)
             if dest is not None:  # D-DUP is judged first; a malformed message's id counts as seen
@@ -283,43 +283,23 @@ class Engine:
         interaction: Interaction,
         dest: Interaction | Conversation,
     ) -> None:
-        """Queries change nothing and are answered at once (D-SERIAL)."""
-        if spec.name == "interaction.query.data":
-            if dest.lifecycle != m.INITIALIZED:
-                self.outbox.refuse(headers, "D-LIFE-5", f"{headers.target} is not initialized")
-                return
-            self.outbox.respond(headers, body={"interaction-data": copy_data(interaction.data)})
-            return
-        if isinstance(dest, Interaction):
-            body: dict[str, Any] = self.init_snapshot(dest)
-            listed = [c["id"] for c in body["conversations"].values()]
-            # D-CC-3: the init phase lasts until every listed leg is created;
-            # a re-init keeps it open for the legs an earlier init listed
-            pending = {**dest.init_pending, **dict.fromkeys(listed)}
-            dest.init_pending = {c: None for c in pending if dest.legs[c].bridge_id is None} or NO_CALLS
-        else:
-            body = self.conversation_snapshot(dest)
-        self.outbox.respond(headers, body=body)
-        LIFECYCLE.fire(dest, "init")
-
-    def init_snapshot(self, interaction: Interaction) -> dict[str, Any]:
-        """The interaction.query.init body (S-INIT-1..5, D-INIT-7, D-CONV-ID)."""
-        state = interaction.top
-        conversations: dict[str, dict[str, str]] = {}
-        if state in (m.ALERTING, m.DIALING, m.STARTED) and interaction.primary is not None:
-            conversations["primary"] = {"id": interaction.primary}
-        consult = interaction.leg("consult")
-        if state == m.STARTED and consult is not None and consult.live:
-            conversations["consult"] = {"id": consult.call}
-        return {
-            "interaction-state": state,
-            "interaction-data": copy_data(interaction.data),
-            "conversations": conversations,
-        }
-
-    @staticmethod
-    def conversation_snapshot(leg: Conversation) -> dict[str, Any]:
-        return {"conversation-state": leg.state, "nativeid": leg.call, "role": leg.role}
+        """Queries change nothing but their destination's lifecycle (the init
+        queries), and are answered at once (D-SERIAL): the catalog says what
+        a query needs, what it answers and what it fires."""
+        if spec.guards:
+            context = GuardContext(
+                interaction, dest if type(dest) is Conversation else None, None, self.state.policy
+            )
+            for name in spec.guards:
+                guard = GUARDS[name]
+                reason = guard.check(context)
+                if reason is not None:
+                    self.outbox.refuse(headers, guard.rule, reason)
+                    return
+        assert spec.answer is not None
+        self.outbox.respond(headers, body=QUERY_ANSWERS[spec.answer](dest))
+        if spec.then is not None:
+            LIFECYCLE.fire(dest, spec.then)
 
 
 #: The engine clock stays below this many seconds (D-BAD).

@@ -29,15 +29,14 @@ from fsm.catalog import (
     RequestSpec,
     read_properties,
 )
+from fsm.errors import Refusal
 from fsm.firing import Firing
-from fsm.machines import CONVERSATION, INTERACTION, LIFECYCLE, Refusal, top
+from fsm.machines import CONVERSATION, INTERACTION, LIFECYCLE, top
 from fsm.messages import Headers, build_headers, event
 from fsm.model import NO_CALLS, NO_REQUESTS, Conversation, Interaction, Pending, Request
 from fsm.outbox import Outbox
 from fsm.outputs import describe
 from fsm.state import EngineState, bounded_add
-
-_new_tuple: Final = tuple.__new__
 
 
 class Execution:
@@ -91,11 +90,11 @@ class Execution:
         policy = self.state.policy
         checked = machine.check(model.state, spec.trigger, policy)
         if isinstance(checked, Refusal):
-            self.outbox.refuse(headers, *_explain(machine, spec, model.state, checked))
+            self.outbox.refuse_with(headers, _explain(machine, spec, model.state, checked))
             return
         guards = _GUARDS_OF[spec.name]
         if guards:
-            context: GuardContext = _new_tuple(GuardContext, (interaction, conversation, props, policy))
+            context = GuardContext(interaction, conversation, props, policy)
             for check, rule in guards:
                 reason_or_none = check(context)
                 if reason_or_none is not None:
@@ -354,18 +353,18 @@ _GUARDS_OF: Final[dict[str, tuple[tuple[Callable[[GuardContext], str | None], st
 }
 
 
-def _explain(machine: m.StateMachine, spec: RequestSpec, state: str, refusal: Refusal) -> tuple[str, str]:
-    """The rule and reason of a refusal by a transition table. A request
+def _explain(machine: m.StateMachine, spec: RequestSpec, state: str, refusal: Refusal) -> Refusal:
+    """A refusal by a transition table as the bridge is told it. A request
     whose top-level state is right but whose substate is not cites the
     request's substate rule (consult while one is active: D-CONS-2)."""
     if refusal.guard is not None:
-        return refusal.rule, refusal.reason
+        return refusal
     assert spec.trigger is not None
     tops, allowed = _allowed(machine, spec.trigger)
     rule = refusal.rule
     if spec.substate_rule and top(state) in tops:
         rule = spec.substate_rule
-    return rule, f"the {machine.name} is {describe(state)}; {spec.short} needs {allowed}"
+    return Refusal(rule, f"the {machine.name} is {describe(state)}; {spec.short} needs {allowed}")
 
 
 @functools.cache

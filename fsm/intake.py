@@ -1,121 +1,88 @@
-"""Decoding and validating what the bridge sends (F-ENV, D-ENV, D-BAD).
+"""Decoding and validating what the bridge sends (F-ENV, D-ENV, D-BAD) and
+what the switch reports (H-SW-1, D-SWITCH, D-DATA).
 
 :func:`read_message` turns raw input (bytes, text or an already decoded
 object) into a :class:`Valid` message, or a :class:`Defect` that says what
 is wrong and, when the input has a usable ``requestId``, the headers a
-FAILURE response must echo (S-REQ-2). Nothing here touches engine state.
+FAILURE response must echo (S-REQ-2). :func:`parse_switch_event` turns a
+decoded switch event into a :class:`~fsm.switch_events.SwitchEvent` or
+raises a D-BAD error naming the defect. Both first try the one-pass readers
+of ``fsm.fastread``. Nothing here touches engine state.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import attrs
-from orjson import JSONDecodeError as OrjsonDecodeError
-from orjson import loads as orjson_loads
 
-from fsm.catalog import CATALOG, FreeProperties, NoProperties, RequestSpec
-from fsm.errors import RemoteProtocolError
-from fsm.frozen import builder
+from fsm.catalog import CATALOG, FreeProperties, NoProperties, Valid
+from fsm.codec import JSONDecodeError, loads
+from fsm.errors import Refusal, Refused, RemoteProtocolError
+from fsm.fastread import read_plain_event, read_quickly, read_valid
 from fsm.messages import (
+    MAX_REQUEST_ID,
     QUERY,
     REQUEST,
-    SURROGATE,
     Headers,
-    build_headers,
     clean_text,
     json_type,
     structure,
+    trim_data,
     unclean,
+    usable_request_id,
 )
-
-#: Longest requestId that can be answered, in code points (D-BAD).
-MAX_REQUEST_ID = 256
-
-
-def usable_request_id(value: object) -> bool:
-    """D-BAD: a requestId a FAILURE can echo: a non-empty string of at most
-    256 code points without a lone surrogate."""
-    return (
-        type(value) is str
-        and 0 < len(value) <= MAX_REQUEST_ID
-        and (value.isascii() or SURROGATE.search(value) is None)
-    )
-
-
-class Valid(NamedTuple):
-    """A well-formed query or request of the catalog. ``properties`` are the
-    body keys its spec reads (D-ENV: others are ignored), ``props`` the same
-    structured as the spec says (see :func:`fsm.catalog.read_properties`).
-    A named tuple, not an attrs class: it lives from intake to execution
-    only, and one is made per request."""
-
-    headers: Headers
-    spec: RequestSpec
-    properties: dict[str, str]
-    props: Any
+from fsm.switch_events import EVENT_FIELDS, SwitchEvent
 
 
 @attrs.frozen
-class Defect:
-    """Input that cannot be executed. ``echo`` holds the headers to answer
-    with when the input had a usable requestId, else None (then it is a
-    protocol error output)."""
+class Defect(Refused):
+    """Input that cannot be executed, and why. ``echo`` holds the headers
+    to answer with when the input had a usable requestId, else None (then it
+    is a protocol error output)."""
 
-    rule: str
-    message: str
+    refusal: Refusal
     echo: Headers | None
+
+
+def _defect(rule: str, reason: str, echo: Headers | None = None) -> Defect:
+    return Defect(Refusal(rule, reason), echo)
 
 
 def read_message(raw: object, max_size: int) -> Valid | Defect:
     if type(raw) is bytes:  # what an adapter passes: the common case first
         if len(raw) > max_size:
             return _oversized(len(raw), max_size)
-        quick = _read_quickly(raw)
+        quick = read_quickly(raw)
         if quick is not None:
             return quick
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            return Defect("D-BAD", f"message is not UTF-8: {exc.reason} at byte {exc.start}", None)
+            return _defect("D-BAD", f"message is not UTF-8: {exc.reason} at byte {exc.start}", None)
     elif isinstance(raw, bytes | bytearray | memoryview):
         return read_message(bytes(raw), max_size)
     elif isinstance(raw, str):
         # D-BOUND, D-WIRE: the limit counts bytes of UTF-8 (up to 4 a code point)
         if len(raw) > max_size // 4 and (size := len(raw.encode("utf-8", "surrogatepass"))) > max_size:
             return _oversized(size, max_size)
-        quick = _read_quickly(raw)
+        quick = read_quickly(raw)
         if quick is not None:
             return quick
     if isinstance(raw, str):
         try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            return Defect("D-BAD", f"message is not JSON: {exc.msg} at column {exc.colno}", None)
+            raw = loads(raw)
+        except JSONDecodeError as exc:
+            return _defect("D-BAD", f"message is not JSON: {exc.msg} at column {exc.colno}", None)
         except RecursionError:
-            return Defect("D-BAD", "message is not JSON: nested too deeply", None)
+            return _defect("D-BAD", "message is not JSON: nested too deeply", None)
     return _read_object(raw)
 
 
-def _read_quickly(text: bytes | str) -> Valid | None:
-    """The message as orjson reads it, when that is a valid message; None
-    for anything else, which is then read again with json so that every
-    defect is reported as json sees it. A valid message holds only strings,
-    objects and null, where orjson and json read the same text alike (see
-    ``fsm.codec``)."""
-    try:
-        value = orjson_loads(text)
-    except OrjsonDecodeError:
-        return None
-    return _read_valid(value, True) if type(value) is dict else None
-
-
 def _oversized(size: int, limit: int) -> Defect:
-    return Defect("D-BOUND", f"message of {size} bytes exceeds the limit of {limit} (max_frame_size)", None)
+    return _defect("D-BOUND", f"message of {size} bytes exceeds the limit of {limit} (max_frame_size)", None)
 
 
-_new_tuple: Final = tuple.__new__
 #: The keys of the envelope (F-ENV).
 _ENVELOPE_KEYS: Final = frozenset({"header", "body"})
 #: The keys of the guessed envelope this client once read; a message that has
@@ -131,108 +98,31 @@ _PROPERTY_KEYS: Final = {
     for spec in CATALOG.values()
     if attrs.has(spec.properties)
 }
-#: message name -> a quick constructor of its attrs properties class
-_PROPERTY_BUILDERS: Final = {
-    spec.name: builder(spec.properties)
-    for spec in CATALOG.values()
-    if attrs.has(spec.properties) and spec.properties is not NoProperties
-}
 
 
 def _read_object(raw: object) -> Valid | Defect:
     if type(raw) is dict:
-        valid = _read_valid(raw, False)
+        valid = read_valid(raw, False)
         if valid is not None:
             return valid
     return _read_checked(raw)
 
 
-def _read_valid(raw: dict[str, Any], owned: bool) -> Valid | None:
-    """The common case in one pass: a query or request whose header is
-    exactly type, name, target and requestId, every one a string, and whose
-    body holds exactly the keys its spec takes, as strings. Returns what
-    :func:`_read_checked` returns for such a message, or None for anything
-    else, which :func:`_read_checked` then reads and reports on (D-BAD).
-    ``owned``: ``raw`` was decoded here, so its body dict need not be
-    copied (a caller's is)."""
-    header = raw.get("header")
-    if type(header) is not dict or len(header) != 4:
-        return None
-    try:  # four keys, each of them one of the four: exactly the four
-        kind, name, target, request_id = (
-            header["type"],
-            header["name"],
-            header["target"],
-            header["requestId"],
-        )
-    except KeyError:
-        return None
-    if not (type(kind) is str and type(name) is str and type(target) is str and type(request_id) is str):
-        return None
-    if not owned and not (name.isascii() and target.isascii()):
-        return None  # a caller's dict may hold lone surrogates: the general reader looks (D-BAD)
-    spec = CATALOG.get(name)
-    if spec is None or spec.kind != kind or not request_id or len(request_id) > MAX_REQUEST_ID:
-        return None
-    if not owned and not request_id.isascii() and SURROGATE.search(request_id):
-        return None  # D-BAD: not usable (what orjson decoded holds no lone surrogate)
-    body: Any = None
-    if len(raw) > 1:
-        if not raw.keys() <= _ENVELOPE_KEYS:
-            return None
-        body = raw["body"]
-    props: Any
-    if body is None or not body:
-        if type(body) not in (dict, type(None)):
-            return None
-        body = {}
-        if spec.properties is NoProperties:
-            props = _NO_PROPERTIES
-        elif spec.properties is FreeProperties:
-            props = {}
-        else:
-            return None
-    elif type(body) is not dict:
-        return None
-    else:
-        if not owned:
-            body = dict(body)
-            for key, value in body.items():
-                if not (type(value) is str and value.isascii() and type(key) is str and key.isascii()):
-                    return None  # it may hold a lone surrogate: the general reader looks (D-BAD)
-        if spec.properties is FreeProperties:
-            for key, value in body.items():
-                if type(key) is not str or type(value) is not str:
-                    return None
-            props = dict(body)
-        elif spec.properties is NoProperties:
-            return None  # keys it does not take: ignored, by the general reader (D-ENV)
-        else:
-            if body.keys() != _PROPERTY_KEYS[name]:
-                return None
-            for value in body.values():
-                if type(value) is not str:
-                    return None
-            props = _PROPERTY_BUILDERS[name](**body)
-    valid: Valid = _new_tuple(Valid, (build_headers(kind, name, target, request_id), spec, body, props))
-    return valid
-
-
 def _read_checked(raw: object) -> Valid | Defect:
     if not isinstance(raw, dict):
-        return Defect("D-BAD", f"a message is a JSON object {{header, body}}, not {json_type(raw)}", None)
+        return _defect("D-BAD", f"a message is a JSON object {{header, body}}, not {json_type(raw)}", None)
     header = raw.get("header")
     defect = unclean(raw)
     if defect is not None:  # D-BAD: whatever else is wrong, this is said first
-        return Defect("D-BAD", f"message holds {defect}", echo_of(header))
+        return _defect("D-BAD", f"message holds {defect}", echo_of(header))
     old = [key for key in _OLD_ENVELOPE_KEYS if key in raw]
     if old:
         keys = " and ".join(repr(k) for k in old)
-        return Defect("D-BAD", f"unknown key {keys}: the envelope is {{header, body}}", echo_of(header))
+        return _defect("D-BAD", f"unknown key {keys}: the envelope is {{header, body}}", echo_of(header))
     if not isinstance(header, dict):
         if header is None:
-            return Defect("D-BAD", "message has no header object (the envelope is {header, body})", None)
-        return Defect("D-BAD", f"header: expected an object, got {json_type(header)}", None)
+            return _defect("D-BAD", "message has no header object (the envelope is {header, body})", None)
+        return _defect("D-BAD", f"header: expected an object, got {json_type(header)}", None)
     request_id = header.get("requestId")
     echo = echo_of(header)
     try:
@@ -243,7 +133,7 @@ def _read_checked(raw: object) -> Valid | Defect:
         message = exc.message
         if echo is None:
             message = f"{message} ({_why_unanswerable(request_id)})"
-        return Defect(exc.rule, message, echo)
+        return _defect(exc.rule, message, echo)
 
 
 def echo_of(header: object) -> Headers | None:
@@ -307,3 +197,51 @@ def _read_body(headers: Headers, raw: dict[str, Any]) -> Valid:
         properties = {key: body[key] for key in _PROPERTY_KEYS[spec.name] if key in body}
         props = structure(properties, spec.properties, "body")
     return Valid(headers, spec, properties, props)
+
+
+# --------------------------------------------------------------------------
+# Switch events (H-SW-1, D-SWITCH, D-DATA).
+
+
+def parse_switch_event(raw: object) -> SwitchEvent:
+    """Validate a decoded switch event; raise a D-BAD error naming the defect."""
+    if type(raw) is dict:
+        event = read_plain_event(raw)
+        if event is not None:
+            return event
+    return _read_event(raw)
+
+
+def _read_event(raw: object) -> SwitchEvent:
+    if not isinstance(raw, dict):
+        raise RemoteProtocolError("a switch event must be a JSON object", "D-BAD")
+    kind = raw.get("kind")
+    if not isinstance(kind, str):
+        raise RemoteProtocolError("switch event: 'kind' is missing or not a string", "D-BAD")
+    if kind not in EVENT_FIELDS:
+        kinds = ", ".join(EVENT_FIELDS)
+        raise RemoteProtocolError(f"switch event: unknown kind {kind!r} (known: {kinds})", "D-BAD")
+    required, optional = EVENT_FIELDS[kind]
+    missing = [name for name in required if name not in raw]
+    if missing:
+        raise RemoteProtocolError(
+            f"switch event {kind}: missing required field {', '.join(missing)}", "D-BAD"
+        )
+    known: dict[str, Any] = {
+        name: raw[name] for name in ("kind", *required, *optional) if name in raw
+    }  # H-SW-1
+    trimmed: list[str] = []
+    if "data" in known:
+        data = known["data"]
+        if not isinstance(data, dict):
+            raise RemoteProtocolError(f"switch event {kind}: data must be an object", "D-BAD")
+        known["data"], trimmed = trim_data(data)  # D-DATA: trimmed, not refused
+    defect = unclean(known, limit=64)
+    if defect is not None:
+        raise RemoteProtocolError(f"switch event {kind}: {defect}", "D-BAD")
+    event: SwitchEvent = structure(known, SwitchEvent, "", context=f"switch event {kind}")
+    if trimmed:
+        event = attrs.evolve(event, trimmed=tuple(trimmed))
+    if "call" in required and not event.call:
+        raise RemoteProtocolError(f"switch event {kind}: 'call' is empty", "D-BAD")
+    return event

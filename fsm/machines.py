@@ -38,7 +38,7 @@ from typing import Any, Final
 
 import attrs
 
-from fsm.errors import LocalProtocolError
+from fsm.errors import LocalProtocolError, Refusal
 from fsm.lean import EdgeEvent, LeanMachine
 
 # --------------------------------------------------------------------------
@@ -295,17 +295,6 @@ EDGE_GUARDS: Final[dict[str, Callable[[Any, Any], str | None]]] = {
 # The machines.
 
 
-@attrs.frozen
-class Refusal:
-    """Why a trigger may not fire: the rule and a reason a person can act on.
-    ``guard`` names the edge guard that refused; None when no edge leaves
-    the state on that trigger."""
-
-    rule: str
-    reason: str
-    guard: str | None = None
-
-
 class StateMachine:
     """A table plus the one shared `transitions` machine built from it.
 
@@ -378,7 +367,7 @@ class StateMachine:
     def rule_for(self, trigger: str) -> str:
         rule = self._rules.get(trigger)
         if rule is None:
-            raise LocalProtocolError(f"{self.name} machine has no trigger {trigger!r}", "D-BAD")
+            raise LocalProtocolError(f"{self.name} machine has no trigger {trigger!r}")
         return rule
 
     def fire(self, model: Any, trigger: str, context: Any = None) -> Edge:
@@ -389,7 +378,7 @@ class StateMachine:
         if transition is None:
             outcome = self.check(getattr(model, self.attribute), trigger, context)
             reason = outcome.reason if isinstance(outcome, Refusal) else "its transition did not run"
-            raise LocalProtocolError(f"{self.name} {trigger} fired while refused: {reason}", outcome.rule)
+            raise LocalProtocolError(f"{self.name} {trigger} fired while refused: {reason}")
         return transition.edge
 
     def try_fire(self, model: Any, trigger: str, context: Any = None) -> Edge | None:

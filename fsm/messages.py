@@ -21,8 +21,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
-from fsm.codec import dumpb_floatless
-from fsm.codec import dumps as dumps  # compact JSON, for the adapters
+from fsm.codec import dumpb
 from fsm.errors import RemoteProtocolError
 from fsm.frozen import builder
 
@@ -139,6 +138,21 @@ def json_type(value: object) -> str:
 
 #: A lone surrogate: a code point no UTF-8 text can hold (D-BAD).
 SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+#: Longest requestId that can be answered, in code points (D-BAD).
+MAX_REQUEST_ID = 256
+
+
+def usable_request_id(value: object) -> bool:
+    """D-BAD: a requestId a FAILURE can echo: a non-empty string of at most
+    256 code points without a lone surrogate."""
+    return (
+        type(value) is str
+        and 0 < len(value) <= MAX_REQUEST_ID
+        and (value.isascii() or SURROGATE.search(value) is None)
+    )
+
+
 #: The largest integer magnitude that is not "too large" (D-BAD: 2^53).
 MAX_INTEGER: Final = 1 << 53
 #: How deep a message may nest; the message object is level 1 (D-BAD).
@@ -387,4 +401,4 @@ def wire_bytes(message: Message) -> bytes:
     """``dumps(to_wire(message))`` as UTF-8 bytes: what an adapter sends.
     What the client writes holds no float (strings, objects, arrays,
     booleans and null), so the float checks of the codec are skipped."""
-    return dumpb_floatless({"header": _unstructure_headers(message.header), "body": message.body})
+    return dumpb({"header": _unstructure_headers(message.header), "body": message.body})

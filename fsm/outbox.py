@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from fsm.errors import Refusal
 from fsm.frozen import builder
 from fsm.messages import RESPONSE, SUCCESS, Headers, Message, build_headers, build_message, response
 from fsm.model import Request
-from fsm.outputs import Output, SwitchError, build_to_bridge, build_to_switch
+from fsm.outputs import BridgeError, Output, SwitchError, build_to_bridge, build_to_switch
 from fsm.state import EngineState
 from fsm.switch_events import Command
 
@@ -58,9 +59,15 @@ class Outbox:
     def refuse(self, headers: Headers, rule: str, reason: str, *, prefix: bool = True) -> None:
         """Answer FAILURE (S-REQ-2) citing ``rule``; the error message names
         the request (``consult refused: ...``) unless ``prefix`` is False."""
+        self.refuse_with(headers, Refusal(rule, reason), prefix=prefix)
+
+    def refuse_with(self, headers: Headers, refusal: Refusal, *, prefix: bool = True) -> None:
+        """Answer FAILURE (S-REQ-2) with ``refusal``; the error message is its
+        reason, naming the request (``consult refused: ...``) unless
+        ``prefix`` is False."""
         short = headers.name.rpartition(".")[2] or "message"
-        text = f"{short} refused: {reason}" if prefix else reason
-        self.out.append(build_to_bridge(response(headers, error=text), rule))
+        text = f"{short} refused: {refusal.reason}" if prefix else refusal.reason
+        self.out.append(build_to_bridge(response(headers, error=text), refusal))
 
     def command(self, op: str, call: str, **extra: str) -> Command:
         """A command to the switch, ``cmd-N`` counting from 1 (H-CMD)."""
@@ -73,4 +80,8 @@ class Outbox:
     def switch_error(self, rule: str, message: str, *, refused: bool = True) -> None:
         """A switch event the engine refused (D-SWITCH), or a note on one it
         accepted (``refused=False``: D-DATA)."""
-        self.out.append(SwitchError(rule, message, refused))
+        self.out.append(SwitchError(Refusal(rule, message), refused))
+
+    def bridge_error(self, refusal: Refusal) -> None:
+        """A bridge message that is malformed and has no requestId to answer (D-BAD)."""
+        self.out.append(BridgeError(refusal))

@@ -7,6 +7,7 @@ from typing import Final
 import attrs
 
 from fsm import machines as m
+from fsm.errors import Refusal, Refused
 from fsm.frozen import builder
 from fsm.messages import Message
 from fsm.switch_events import Command
@@ -17,11 +18,16 @@ from fsm.switch_events import Command
 
 @attrs.frozen
 class ToBridge:
-    """A message for the bridge. ``rule`` is set on a FAILURE response: the
-    rule ID behind the refusal, kept for logs and tests."""
+    """A message for the bridge. ``refusal`` is set on a FAILURE response:
+    the rule and reason behind it (the reason is also the message's error
+    text)."""
 
     message: Message
-    rule: str | None = None
+    refusal: Refusal | None = None
+
+    @property
+    def rule(self) -> str | None:
+        return None if self.refusal is None else self.refusal.rule
 
 
 @attrs.frozen
@@ -32,20 +38,18 @@ class ToSwitch:
 
 
 @attrs.frozen
-class BridgeError:
+class BridgeError(Refused):
     """A bridge message that is malformed and has no requestId to answer (D-BAD)."""
 
-    rule: str
-    message: str
+    refusal: Refusal
 
 
 @attrs.frozen
-class SwitchError:
+class SwitchError(Refused):
     """A switch event the engine refused (``refused``: it changed nothing,
     D-SWITCH), or a note on one it accepted (D-DATA: data trimmed)."""
 
-    rule: str
-    message: str
+    refusal: Refusal
     refused: bool = True
 
 

@@ -61,15 +61,15 @@ class Policy:
             name, sep, text = setting.partition("=")
             name = name.strip()
             if not sep:
-                raise LocalProtocolError(f"policy {setting!r} is not NAME=VALUE", "D-BOUND")
+                raise LocalProtocolError(f"policy {setting!r} is not NAME=VALUE")
             if name not in fields:
                 known = ", ".join(sorted(fields))
-                raise LocalProtocolError(f"unknown policy {name!r}; known policies: {known}", "D-BOUND")
+                raise LocalProtocolError(f"unknown policy {name!r}; known policies: {known}")
             changes[name] = _parse_value(name, fields[name].type, text.strip())
         try:
             return attrs.evolve(self, **changes)
         except ValueError as exc:
-            raise LocalProtocolError(f"bad policy value: {exc}", "D-BOUND") from exc
+            raise LocalProtocolError(f"bad policy value: {exc}") from exc
 
 
 def _parse_value(name: str, kind: object, text: str) -> object:
@@ -79,16 +79,16 @@ def _parse_value(name: str, kind: object, text: str) -> object:
             return True
         if lowered in ("false", "no", "off", "0"):
             return False
-        raise LocalProtocolError(f"policy {name} takes true or false, got {text!r}", "D-BOUND")
+        raise LocalProtocolError(f"policy {name} takes true or false, got {text!r}")
     if kind in (int, "int"):
         try:
             return int(text)
         except ValueError:
-            raise LocalProtocolError(f"policy {name} takes a whole number, got {text!r}", "D-BOUND") from None
+            raise LocalProtocolError(f"policy {name} takes a whole number, got {text!r}") from None
     try:
         value = float(text)
     except ValueError:
-        raise LocalProtocolError(f"policy {name} takes a number, got {text!r}", "D-BOUND") from None
+        raise LocalProtocolError(f"policy {name} takes a number, got {text!r}") from None
     if value != value or value in (float("inf"), float("-inf")):
-        raise LocalProtocolError(f"policy {name} takes a finite number, got {text!r}", "D-BOUND")
+        raise LocalProtocolError(f"policy {name} takes a finite number, got {text!r}")
     return value

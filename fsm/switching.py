@@ -15,13 +15,14 @@ from typing import Final
 
 from fsm import machines as m
 from fsm.catalog import CATALOG
+from fsm.errors import Refusal
 from fsm.execution import Execution
 from fsm.firing import Firing
-from fsm.machines import CONVERSATION, COUPLING_CONDITIONS, LEG_COUPLING, LIFECYCLE, LegCoupling, Refusal
+from fsm.machines import CONVERSATION, COUPLING_CONDITIONS, LEG_COUPLING, LIFECYCLE, LegCoupling
 from fsm.messages import DataValue, copy_data, event
 from fsm.model import Conversation, Interaction
 from fsm.outbox import Outbox
-from fsm.outputs import SwitchError, ToBridge, build_to_bridge, encode_id
+from fsm.outputs import ToBridge, build_to_bridge, encode_id
 from fsm.state import EngineState, bounded_add
 from fsm.switch_events import SwitchEvent
 
@@ -50,7 +51,7 @@ class Switching:
         leg = self.state.calls.get(call)
         if ev.kind == "offered":
             if leg is not None:
-                self.outbox.out.append(SwitchError("D-BAD", f"offered: call {call} is already known"))
+                self.outbox.switch_error("D-BAD", f"offered: call {call} is already known")
                 return
             self._new_interaction(ev, m.ALERTING)
             return
@@ -58,24 +59,22 @@ class Switching:
             if ev.kind == "dialing":
                 self._new_dialing(ev)
             else:
-                self.outbox.out.append(SwitchError("D-BAD", f"{ev.kind}: call {call} is not known"))
+                self.outbox.switch_error("D-BAD", f"{ev.kind}: call {call} is not known")
             return
         self._leg_event(leg, ev.kind, ev.cause or ev.reason)
 
     def _new_interaction(self, ev: SwitchEvent, state: str) -> None:
         """D-NEW: a call that belongs to no interaction starts one."""
         if len(self.state.interactions) >= self.state.policy.max_interactions:
-            self.outbox.out.append(
-                SwitchError(
-                    "D-BOUND",
-                    f"{ev.kind}: call {ev.call} refused, {len(self.state.interactions)} interactions "
-                    "are live (policy max_interactions)",
-                )
+            self.outbox.switch_error(
+                "D-BOUND",
+                f"{ev.kind}: call {ev.call} refused, {len(self.state.interactions)} interactions "
+                "are live (policy max_interactions)",
             )
             return
         target = self.state.targets.interaction(ev.call)
         if target in self.state.destinations or target in self.state.disposed_targets:
-            self.outbox.out.append(SwitchError("D-NEW", f"{ev.kind}: interaction {ev.call} already exists"))
+            self.outbox.switch_error("D-NEW", f"{ev.kind}: interaction {ev.call} already exists")
             return
         data: dict[str, DataValue] = {}
         for key in ("ani", "dnis", "destination"):
@@ -123,12 +122,10 @@ class Switching:
             return
         interaction = joinable
         if len(interaction.legs) >= self.state.policy.max_legs:  # D-BOUND: from the switch too
-            self.outbox.out.append(
-                SwitchError(
-                    "D-BOUND",
-                    f"dialing {ev.call}: interaction {interaction.id} already has {len(interaction.legs)} "
-                    "call legs, the limit (policy max_legs)",
-                )
+            self.outbox.switch_error(
+                "D-BOUND",
+                f"dialing {ev.call}: interaction {interaction.id} already has {len(interaction.legs)} "
+                "call legs, the limit (policy max_legs)",
             )
             return
         announced = interaction.lifecycle == m.INITIALIZED
@@ -193,7 +190,7 @@ class Switching:
         if CONVERSATION.try_fire(leg, kind) is None:
             checked = CONVERSATION.check(before, kind)
             assert isinstance(checked, Refusal)
-            self.outbox.out.append(SwitchError(checked.rule, f"{kind} for call {leg.call}: {checked.reason}"))
+            self.outbox.switch_error(checked.rule, f"{kind} for call {leg.call}: {checked.reason}")
             return
         interaction = self.state.interactions[leg.interaction_id]
         if leg.call == interaction.primary and interaction.state == m.S_NONE:
@@ -231,7 +228,7 @@ class Switching:
             if _issued(ev.command, self.state.commands_issued):
                 self._late_result(ev)
                 return
-            self.outbox.out.append(SwitchError("D-BAD", f"result: command {ev.command!r} was never sent"))
+            self.outbox.switch_error("D-BAD", f"result: command {ev.command!r} was never sent")
             return
         interaction = self.state.interactions[interaction_id]
         pending = interaction.executing
@@ -245,7 +242,7 @@ class Switching:
             if not ev.call:
                 return  # acknowledged; the leg's name comes with its dialing event
             if ev.call in self.state.calls or ev.call in self.state.released:
-                self.outbox.out.append(SwitchError("D-BAD", f"result: call {ev.call} is already known"))
+                self.outbox.switch_error("D-BAD", f"result: call {ev.call} is already known")
                 return
             self._name_consult(interaction, ev.call)
             return

@@ -42,7 +42,7 @@ with atheris.instrument_imports():
     from fsm.checker import check_lines
     from fsm.engine import Engine
     from fsm.errors import RemoteProtocolError
-    from fsm.switch_events import parse_switch_event
+    from fsm.intake import parse_switch_event
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO_LINES = (ROOT / "adapters" / "scenarios" / "full-call.jsonl").read_text().splitlines()

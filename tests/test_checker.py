@@ -23,6 +23,7 @@ from adapters.runner import Runner
 from adapters.simulated import SimulatedSwitch
 from fsm.checker import UnreadableTrace, Violation, Watcher, check_lines
 from fsm.engine import Engine, Targets
+from fsm.errors import Refusal
 from fsm.policy import Policy
 from tests.scenario import (
     ACCEPT,
@@ -837,9 +838,11 @@ def test_watcher_fed_message_by_message() -> None:
     expected = [
         Violation(
             last,
-            "S-REQ-1",
-            f"interaction.request.dispose (requestId r18, line {last}) to {IT} was never answered "
-            f"(the trace ends at line {last})",
+            Refusal(
+                "S-REQ-1",
+                f"interaction.request.dispose (requestId r18, line {last}) to {IT} was never answered "
+                f"(the trace ends at line {last})",
+            ),
         )
     ]
     assert expected == watcher.finish(last)

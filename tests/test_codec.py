@@ -13,8 +13,10 @@ Assertions are written ``expected == actual``.
 
 from __future__ import annotations
 
+import ast
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -84,18 +86,43 @@ def test_dumpb_of_a_surrogate_free_value_is_utf8_of_dumps(value: Any) -> None:
         assert text.encode("utf-8") == codec.dumpb(value)
 
 
-_floatless = st.recursive(
-    st.one_of(st.none(), st.booleans(), _ints, st.text()),
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(), inner, max_size=4)),
+@given(_values)
+def test_strict_dumps_writes_what_json_writes_without_nan(value: Any) -> None:
+    """D-WIRE: strict refuses NaN and the infinities as json's allow_nan=False does."""
+    strict = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+    expected, actual = _outcome(strict, value), _outcome(lambda v: codec.dumps(v, strict=True), value)
+    assert expected == actual
+    if expected[0] == "value" and not _has_surrogate(expected[1]):
+        assert expected[1].encode("utf-8") == codec.dumpb(value, strict=True)
+
+
+@given(_values)
+def test_ascii_dumps_writes_what_json_writes_by_default(value: Any) -> None:
+    assert json.dumps(value, separators=(",", ":")) == codec.dumps(value, ascii=True)
+
+
+@pytest.mark.parametrize("text", ["NaN", "[Infinity]", '{"a": -Infinity}'])
+def test_strict_loads_refuses_nan_and_the_infinities(text: str) -> None:
+    assert isinstance(codec.loads(text), (float, list, dict))
+    with pytest.raises(ValueError, match="is not a JSON value"):
+        codec.loads(text, strict=True)
+
+
+_plain = st.recursive(
+    st.one_of(st.none(), st.text()),
+    lambda inner: st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=12,
 )
 
 
-@given(_floatless)
-def test_floatless_encoders_write_what_json_writes(value: Any) -> None:
-    expected = _json_dumps(value)
-    assert expected == codec.dumps_floatless(value)
-    assert expected.encode("utf-8") == codec.dumpb_floatless(value)
+@given(_plain)
+def test_loads_plain_reads_what_loads_reads_or_declines(value: Any) -> None:
+    """The one-pass reader's decoder, on what that reader accepts (objects,
+    strings, null): the value loads reads, or None."""
+    text = _json_dumps(value)
+    plain = codec.loads_plain(text)
+    if plain is not None:
+        assert _same(codec.loads(text), plain)
 
 
 @pytest.mark.parametrize(
@@ -176,3 +203,21 @@ def test_loads_at_the_known_differences(text: str | bytes) -> None:
 
 def test_the_library_used_first_is_named() -> None:
     assert codec.LIBRARY.startswith("orjson ")
+
+
+def test_no_other_module_picks_a_json_library() -> None:
+    """All JSON in and out goes through fsm.codec (design.md)."""
+    root = Path(__file__).resolve().parent.parent
+    importers = []
+    for path in sorted([*root.glob("fsm/**/*.py"), *root.glob("adapters/**/*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if any(n.partition(".")[0] in ("json", "orjson") for n in names):
+                importers.append(str(path.relative_to(root)))
+    assert ["fsm/codec.py"] == sorted(set(importers))

@@ -55,6 +55,14 @@ from tests.scenario import (
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "adapters.cli"]
+SERVE = [*CLI, "serve"]
+
+
+def crashing(n: int) -> list[str]:
+    """serve, killed right after committing input ``n`` (tests/crashing_serve.py)."""
+    return [sys.executable, "-m", "tests.crashing_serve", str(n)]
+
+
 #: inputs serve processes in the demo's call: the offer and 18 bridge messages
 CALL_INPUTS = 19
 
@@ -231,25 +239,29 @@ def test_a_corrupt_snapshot_or_another_switch_or_channel_is_refused(tmp_path: Pa
         store.load()
 
 
-def test_serve_refuses_a_bad_state_file_and_a_crash_option_without_state(tmp_path: Path) -> None:
+def test_serve_refuses_a_bad_state_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.db"
     bad.write_text("hello\n" * 1000)
-    for extra in (["--state", str(bad)], ["--crash-after-input", "3"]):
-        done = subprocess.run(
-            [*CLI, "serve", "--connect", "127.0.0.1:9", *extra], cwd=ROOT, capture_output=True, text=True
-        )
-        assert 2 == done.returncode
-        assert "--state" in done.stderr
+    done = subprocess.run(
+        [*CLI, "serve", "--connect", "127.0.0.1:9", "--state", str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert 2 == done.returncode
+    assert "--state" in done.stderr
 
 
 # --------------------------------------------------------------------------
 # 2. A request pending on the switch across a kill (D-ASYNC), D-DUP after it.
 
 
-async def serve_process(port: int, tmp_path: Path, n: int, *extra: str) -> asyncio.subprocess.Process:
+async def serve_process(
+    port: int, tmp_path: Path, n: int, *extra: str, crash_after: int | None = None
+) -> asyncio.subprocess.Process:
+    """serve as a process (killed right after committing input ``crash_after``, if given)."""
     return await asyncio.create_subprocess_exec(
-        *CLI,
-        "serve",
+        *(SERVE if crash_after is None else crashing(crash_after)),
         "--connect",
         f"127.0.0.1:{port}",
         "--switch",
@@ -296,7 +308,7 @@ async def pending_across_a_kill(tmp_path: Path, policy: list[str], downtime: flo
 
     server = await serve("127.0.0.1", 0, handler)
     port = server.sockets[0].getsockname()[1]
-    first = await serve_process(port, tmp_path, 1, "--crash-after-input", "3", *policy)
+    first = await serve_process(port, tmp_path, 1, *policy, crash_after=3)
     await send_line(first, offered("c1"))
     conn = await conns.get()
     created = await conn.recv()  # serve takes switch events from its first connection on
@@ -423,16 +435,16 @@ class CallRun:
         self.events.write_text("".join(json.dumps({"from": "switch", "event": e}) + "\n" for e in customer))
         self.serve_codes: list[int] = []
 
-    def serve(self, *extra: str) -> None:
-        """One serve process, to its end."""
+    def serve(self, crash_after: int | None = None) -> None:
+        """One serve process, to its end (killed right after committing input
+        ``crash_after``, if given)."""
         n = len(self.serve_codes) + 1
         done = subprocess.run(
             [
-                *CLI,
-                "serve",
+                *(SERVE if crash_after is None else crashing(crash_after)),
                 *("--connect", f"127.0.0.1:{self.port}", "--switch-events", str(self.events)),
                 *("--trace", str(self.dir / f"serve{n}.jsonl"), "--max-reconnects", "10"),
-                *("--state", str(self.dir / "state.db"), "--exit-on-close", *extra),
+                *("--state", str(self.dir / "state.db"), "--exit-on-close"),
             ],
             cwd=ROOT,
             capture_output=True,
@@ -470,7 +482,7 @@ def call(tmp_path: Path, *crash_points: int) -> CallRun:
     count is of the state file's inputs), then restarted without a kill."""
     run = CallRun(tmp_path)
     for point in crash_points:
-        run.serve("--crash-after-input", str(point))
+        run.serve(crash_after=point)
     run.serve()
     return run
 

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from fsm.catalog import CATALOG, FreeProperties, NoProperties
 from fsm.checker import check_lines
-from fsm.intake import _read_checked, _read_valid
-from fsm.switch_events import EVENT_FIELDS, _read_event, _read_plain_event
+from fsm.fastread import read_plain_event, read_valid
+from fsm.intake import _read_checked, _read_event
+from fsm.switch_events import EVENT_FIELDS
 from tests.drive import (
     CH,
     Drive,
@@ -301,7 +302,7 @@ def test_checker_judges_a_request_lost_in_a_drop_as_lost() -> None:
     assert [] == check_lines(lost)
 
 
-# -- the one-pass reader and the general one (fsm/intake.py)
+# -- the one-pass reader (fsm/fastread.py) and the general one (fsm/intake.py)
 
 _names = st.sampled_from(sorted(CATALOG))
 _text = st.text(max_size=6)
@@ -346,7 +347,7 @@ def near_messages(draw: st.DrawFn) -> dict[str, Any]:
 def test_the_one_pass_reader_equals_the_general_reader_or_declines(message: dict[str, Any]) -> None:
     """D-BAD, D-ENV: on generated input the fast reader returns exactly what
     the general reader returns, or declines (None)."""
-    fast = _read_valid(message, False)
+    fast = read_valid(message, False)
     general = _read_checked(message)
     if fast is not None:
         assert general == fast
@@ -403,7 +404,7 @@ def near_switch_events(draw: st.DrawFn) -> dict[str, Any]:
 def test_the_one_pass_switch_event_reader_equals_the_general_reader_or_declines(raw: dict[str, Any]) -> None:
     """H-SW-1, D-DATA: on generated input the fast reader of switch events
     returns exactly what the general reader returns, or declines (None)."""
-    fast = _read_plain_event(raw)
+    fast = read_plain_event(raw)
     if fast is not None:
         assert fast == _read_event(raw)
 

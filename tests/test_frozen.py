@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 import pytest
 
+from fsm.errors import Refusal
 from fsm.frozen import builder
 from fsm.messages import Headers, Message
 from fsm.outputs import ToBridge, ToSwitch
@@ -33,7 +34,7 @@ CASES: list[tuple[type[Any], dict[str, Any]]] = [
     (Headers, _HEADERS),
     (Message, {"header": Headers(**_HEADERS)}),
     (Message, {"header": Headers(**_HEADERS), "body": {"a": "b", "x": [1]}}),
-    (ToBridge, {"message": Message(header=Headers(**_HEADERS)), "rule": "D-BAD"}),
+    (ToBridge, {"message": Message(header=Headers(**_HEADERS)), "refusal": Refusal("D-BAD", "why")}),
     (ToSwitch, {"command": Command(id="cmd-1", op="answer", call="c1")}),
     (Command, {"id": "cmd-2", "op": "consult", "call": "c1", "destination": "200"}),
     (SwitchEvent, {"kind": "offered", "call": "c1", "data": {"k": "v"}}),

@@ -59,7 +59,7 @@ from fsm import machines as m
 from fsm.catalog import CATALOG, FreeProperties, NoProperties
 from fsm.codec import dumps
 from fsm.engine import Engine, Targets
-from fsm.intake import MAX_REQUEST_ID
+from fsm.messages import MAX_REQUEST_ID
 from fsm.policy import Policy
 from fsm.snapshot import restore, snapshot
 from tests import refmodel as ref

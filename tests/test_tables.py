@@ -32,6 +32,7 @@ from fsm.catalog import (
     RequestSpec,
 )
 from fsm.engine import Engine, describe, read_properties
+from fsm.errors import Refusal
 from fsm.firing import ACTIONS
 from fsm.machines import (
     CONVERSATION,
@@ -44,7 +45,6 @@ from fsm.machines import (
     LIFECYCLE,
     MACHINES,
     Edge,
-    Refusal,
     StateMachine,
     structure_problems,
     top,
@@ -539,7 +539,8 @@ def test_consulttransfer_while_ringing_allowed_by_policy() -> None:
 
 
 def test_guard_names_and_rules() -> None:
-    """Each guard cites its rule (D-CONS-2, D-BOUND, D-CONV, D-DATA, D-CC-2, D-CC-3, D-LIFE-4, S-CC-1)."""
+    """Each guard cites its rule (D-CONS-2, D-BOUND, D-CONV, D-DATA, D-CC-2, D-CC-3, D-LIFE-4, S-CC-1,
+    D-LIFE-5)."""
     expected = {
         "destination_given": "D-CONS-2",
         "leg_room": "D-BOUND",
@@ -551,8 +552,31 @@ def test_guard_names_and_rules() -> None:
         "registration_consistent": "D-CC-3",
         "conversation_not_disposed": "D-LIFE-4",
         "creation_allowed": "S-CC-1",
+        "initialized": "D-LIFE-5",
     }
     assert expected == {name: guard.rule for name, guard in GUARDS.items()}
+
+
+def test_initialized_refuses() -> None:
+    """D-LIFE-5: interaction.query.data before the interaction's init query
+    is FAILURE and changes nothing."""
+    driver = Driver()
+    driver.switch("offered", INBOUND_CALL, ani="5551000")
+    target = Scene(driver, INBOUND_CALL, INBOUND_CALL).target
+    before = snapshot(driver.engine)
+    sent = driver.send("interaction.query.data", target)
+    check_refused(sent, "D-LIFE-5")
+    assert before == without_request_id(snapshot(driver.engine), target, sent.request_id)
+
+
+def test_initialized_passes() -> None:
+    """D-LIFE-5: after its init, interaction.query.data answers the data."""
+    scene = interaction_in(m.S_NONE)
+    sent = scene.driver.send("interaction.query.data", scene.target)
+    response = sent.response()
+    assert SUCCESS == sent.result
+    assert response is not None
+    assert {"interaction-data": scene.interaction.data} == response.body
 
 
 @pytest.mark.parametrize("destination", ["", "   "])

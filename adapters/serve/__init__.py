@@ -46,8 +46,7 @@ disconnected: it waits in the outbox (bounded by the policy's
 ``max_queued_events``, D-BOUND). The switch events of ``--switch-events``
 that the file counts as consumed are skipped on a restart, so the same file
 (or stdin replaying the same events) goes on where the killed process
-stopped. ``--crash-after-input N`` is a testing aid only: right after
-committing input N the process kills itself with SIGKILL.
+stopped.
 """
 
 from adapters.serve.adapter import Adapter

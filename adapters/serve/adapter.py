@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 from collections import deque
 from collections.abc import AsyncIterable
 from typing import Any
@@ -22,7 +20,7 @@ from adapters.transport import (
     TransportError,
     Unsendable,
 )
-from fsm.messages import dumps
+from fsm.codec import dumps
 from fsm.switch_events import event_to_wire
 
 logger = logging.getLogger("telephony_fsm.serve")
@@ -40,7 +38,6 @@ class Adapter:
         inputs: int = 0,
         switch_events: int = 0,
         offline: float = 0.0,
-        crash_after_input: int | None = None,
     ) -> None:
         self.runner = runner
         self.conn: FramedConnection | None = None
@@ -56,7 +53,6 @@ class Adapter:
         self.held: deque[dict[str, Any]] = deque(maxlen=max_held)
         self.max_held = max_held
         self.store = store
-        self.crash_after_input = crash_after_input
         self._lock = asyncio.Lock()
         # time spent down (a restart from a state file) counts for deadlines
         self._synced = asyncio.get_running_loop().time() - offline
@@ -100,10 +96,6 @@ class Adapter:
         )
         if dropped:
             logger.warning("outbox full (max_queued_events): dropped the %d oldest unsent messages", dropped)
-        if self.inputs == self.crash_after_input:
-            logger.warning("--crash-after-input %d: killing this process (a testing aid)", self.inputs)
-            logging.shutdown()
-            os.kill(os.getpid(), signal.SIGKILL)
 
     async def _flush(self) -> None:
         """Send the outbox, oldest first; an entry leaves it once handed to the

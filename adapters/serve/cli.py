@@ -9,18 +9,20 @@ import logging
 import signal
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
-from typing import IO
 
+from adapters.options import (
+    add_channel_target,
+    add_policy,
+    add_trace,
+    add_wire_arguments,
+    open_trace,
+    policy_of,
+    wire_options,
+)
 from adapters.serve.events import read_switch_events
 from adapters.serve.loop import run_serve
 from adapters.state import StateError, StateStore
 from adapters.switch import Switch
-from adapters.transport import (
-    add_wire_arguments,
-    wire_options,
-)
-from fsm.errors import LocalProtocolError
-from fsm.policy import Policy
 
 logger = logging.getLogger("telephony_fsm.serve")
 
@@ -44,9 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="sip: where a destination that is not a SIP URI is dialled (the far ends)",
     )
-    parser.add_argument("--channel-target", default="session-1.channel-1", metavar="T", help="D-NEW")
-    parser.add_argument("--policy", action="append", default=[], metavar="NAME=VALUE", help="repeatable")
-    parser.add_argument("--trace", metavar="FILE", help="also write the merged trace (JSONL)")
+    add_channel_target(parser)
+    add_policy(parser)
+    add_trace(parser)
     parser.add_argument("--switch-events", metavar="FILE", help="switch events, JSONL ('-': stdin)")
     parser.add_argument("--max-reconnects", type=int, metavar="N", help="default: forever")
     parser.add_argument(
@@ -63,12 +65,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="durable state (SQLite, WAL): commit every input, resume from it after a restart",
     )
-    parser.add_argument(
-        "--crash-after-input",
-        type=int,
-        metavar="N",
-        help="testing aid (needs --state): SIGKILL this process right after committing input N",
-    )
 
 
 def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -77,14 +73,9 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     host = host.strip("[]")
     if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         parser.error(f"--connect takes HOST:PORT, got {args.connect!r}")
-    try:
-        policy = Policy().with_settings(args.policy)
-    except LocalProtocolError as exc:
-        parser.error(exc.message)
+    policy = policy_of(args, parser)
     if args.max_reconnects is not None and args.max_reconnects < 0:
         parser.error("--max-reconnects must not be negative")
-    if args.crash_after_input is not None and (args.state is None or args.crash_after_input < 1):
-        parser.error("--crash-after-input takes N >= 1 and needs --state")
     if args.switch == "sip" and args.state:
         parser.error("--state cannot be used with --switch sip: live SIP calls cannot be saved and resumed")
     wire = wire_options(args, parser, server=False, tls=args.tls)
@@ -95,12 +86,7 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 store = stack.enter_context(StateStore(args.state))
             except StateError as exc:
                 parser.error(f"--state: {exc}")
-        trace: IO[str] | None = None
-        if args.trace:
-            try:
-                trace = stack.enter_context(open(args.trace, "w", encoding="utf-8"))
-            except OSError as exc:
-                parser.error(f"cannot write trace {args.trace}: {exc.strerror}")
+        trace = open_trace(stack, args, parser)
 
         async def main_async() -> int:
             stop = asyncio.Event()
@@ -123,7 +109,6 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 max_reconnects=args.max_reconnects,
                 server_hostname=args.tls_server_name,
                 state=store,
-                crash_after_input=args.crash_after_input,
                 exit_on_close=args.exit_on_close,
                 **wire,
             )

@@ -4,9 +4,10 @@ stdin), one JSON object a line, as they arrive."""
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from collections.abc import AsyncIterator
+
+from fsm.codec import JSONDecodeError, loads
 
 
 async def read_switch_events(path: str) -> AsyncIterator[object]:
@@ -33,6 +34,6 @@ async def read_switch_events(path: str) -> AsyncIterator[object]:
 
 def _parse_line(text: str) -> object:
     try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+        return loads(text)
+    except (JSONDecodeError, RecursionError):
         return text  # the runner reports it as an error output

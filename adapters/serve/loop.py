@@ -36,7 +36,7 @@ def make_switch(kind: str) -> Switch:
         return SimulatedSwitch()
     if kind == "scripted":
         return ScriptedSwitch()
-    raise LocalProtocolError(f"unknown switch {kind!r}: expected simulated or scripted", "D-BAD")
+    raise LocalProtocolError(f"unknown switch {kind!r}: expected simulated or scripted")
 
 
 async def run_serve(
@@ -53,7 +53,6 @@ async def run_serve(
     backoff: tuple[float, float, float] = (0.5, 2.0, 30.0),
     tick: float = 1.0,
     state: str | Path | StateStore | None = None,
-    crash_after_input: int | None = None,
     exit_on_close: bool = False,
     **connect_options: Any,
 ) -> int:
@@ -68,11 +67,7 @@ async def run_serve(
     ``byte_order``, ``tcp_keepalive``, ...). ``state``: a state file (a path,
     or a :class:`StateStore` the caller opened and closes) to commit every
     input to and to resume from (:mod:`adapters.state`; an unusable file
-    raises :class:`adapters.state.StateError`). ``crash_after_input``
-    (testing aid, needs ``state``): SIGKILL this process right after
-    committing that input."""
-    if crash_after_input is not None and state is None:
-        raise LocalProtocolError("crash_after_input needs a state file", "D-BAD")
+    raises :class:`adapters.state.StateError`)."""
     with ExitStack() as stack:
         store = state if state is None or isinstance(state, StateStore) else StateStore(state)
         if store is not None and store is not state:
@@ -90,7 +85,6 @@ async def run_serve(
             backoff=backoff,
             tick=tick,
             store=store,
-            crash_after_input=crash_after_input,
             exit_on_close=exit_on_close,
             **connect_options,
         )
@@ -110,7 +104,6 @@ async def _run_serve(
     backoff: tuple[float, float, float],
     tick: float,
     store: StateStore | None,
-    crash_after_input: int | None,
     exit_on_close: bool,
     **connect_options: Any,
 ) -> int:
@@ -123,7 +116,6 @@ async def _run_serve(
             Runner(engine, driver, trace),
             max_held=policy.max_queued_events,
             store=store,
-            crash_after_input=crash_after_input,
         )
     else:
         engine, driver = resume(saved, driver, channel_target)
@@ -137,7 +129,6 @@ async def _run_serve(
             inputs=saved.inputs,
             switch_events=saved.switch_events,
             offline=max(0.0, time.time() - saved.saved_at),
-            crash_after_input=crash_after_input,
         )
     stop = stop or asyncio.Event()
     failed: list[str] = []

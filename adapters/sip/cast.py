@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import queue
 import sys
@@ -46,6 +45,7 @@ import time
 from typing import IO, Any
 
 from adapters.sip import ua
+from fsm.codec import dumps, loads
 
 _TONES = (440, 523, 659, 784, 880, 988, 1175)
 
@@ -188,7 +188,7 @@ class Cast:
         if self.closed:
             return
         try:
-            self.out.write(json.dumps(item, sort_keys=True) + "\n")
+            self.out.write(dumps(item, ascii=True) + "\n")
             self.out.flush()
         except (BrokenPipeError, ValueError):  # whoever read us has gone: stop
             self.closed = True
@@ -263,7 +263,7 @@ class Cast:
         if isinstance(data, dict) and data:
             header = pj.SipHeader()
             header.hName = ua.DATA_HEADER
-            header.hValue = json.dumps(data, separators=(",", ":"))
+            header.hValue = dumps(data, ascii=True)  # a SIP header: ASCII
             prm.txOption.headers.append(header)
         user, _, where = self.agent.partition(":")[2].partition("@")
         call.makeCall(f"sip:{to or user}@{where}", prm)
@@ -285,7 +285,7 @@ class Cast:
                 if not line.strip():
                     continue
                 try:
-                    item = json.loads(line)
+                    item = loads(line)
                 except ValueError as exc:
                     self.emit({"error": f"control line is not JSON: {exc}"})
                     continue

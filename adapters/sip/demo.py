@@ -12,7 +12,6 @@ direction, the level of the audio each one hears) and shows it.
 
 from __future__ import annotations
 
-import json
 import queue
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from typing import IO, Any
 from adapters.demo import Demo
 from adapters.session import Step
 from adapters.sip.softphone import SipConfig, SipSoftphone
+from fsm.codec import dumps, loads
 from fsm.policy import Policy
 from fsm.switch_events import event_to_wire
 
@@ -106,11 +106,11 @@ class CastProcess:
             line = self._lines.get(timeout=timeout)
         except queue.Empty:
             return None
-        return None if line is None else json.loads(line)
+        return None if line is None else loads(line)
 
     def send(self, item: dict[str, Any]) -> None:
         assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(item) + "\n")
+        self.process.stdin.write(dumps(item, ascii=True) + "\n")
         self.process.stdin.flush()
 
     def lines(self) -> list[dict[str, Any]]:
@@ -123,7 +123,7 @@ class CastProcess:
                 return found
             if line is None:
                 return found
-            found.append(json.loads(line))
+            found.append(loads(line))
 
     def report(self, tag: str, timeout: float = 5.0) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """Ask for a report; return it with the other lines read meanwhile."""
@@ -242,7 +242,7 @@ class SipDemo(Demo):
 
     def _log(self, item: dict[str, Any]) -> None:
         if self.peers is not None:
-            self.peers.write(json.dumps(item, sort_keys=True) + "\n")
+            self.peers.write(dumps(item, ascii=True) + "\n")
             self.peers.flush()
 
 

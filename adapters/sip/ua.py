@@ -8,9 +8,10 @@ Audio uses the null device (no sound card); SIP runs over UDP.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
+
+from fsm.codec import loads
 
 try:
     import pjsua2 as _pjsua2
@@ -159,7 +160,7 @@ def data_of(message: str) -> dict[str, Any]:
     if raw is None:
         return {}
     try:
-        data = json.loads(raw)
-    except ValueError:
+        data = loads(raw)
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply
         return {}
     return data if isinstance(data, dict) else {}

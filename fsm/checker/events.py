@@ -34,6 +34,7 @@ from fsm.checker.rules import (
     message_body,
 )
 from fsm.checker.state import TraceState
+from fsm.errors import Refusal
 from fsm.machines import DIALING, ENDED, INTERACTION, STARTED, join_words
 
 INIT: Final = "interaction.query.init"
@@ -65,10 +66,10 @@ class EventJudge:
     def event(self, headers: dict[str, Any], message: dict[str, Any]) -> list[Finding]:
         found: list[Finding] = []
         if "requestId" in headers:
-            found.append(("S-EVT-0", f"event {headers.get('name')!r} carries a requestId"))
+            found.append(Refusal("S-EVT-0", f"event {headers.get('name')!r} carries a requestId"))
         name, target = headers.get("name"), headers.get("target")
         if not isinstance(name, str) or not name or not isinstance(target, str) or not target:
-            return [*found, ("S-EVT-0", "an event carries a name and a target")]
+            return [*found, Refusal("S-EVT-0", "an event carries a name and a target")]
         props = message_body(message)
         if name in CHANNEL_EVENTS and self.state.channel_target in (None, target):
             return found + self._created(target, props)
@@ -79,13 +80,15 @@ class EventJudge:
         self.state.channel_target = channel
         found: list[Finding] = []
         if props.get("type") != "telephony":
-            found.append(("D-NEW", f"interaction.created has type {props.get('type')!r}, not telephony"))
+            found.append(
+                Refusal("D-NEW", f"interaction.created has type {props.get('type')!r}, not telephony")
+            )
         interaction_id = props.get("interactionid")
         if not interaction_id:
-            return [*found, ("D-NEW", "interaction.created names no interactionid")]
+            return [*found, Refusal("D-NEW", "interaction.created names no interactionid")]
         target = self.state.target_rule(channel).interaction(interaction_id)
         if target in self.state.destinations:
-            return [*found, ("D-NEW", f"interaction {interaction_id} was already created")]
+            return [*found, Refusal("D-NEW", f"interaction {interaction_id} was already created")]
         self.state.destinations[target] = Destination(target=target, kind="interaction", group=target)
         self.state.interactions[target] = InteractionFacts(target=target)
         return found
@@ -93,9 +96,9 @@ class EventJudge:
     def _destination_event(self, name: str, target: str, props: dict[str, str]) -> list[Finding]:
         dest = self.state.destinations.get(target)
         if dest is not None and dest.disposed:
-            return [("D-LIFE-4", f"{name} on {target}, which was disposed")]
+            return [Refusal("D-LIFE-4", f"{name} on {target}, which was disposed")]
         if dest is None or not dest.initialized:
-            return [("S-LIFE-2", f"{name} on {target} before its init query was answered")]
+            return [Refusal("S-LIFE-2", f"{name} on {target} before its init query was answered")]
         facts = self.state.interactions[dest.group]
         if dest.kind == "interaction":
             found = self._interaction_event(facts, name, props)
@@ -106,22 +109,29 @@ class EventJudge:
 
     def _interaction_event(self, facts: InteractionFacts, name: str, props: dict[str, str]) -> list[Finding]:
         if name not in INTERACTION_EVENTS:
-            return [("D-EVT-2", f"{name} is not an event of the interaction destination")]
+            return [Refusal("D-EVT-2", f"{name} is not an event of the interaction destination")]
         if name == "interaction.consult":
             return self._phone_consult(facts, props)
         if name == "interaction.datachanged":
             changed = props.get("interaction-data")
             if isinstance(changed, dict) and changed:
                 return []
-            return [("D-EVT-3", "interaction.datachanged names no changed key in body.interaction-data")]
+            return [
+                Refusal("D-EVT-3", "interaction.datachanged names no changed key in body.interaction-data")
+            ]
         new, old = STATE_EVENTS[name], facts.top
         if old == new:
-            return [("D-EVT-2", f"{name}: the interaction is already {new}; an event reports a change")]
+            return [
+                Refusal("D-EVT-2", f"{name}: the interaction is already {new}; an event reports a change")
+            ]
         if old is not None and (old, new) not in INTERACTION_MOVES:
             facts.top = None  # unknown until the next event or init says
             allowed = join_words(sorted(b for a, b in INTERACTION_MOVES if a == old))
             return [
-                ("D-EVT-2", f"{name}: the interaction cannot go from {old} to {new} (from {old}: {allowed})")
+                Refusal(
+                    "D-EVT-2",
+                    f"{name}: the interaction cannot go from {old} to {new} (from {old}: {allowed})",
+                )
             ]
         facts.top = new
         if old == STARTED and new == DIALING:
@@ -134,13 +144,13 @@ class EventJudge:
         """S-EVT-1: a consult made on the phone; D-CC-4: it may be created."""
         nativeid = props.get("nativeid")
         if not nativeid:
-            return [("S-EVT-1", "interaction.consult names no nativeid")]
+            return [Refusal("S-EVT-1", "interaction.consult names no nativeid")]
         found: list[Finding] = []
         states = facts.states()
         sources = INTERACTION.sources("phone_consult")
         if not states & set(sources):
             found.append(
-                (
+                Refusal(
                     "S-EVT-1",
                     f"interaction.consult while the interaction is {join_words(sorted(states))}; "
                     f"a consult made on the phone starts from {join_words(sources)}",
@@ -175,16 +185,20 @@ class EventJudge:
 
     def _conversation_event(self, facts: InteractionFacts, dest: Destination, name: str) -> list[Finding]:
         if name not in CONVERSATION_EVENTS:
-            return [("D-CONV", f"{name} is not an event of the conversation destination")]
+            return [Refusal("D-CONV", f"{name} is not an event of the conversation destination")]
         assert dest.nativeid is not None
         new = name.removeprefix("conversation.").upper()
         leg = facts.leg(dest.nativeid)
         old = leg.states
         if old == frozenset({new}):
-            return [("D-CONV", f"{name}: the conversation is already {new}; an event reports a change")]
+            return [
+                Refusal("D-CONV", f"{name}: the conversation is already {new}; an event reports a change")
+            ]
         if not any((state, new) in CONVERSATION_MOVES for state in old):
             leg.states = ANY_LEG
-            return [("D-CONV", f"{name}: a conversation cannot go from {join_words(sorted(old))} to {new}")]
+            return [
+                Refusal("D-CONV", f"{name}: a conversation cannot go from {join_words(sorted(old))} to {new}")
+            ]
         leg.states = frozenset({new})
         consult = facts.consult
         if new == ENDED and leg.nativeid == facts.primary and facts.leg_states(consult) <= LIVE_LEG:
@@ -211,7 +225,7 @@ class EventJudge:
         if spec.name == DATA:
             return check_data_body(body, self.state.policy.max_data_keys)
         if spec.trigger == "consult" and not is_text(message_body(message).get("nativeid")):
-            return [("S-CONS-1", f"{what} without the nativeid of the consult call")]
+            return [Refusal("S-CONS-1", f"{what} without the nativeid of the consult call")]
         return []
 
     def apply_answer(
@@ -254,7 +268,9 @@ class EventJudge:
         the events established."""
         found, snapshot = check_init_body(body, self.state.policy.max_data_keys)
         if snapshot.state is not None and facts.top is not None and snapshot.state != facts.top:
-            found.append(("D-LIFE-5", f"init reports {snapshot.state}, but the events said {facts.top}"))
+            found.append(
+                Refusal("D-LIFE-5", f"init reports {snapshot.state}, but the events said {facts.top}")
+            )
         if snapshot.listed is not None and snapshot.state == STARTED:
             found += self._consult_listing(facts, snapshot.listed)
         return found
@@ -263,13 +279,17 @@ class EventJudge:
         """D-INIT-7: consult is listed exactly while the consult leg is not ENDED."""
         consult = listed.get("consult")
         if consult is not None and consult in facts.legs and facts.leg_states(consult) == ENDED_LEG:
-            return [("D-INIT-7", f"consult {consult} is listed, but that call leg ENDED")]
+            return [Refusal("D-INIT-7", f"consult {consult} is listed, but that call leg ENDED")]
         known = facts.consult
         if known is None or consult is not None or known in listed.values():
             return []
         if known in self.state.tracked(facts) and facts.leg_states(known) <= LIVE_LEG:
             state = join_words(facts.leg_states(known))
-            return [("D-INIT-7", f"the consult conversation ({known}) is {state}, yet no consult is listed")]
+            return [
+                Refusal(
+                    "D-INIT-7", f"the consult conversation ({known}) is {state}, yet no consult is listed"
+                )
+            ]
         return []
 
     def apply_init(self, facts: InteractionFacts, snapshot: InitSnapshot) -> None:
@@ -315,7 +335,7 @@ class EventJudge:
         state, nativeid, _ = parsed
         if nativeid != dest.nativeid:
             found.append(
-                (
+                Refusal(
                     "D-CONV-ID",
                     f"nativeid {nativeid} is not the one createconversation registered ({dest.nativeid})",
                 )
@@ -324,6 +344,8 @@ class EventJudge:
         known = facts.leg_states(dest.nativeid)
         if dest.nativeid in self.state.tracked(facts) and len(known) == 1 and state not in known:
             found.append(
-                ("D-LIFE-5", f"conversation init reports {state}, but the events said {next(iter(known))}")
+                Refusal(
+                    "D-LIFE-5", f"conversation init reports {state}, but the events said {next(iter(known))}"
+                )
             )
         return found

@@ -18,6 +18,7 @@ from typing import Final, Protocol
 import attrs
 
 from fsm.catalog import RequestSpec
+from fsm.errors import Refusal
 from fsm.intake import Defect
 from fsm.machines import (
     ALERTING,
@@ -127,7 +128,7 @@ class Asked:
     opened: bool = False
     #: its precondition held at some point of its window (judged once it opened)
     held: bool = True
-    refusal: tuple[str, str] | None = None
+    refusal: Refusal | None = None
 
     @property
     def key(self) -> tuple[str, str]:

@@ -14,11 +14,11 @@ import attrs
 
 from fsm.catalog import GUARDS, GuardContext, RequestSpec, read_properties
 from fsm.checker.model import TOP_STATES, WITH_PRIMARY, WITHOUT_CONVERSATIONS, InteractionFacts
+from fsm.errors import Refusal
 from fsm.machines import (
     CONVERSATION_STATES,
     STARTED,
     Edge,
-    Refusal,
     StateMachine,
     join_words,
     top,
@@ -26,7 +26,8 @@ from fsm.machines import (
 from fsm.messages import FAILURE, MAX_DATA_DEPTH, SUCCESS, check_data, count_keys
 from fsm.policy import Policy
 
-Finding = tuple[str, str]
+#: What a check of the checker finds: a rule the trace breaks and why.
+Finding = Refusal
 
 #: Request guards that look at the request's properties only, so that the
 #: checker can run them as they are.
@@ -53,32 +54,40 @@ def check_init_body(body: object, max_keys: int) -> tuple[list[Finding], InitSna
     ``max_keys`` (policy max_data_keys)."""
     if not isinstance(body, dict):
         what = "no body" if body is None else f"the body {body!r}"
-        return [("S-INIT-1", f"init response has {what}; it must be an object")], InitSnapshot(None, None)
+        return [Refusal("S-INIT-1", f"init response has {what}; it must be an object")], InitSnapshot(
+            None, None
+        )
     found: list[Finding] = []
     state = body.get("interaction-state")
     if state not in TOP_STATES:
-        found.append(("S-INIT-1", f"interaction-state {state!r} is not one of {join_words(TOP_STATES)}"))
+        found.append(
+            Refusal("S-INIT-1", f"interaction-state {state!r} is not one of {join_words(TOP_STATES)}")
+        )
         state = None
     if "interaction-data" not in body:
-        found.append(("S-INIT-1", "init response has no interaction-data"))
+        found.append(Refusal("S-INIT-1", "init response has no interaction-data"))
     else:
         found += _data_findings(body["interaction-data"], "interaction-data", max_keys)
     extra = sorted(set(body) - {"interaction-state", "interaction-data", "conversations"})
     if extra:
-        found.append(("S-INIT-1", f"init response has unknown key {', '.join(extra)}"))
+        found.append(Refusal("S-INIT-1", f"init response has unknown key {', '.join(extra)}"))
     conversations = body.get("conversations")
     listed: dict[str, str] | None = None
     if "conversations" not in body:
-        found.append(("S-INIT-2", "init response has no conversations (it must be {} when there is none)"))
+        found.append(
+            Refusal("S-INIT-2", "init response has no conversations (it must be {} when there is none)")
+        )
     elif not isinstance(conversations, dict):
-        found.append(("S-INIT-2", f"conversations must be an object, got {conversations!r}"))
+        found.append(Refusal("S-INIT-2", f"conversations must be an object, got {conversations!r}"))
     else:
         listed = {}
         for role, entry in conversations.items():
             if role not in ROLES:
-                found.append(("S-INIT-1", f"conversations has unknown role {role!r}"))
+                found.append(Refusal("S-INIT-1", f"conversations has unknown role {role!r}"))
             elif not _is_conversation_entry(entry):
-                found.append(("S-INIT-1", f'conversations.{role} must be {{"id": CTI id}}, got {entry!r}'))
+                found.append(
+                    Refusal("S-INIT-1", f'conversations.{role} must be {{"id": CTI id}}, got {entry!r}')
+                )
             else:
                 listed[role] = entry["id"]
     if state is not None and listed is not None:
@@ -96,12 +105,16 @@ def _is_conversation_entry(entry: object) -> bool:
 def _listing_findings(state: str, listed: Mapping[str, str]) -> list[Finding]:
     found: list[Finding] = []
     if state in WITH_PRIMARY and "primary" not in listed:
-        found.append(("S-INIT-3", f"the state is {state}, yet conversations lists no primary"))
+        found.append(Refusal("S-INIT-3", f"the state is {state}, yet conversations lists no primary"))
     if "consult" in listed and state != STARTED:
-        found.append(("S-INIT-4", f"the state is {state}, yet conversations lists a consult (needs STARTED)"))
+        found.append(
+            Refusal("S-INIT-4", f"the state is {state}, yet conversations lists a consult (needs STARTED)")
+        )
     if state in WITHOUT_CONVERSATIONS and listed:
         roles = ", ".join(listed)
-        found.append(("S-INIT-5", f"the state is {state}, yet conversations lists {roles} (must be {{}})"))
+        found.append(
+            Refusal("S-INIT-5", f"the state is {state}, yet conversations lists {roles} (must be {{}})")
+        )
     return found
 
 
@@ -111,15 +124,15 @@ def _data_findings(data: object, where: str, max_keys: int) -> list[Finding]:
     try:
         check_data(data, where)
     except TypeError as exc:
-        return [("S-INIT-1", str(exc))]
+        return [Refusal("S-INIT-1", str(exc))]
     assert isinstance(data, dict)
     found: list[Finding] = []
     depth = _depth(data)
     if depth > MAX_DATA_DEPTH:
-        found.append(("D-DATA", f"{where} nests {depth} levels deep, more than {MAX_DATA_DEPTH}"))
+        found.append(Refusal("D-DATA", f"{where} nests {depth} levels deep, more than {MAX_DATA_DEPTH}"))
     keys = count_keys(data)
     if keys > max_keys:
-        found.append(("D-DATA", f"{where} holds {keys} keys, more than max_data_keys ({max_keys})"))
+        found.append(Refusal("D-DATA", f"{where} holds {keys} keys, more than max_data_keys ({max_keys})"))
     return found
 
 
@@ -139,24 +152,26 @@ def check_conversation_body(body: object) -> tuple[list[Finding], tuple[str, str
     when the body is sound."""
     keys = ("conversation-state", "nativeid", "role")
     if not isinstance(body, dict) or set(body) != set(keys):
-        return [("D-CONV", f"conversation init body must have exactly the keys {', '.join(keys)}")], None
+        return [
+            Refusal("D-CONV", f"conversation init body must have exactly the keys {', '.join(keys)}")
+        ], None
     state, nativeid, role = (body[k] for k in keys)
     found: list[Finding] = []
     if state not in CONVERSATION_STATES:
         found.append(
-            ("D-CONV", f"conversation-state {state!r} is not one of {join_words(CONVERSATION_STATES)}")
+            Refusal("D-CONV", f"conversation-state {state!r} is not one of {join_words(CONVERSATION_STATES)}")
         )
     if not isinstance(nativeid, str) or not nativeid:
-        found.append(("D-CONV-ID", f"nativeid {nativeid!r} is not a CTI id"))
+        found.append(Refusal("D-CONV-ID", f"nativeid {nativeid!r} is not a CTI id"))
     if role not in ROLES:
-        found.append(("D-CONV", f"role {role!r} is not primary or consult"))
+        found.append(Refusal("D-CONV", f"role {role!r} is not primary or consult"))
     return found, None if found else (state, nativeid, role)
 
 
 def check_data_body(body: object, max_keys: int) -> list[Finding]:
     """The interaction.query.data body: ``{"interaction-data": {...}}``."""
     if not isinstance(body, dict) or set(body) != {"interaction-data"}:
-        return [("D-GENERIC", 'the data query answer must be {"interaction-data": {...}}')]
+        return [Refusal("D-GENERIC", 'the data query answer must be {"interaction-data": {...}}')]
     return _data_findings(body["interaction-data"], "interaction-data", max_keys)
 
 
@@ -184,14 +199,14 @@ def state_refusal(
         return None
     state, refusal = refusals[0]
     if refusal.guard is not None:
-        return refusal.rule, refusal.reason
+        return Refusal(refusal.rule, refusal.reason)
     sources = machine.sources(spec.trigger)
     rule = refusal.rule
     if spec.substate_rule and top(state) in {top(s) for s in sources}:
         rule = spec.substate_rule
     seen = join_words(s for s, _ in refusals)
     allowed = join_words(dict.fromkeys(sources))
-    return rule, f"the {machine.name} was {seen} throughout, and {spec.short} needs {allowed}"
+    return Refusal(rule, f"the {machine.name} was {seen} throughout, and {spec.short} needs {allowed}")
 
 
 def property_refusal(spec: RequestSpec, properties: dict[str, str], policy: Policy) -> Finding | None:
@@ -209,7 +224,7 @@ def property_refusal(spec: RequestSpec, properties: dict[str, str], policy: Poli
         guard = GUARDS[name]
         reason = guard.check(context)
         if reason is not None:
-            return guard.rule, reason
+            return Refusal(guard.rule, reason)
     return None
 
 
@@ -225,21 +240,23 @@ def creation_refusal(facts: InteractionFacts, bridge_id: str, nativeid: str) -> 
     on what the messages told (D-CC-2, D-CC-3, D-LIFE-4, S-CC-1, D-CC-4)."""
     leg = facts.legs.get(nativeid)
     if leg is None:
-        return (
+        return Refusal(
             "D-CC-2",
             f"nativeid {nativeid!r} names no call leg the client announced "
             "(init snapshot, consult response or interaction.consult event)",
         )
     for other in facts.legs.values():
         if other.bridge_id == bridge_id and other.nativeid != nativeid:
-            return "D-CC-3", f"conversation id {bridge_id!r} was registered for nativeid {other.nativeid!r}"
+            return Refusal(
+                "D-CC-3", f"conversation id {bridge_id!r} was registered for nativeid {other.nativeid!r}"
+            )
     if leg.bridge_id is not None and leg.bridge_id != bridge_id:
-        return "D-CC-3", f"nativeid {nativeid!r} was registered as conversation {leg.bridge_id!r}"
+        return Refusal("D-CC-3", f"nativeid {nativeid!r} was registered as conversation {leg.bridge_id!r}")
     if leg.disposed:
-        return "D-LIFE-4", f"the conversation of nativeid {nativeid!r} was disposed"
+        return Refusal("D-LIFE-4", f"the conversation of nativeid {nativeid!r} was disposed")
     if leg.bridge_id == bridge_id or nativeid in facts.init_pending or nativeid in facts.creatable:
         return None
-    return (
+    return Refusal(
         "S-CC-1",
         f"nativeid {nativeid!r} was neither listed by the last init response and not yet "
         "created, nor named by a consult response or interaction.consult event",
@@ -262,23 +279,27 @@ def header_findings(
     name = headers.get("name")
     if name != asked_name:
         if asked_name == TRANSFER and name == SEED_SLIP:
-            found.append(("S-REQ-2a", f"the response to {label} is named {SEED_SLIP}, not {TRANSFER}"))
+            found.append(Refusal("S-REQ-2a", f"the response to {label} is named {SEED_SLIP}, not {TRANSFER}"))
         else:
-            found.append(("S-REQ-2", f"the response to {label} is named {name!r}, not {asked_name!r}"))
+            found.append(Refusal("S-REQ-2", f"the response to {label} is named {name!r}, not {asked_name!r}"))
     result = headers.get("result")
     if result not in (SUCCESS, FAILURE):
-        found.append(("S-REQ-2", f"the response to {label} has result {result!r}, not SUCCESS or FAILURE"))
+        found.append(
+            Refusal("S-REQ-2", f"the response to {label} has result {result!r}, not SUCCESS or FAILURE")
+        )
     if result == FAILURE:
         error = headers.get("errorMessage")
         if not isinstance(error, str) or not error.strip():
-            found.append(("S-REQ-2", f"the FAILURE response to {label} has no errorMessage"))
+            found.append(Refusal("S-REQ-2", f"the FAILURE response to {label} has no errorMessage"))
         elif "Traceback (most recent call last)" in error:
-            found.append(("S-REQ-2", f"the errorMessage of the response to {label} is a stack trace"))
+            found.append(Refusal("S-REQ-2", f"the errorMessage of the response to {label} is a stack trace"))
     body = message.get("body")
     if not isinstance(body, dict):
-        found.append(("D-ENV", f"the response to {label} has no body object (the client always writes one)"))
+        found.append(
+            Refusal("D-ENV", f"the response to {label} has no body object (the client always writes one)")
+        )
     elif result == FAILURE and body:
-        found.append(("D-BODY", f"the FAILURE response to {label} has a body; it is always {{}}"))
+        found.append(Refusal("D-BODY", f"the FAILURE response to {label} has a body; it is always {{}}"))
     return found
 
 
@@ -288,20 +309,22 @@ def envelope_findings(message: object) -> list[Finding]:
     ``properties``) is D-BAD; the client writes a body always and exactly
     the header keys of the table."""
     if not isinstance(message, dict):
-        return [("D-BAD", "a message is a JSON object {header, body}")]
+        return [Refusal("D-BAD", "a message is a JSON object {header, body}")]
     old = [key for key in ("headers", "properties") if key in message]
     if old:
         keys = " and ".join(repr(k) for k in old)
-        return [("D-BAD", f"a message with {keys}: the envelope is {{header, body}} (F-ENV)")]
+        return [Refusal("D-BAD", f"a message with {keys}: the envelope is {{header, body}} (F-ENV)")]
     header = message.get("header")
     if not isinstance(header, dict):
-        return [("F-ENV", "a message has a header object")]
+        return [Refusal("F-ENV", "a message has a header object")]
     found: list[Finding] = []
     extra = sorted(set(header) - _CLIENT_HEADER_KEYS)
     if extra:
-        found.append(("D-ENV", f"the client writes no header key {', '.join(map(repr, extra))}"))
+        found.append(Refusal("D-ENV", f"the client writes no header key {', '.join(map(repr, extra))}"))
     if not isinstance(message.get("body"), dict):
-        found.append(("D-ENV", f"{header.get('name')!r} has no body object (the client always writes one)"))
+        found.append(
+            Refusal("D-ENV", f"{header.get('name')!r} has no body object (the client always writes one)")
+        )
     return found
 
 

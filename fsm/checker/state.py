@@ -11,16 +11,25 @@ from __future__ import annotations
 import attrs
 
 from fsm.checker.model import Destination, DottedTargets, InteractionFacts, TargetRule, tracked_legs
+from fsm.errors import Refusal
 from fsm.policy import Policy
 
 
 @attrs.frozen
 class Violation:
-    """A rule the trace breaks, at the line that proves it."""
+    """A rule the trace breaks (the refusal: its rule and why), at the line
+    that proves it."""
 
     line: int
-    rule: str
-    explanation: str
+    refusal: Refusal
+
+    @property
+    def rule(self) -> str:
+        return self.refusal.rule
+
+    @property
+    def explanation(self) -> str:
+        return self.refusal.reason
 
 
 @attrs.define

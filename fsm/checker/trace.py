@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
 from fsm.checker.model import TargetRule
 from fsm.checker.state import Violation
 from fsm.checker.watcher import Watcher
+from fsm.codec import JSONDecodeError, loads
 from fsm.policy import Policy
 
 
@@ -63,8 +63,8 @@ def check_lines(
         if not text.strip():
             continue
         try:
-            entry = json.loads(text)
-        except json.JSONDecodeError as exc:
+            entry = loads(text)
+        except JSONDecodeError as exc:
             raise UnreadableTrace(number, f"not JSON: {exc.msg} at column {exc.colno}") from None
         except RecursionError:
             raise UnreadableTrace(number, "not JSON: nested too deeply") from None

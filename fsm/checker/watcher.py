@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fsm.catalog import Valid
 from fsm.checker.events import CONVERSATION_INIT, INIT, EventJudge
 from fsm.checker.model import Asked, TargetRule
 from fsm.checker.rules import (
@@ -40,7 +41,8 @@ from fsm.checker.rules import (
     state_refusal,
 )
 from fsm.checker.state import TraceState, Violation
-from fsm.intake import Defect, Valid, echo_of, read_message
+from fsm.errors import Refusal
+from fsm.intake import Defect, echo_of, read_message
 from fsm.machines import CONVERSATION, INTERACTION
 from fsm.messages import EVENT, FAILURE, REQUEST, RESPONSE, SUCCESS
 from fsm.policy import Policy
@@ -94,7 +96,7 @@ class Watcher:
         found: list[Violation] = []
         if malformed is not None:
             header = message.get("header") if isinstance(message, dict) else None
-            read: Valid | Defect = Defect("D-BAD", malformed, echo_of(header))
+            read: Valid | Defect = Defect(Refusal("D-BAD", malformed), echo_of(header))
         else:
             read = read_message(message, self.state.policy.max_frame_size)
         if isinstance(read, Defect):
@@ -144,17 +146,17 @@ class Watcher:
         found: list[Finding] = envelope_findings(message)
         headers = message.get("header") if isinstance(message, dict) else None
         if not isinstance(message, dict) or not isinstance(headers, dict):
-            return [Violation(line, rule, text) for rule, text in found]
+            return [Violation(line, finding) for finding in found]
         kind = headers.get("type")
         if kind == RESPONSE or (kind != EVENT and ("requestId" in headers or "result" in headers)):
             if kind != RESPONSE:
-                found.append(("S-REQ-2", f"a response has type {RESPONSE}, not {kind!r}"))
+                found.append(Refusal("S-REQ-2", f"a response has type {RESPONSE}, not {kind!r}"))
             found += self._response(headers, message, line, rule)
         else:
             if kind != EVENT:
-                found.append(("S-EVT-0", f"an event has type {EVENT}, not {kind!r}"))
+                found.append(Refusal("S-EVT-0", f"an event has type {EVENT}, not {kind!r}"))
             found += self._events.event(headers, message)
-        return [Violation(line, rule, text) for rule, text in found]
+        return [Violation(line, finding) for finding in found]
 
     def switch(self, entry: object, line: int) -> list[Violation]:
         """A switch event or command line. The rules are judged on the
@@ -197,8 +199,10 @@ class Watcher:
         found = [
             Violation(
                 asked.line,
-                "S-REQ-1",
-                f"{asked.label} to {asked.target} was never answered (the trace ends at line {line})",
+                Refusal(
+                    "S-REQ-1",
+                    f"{asked.label} to {asked.target} was never answered (the trace ends at line {line})",
+                ),
             )
             for waiting in self._awaiting.values()
             for asked in waiting
@@ -283,7 +287,7 @@ class Watcher:
     ) -> list[Finding]:
         rid, target = headers.get("requestId"), headers.get("target")
         if not isinstance(rid, str) or not isinstance(target, str):
-            return [("S-REQ-2", "a response echoes its request's target and requestId (strings)")]
+            return [Refusal("S-REQ-2", "a response echoes its request's target and requestId (strings)")]
         key = (target, rid)
         result = headers.get("result")
         taken = self._take(key, result, rule)
@@ -355,7 +359,7 @@ class Watcher:
         if rule is None or not asked.repeat:
             return []
         return [
-            (
+            Refusal(
                 "D-DUP",
                 f"{asked.label} repeats a requestId answered at line {first}, yet was refused by "
                 f"{rule}, not as a duplicate: a repeated requestId is never judged again",
@@ -365,17 +369,17 @@ class Watcher:
     def _unmatched(self, key: tuple[str, str]) -> Finding:
         target, rid = key
         if key in self._answered:
-            return (
+            return Refusal(
                 "S-REQ-1",
                 f"a second response to requestId {rid} on {target} (answered at line {self._answered[key]})",
             )
         others = sorted(t for t, r in self._awaiting if r == rid)
         if others:
-            return (
+            return Refusal(
                 "S-REQ-2",
                 f"requestId {rid} awaits an answer on {others[0]}; the target {target} does not echo it",
             )
-        return "S-REQ-2", f"requestId {rid} on {target} matches no request awaiting an answer"
+        return Refusal("S-REQ-2", f"requestId {rid} on {target} matches no request awaiting an answer")
 
     def _judge(self, asked: Asked, message: dict[str, Any]) -> list[Finding]:
         """A SUCCESS response: was the message allowed to succeed?"""
@@ -383,7 +387,7 @@ class Watcher:
         if spec is None:
             assert asked.defect is not None
             return [
-                (
+                Refusal(
                     asked.defect.rule,
                     f"{asked.label} is malformed ({asked.defect.message}), yet answered SUCCESS",
                 )
@@ -391,13 +395,15 @@ class Watcher:
         dest = self.state.destinations.get(asked.target)
         what = f"{spec.short} (line {asked.line}) answered SUCCESS"
         if dest is None or dest.kind != spec.destination:
-            return [("D-TARGET", f"{what}, but {asked.target} names no {spec.destination} destination")]
+            return [
+                Refusal("D-TARGET", f"{what}, but {asked.target} names no {spec.destination} destination")
+            ]
         if asked.after_dispose:
-            return [("D-LIFE-4", f"{what}, but {asked.target} was disposed before it arrived")]
+            return [Refusal("D-LIFE-4", f"{what}, but {asked.target} was disposed before it arrived")]
         first = self._executed.get(asked.key)
         if first is not None:
             return [
-                (
+                Refusal(
                     "D-DUP",
                     f"{what}, but requestId {asked.request_id} was answered at line {first} already "
                     "there: a repeated requestId is refused as duplicate, never executed",
@@ -405,11 +411,11 @@ class Watcher:
             ]
         needs_init = spec.name not in (INIT, CONVERSATION_INIT) and spec.trigger != "dispose"
         if needs_init and not (asked.init_before and dest.initialized):
-            return [("D-LIFE-5", f"{what}, but {asked.target} was not initialized when it arrived")]
+            return [Refusal("D-LIFE-5", f"{what}, but {asked.target} was not initialized when it arrived")]
         if asked.queued and not asked.opened and spec.trigger != "dispose":
             ahead = self._queues.get(dest.group, [asked])[0]
             return [
-                (
+                Refusal(
                     "D-SERIAL",
                     f"{what} before {ahead.label}, which was ahead of it on {dest.group}, was "
                     "answered: it waits for that one, and is checked against the state it leaves",
@@ -417,8 +423,7 @@ class Watcher:
             ]
         found: list[Finding] = []
         if not asked.held and asked.refusal is not None:
-            rule, reason = asked.refusal
-            found.append((rule, f"{what}, but {reason}"))
+            found.append(Refusal(asked.refusal.rule, f"{what}, but {asked.refusal.reason}"))
         facts = self.state.interactions[dest.group]
         return found + self._events.judge_answer(spec, facts, dest, message, what)
 

@@ -48,8 +48,9 @@ import attrs
 
 from adapters.simulated import SimulatedSwitch
 from adapters.switch import dispatch
+from fsm.codec import dumps
 from fsm.engine import BridgeError, Engine, Output, SwitchError, ToBridge, ToSwitch
-from fsm.messages import FAILURE, RESPONSE, SUCCESS, dumps, to_wire
+from fsm.messages import FAILURE, RESPONSE, SUCCESS, to_wire
 from fsm.policy import Policy
 from fsm.switch_events import SwitchEvent, command_to_wire
 

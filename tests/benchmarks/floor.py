@@ -22,7 +22,7 @@ import orjson
 
 from fsm import machines as m
 from fsm.catalog import CATALOG
-from fsm.codec import dumps_floatless, loads
+from fsm.codec import dumps, loads
 from tests.benchmarks.workload import BRIDGE, CHANNEL, Step, Wire, encode_wire
 
 
@@ -173,6 +173,6 @@ def run_lines(stdin: IO[str], stdout: IO[str], template: Sequence[Sequence[Wire]
         if line.strip():
             feed_line(floor, line)
             for entry in template[(lineno - 1) % period]:
-                write(dumps_floatless(entry) + "\n")
-        write(dumps_floatless({"done": lineno}) + "\n")
+                write(dumps(entry) + "\n")
+        write(dumps({"done": lineno}) + "\n")
         flush()

@@ -18,9 +18,8 @@ import orjson
 from adapters.runner import Runner
 from adapters.simulated import SimulatedSwitch
 from fsm import codec
-from fsm.codec import dumps_floatless
+from fsm.codec import dumps
 from fsm.engine import Engine
-from fsm.messages import dumps
 from tests.benchmarks import floor as fl
 from tests.benchmarks.report import ROOT, Report, Row, Sizes, check_live, median, ns, progress
 from tests.benchmarks.workload import BenchError, Checker, Wire, Writer, demo_lines, encode_wire, play
@@ -155,13 +154,13 @@ def bench_full_calls(sizes: Sizes, report: Report) -> None:
         t0 = ns()
         for n, line in enumerate(chunk, start=first):
             for entry in runner.feed(line, n):
-                out(dumps_floatless(entry) + "\n")  # as Runner.run writes them
+                out(dumps(entry) + "\n")  # as Runner.run writes them
         t1 = ns()
         for n, line in enumerate(chunk, start=first):
             fl.feed_line(floor, line)
             for wire in template[n - first]:
-                out(dumps_floatless(wire) + "\n")
-            out(dumps_floatless({"done": n}) + "\n")
+                out(dumps(wire) + "\n")
+            out(dumps({"done": n}) + "\n")
         t2 = ns()
         if call >= sizes.warmup_calls:
             engine_ns.append(t1 - t0)

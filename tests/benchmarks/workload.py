@@ -23,10 +23,11 @@ import attrs
 
 from adapters.simulated import SimulatedSwitch
 from adapters.switch import dispatch
-from fsm.codec import dumpb_floatless, loads
+from fsm.codec import dumpb, dumps, loads
 from fsm.engine import BridgeError, Engine, Output, SwitchError, ToBridge, ToSwitch
-from fsm.messages import FAILURE, QUERY, REQUEST, SUCCESS, dumps, to_wire, wire_bytes
-from fsm.switch_events import command_to_wire, event_to_wire, parse_switch_event
+from fsm.intake import parse_switch_event
+from fsm.messages import FAILURE, QUERY, REQUEST, SUCCESS, to_wire, wire_bytes
+from fsm.switch_events import command_to_wire, event_to_wire
 
 CHANNEL: Final = "session-1.channel-1"
 BRIDGE: Final = "bridge"
@@ -254,14 +255,14 @@ def encode(output: Output) -> bytes:
     if isinstance(output, ToBridge):
         return wire_bytes(output.message)
     if isinstance(output, ToSwitch):
-        return dumpb_floatless(command_to_wire(output.command))
-    return dumpb_floatless({"rule": output.rule, "message": output.message})
+        return dumpb(command_to_wire(output.command))
+    return dumpb({"rule": output.rule, "message": output.message})
 
 
 def encode_wire(w: Wire) -> bytes:
     """What :func:`encode` writes for the output whose wire dict is ``w``
     (what the client writes holds no float, as ``wire_bytes`` assumes)."""
-    return dumpb_floatless(w)
+    return dumpb(w)
 
 
 def wire(output: Output) -> Wire:
