@@ -24,7 +24,7 @@ import attrs
 from fsm.errors import Refusal
 from fsm.machines import ALERTING, DIALING, ENDED, HELD, INITIALIZED, S_PRIMARY, STARTED, TALKING
 from fsm.messages import QUERY, REQUEST, Headers, copy_data, count_keys
-from fsm.model import NO_CALLS, Conversation, Interaction, Pending
+from fsm.model import Conversation, Interaction, Pending
 from fsm.policy import Policy
 
 
@@ -336,8 +336,7 @@ def _interaction_init(interaction: Interaction | Conversation) -> dict[str, Any]
     consult = interaction.leg("consult")
     if state == STARTED and consult is not None and consult.live:
         conversations["consult"] = {"id": consult.call}
-    pending = {**interaction.init_pending, **dict.fromkeys(c["id"] for c in conversations.values())}
-    interaction.init_pending = {c: None for c in pending if interaction.legs[c].bridge_id is None} or NO_CALLS
+    interaction.open_init([c["id"] for c in conversations.values()])
     return {
         "interaction-state": state,
         "interaction-data": copy_data(interaction.data),

@@ -270,10 +270,7 @@ class Engine:
                 )
                 return
         request = Request(name=headers.name, target=target, request_id=request_id, properties=properties)
-        if interaction.waiting:
-            interaction.waiting.append(request)
-        else:
-            interaction.waiting = [request]
+        interaction.enqueue(request)
         self.execution.pump(interaction)
 
     def _query(

@@ -33,7 +33,7 @@ from fsm.errors import Refusal
 from fsm.firing import Firing
 from fsm.machines import CONVERSATION, INTERACTION, LIFECYCLE, top
 from fsm.messages import Headers, build_headers, event
-from fsm.model import NO_CALLS, NO_REQUESTS, Conversation, Interaction, Pending, Request
+from fsm.model import Conversation, Interaction, Pending, Request
 from fsm.outbox import Outbox
 from fsm.outputs import describe
 from fsm.state import EngineState, bounded_add
@@ -54,9 +54,7 @@ class Execution:
         while interaction.executing is None and interaction.waiting:
             if interaction.lifecycle == m.DISPOSED:
                 return
-            request = interaction.waiting.pop(0)
-            if not interaction.waiting:
-                interaction.waiting = NO_REQUESTS
+            request = interaction.next_request()
             spec = CATALOG[request.name]
             props = read_properties(spec, request.properties)
             self.execute(interaction, spec, _headers_of(request), props)
@@ -282,10 +280,7 @@ class Execution:
             leg.target = target = self.state.targets.conversation(interaction.target, props.id)
             LIFECYCLE.fire(leg, "create")
             self.state.destinations[target] = leg
-        if call in interaction.init_pending:
-            interaction.init_pending = _without(interaction.init_pending, call)
-        if call in interaction.creatable:
-            interaction.creatable = _without(interaction.creatable, call)
+        interaction.created(call)
         self.outbox.respond(headers)
 
     def dispose_now(
@@ -311,7 +306,7 @@ class Execution:
                 self.outbox.refuse(_headers_of(request), "D-LIFE-4", reason)
             else:
                 kept.append(request)
-        interaction.waiting = kept or NO_REQUESTS
+        interaction.keep_waiting(kept)
         self.dispose(headers, interaction, dest)
         if interaction.lifecycle != m.DISPOSED:
             self.pump(interaction)
@@ -336,7 +331,7 @@ class Execution:
         state.index(interaction)
         for request in interaction.waiting:
             self.outbox.refuse(_headers_of(request), "D-LIFE-4", f"destination {request.target} was disposed")
-        interaction.waiting = NO_REQUESTS
+        interaction.keep_waiting([])
 
 
 #: request name -> the method that carries it out, for requests that
@@ -372,15 +367,6 @@ def _allowed(machine: m.StateMachine, trigger: str) -> tuple[frozenset[str], str
     """The top-level states that allow ``trigger``, and all of them in words."""
     sources = machine.sources(trigger)
     return frozenset(top(s) for s in sources), m.join_words(dict.fromkeys(describe(s) for s in sources))
-
-
-def _without(calls: dict[str, None], call: str) -> dict[str, None]:
-    """``calls`` less ``call``: a smaller dict, or the shared empty one."""
-    if len(calls) == 1:
-        return NO_CALLS
-    rest = dict(calls)
-    del rest[call]
-    return rest
 
 
 def _headers_of(request: Request) -> Headers:

@@ -10,8 +10,10 @@ turns into JSON and back (``fsm.snapshot``).
 Most live interactions have no legs waiting to be created and no request
 waiting its turn: those share :data:`NO_CALLS` and :data:`NO_REQUESTS`, an
 empty dict and an empty list that refuse to be written to, rather than
-holding empty containers of their own (memory per call). Code that adds to
-one gives the model a container of its own first.
+holding empty containers of their own (memory per call). That rule lives
+here alone: the engine changes a queue or a set of calls only through the
+methods of :class:`Interaction` below, which give the model a container of
+its own before adding and go back to the shared one when it empties.
 """
 
 from __future__ import annotations
@@ -116,3 +118,50 @@ class Interaction:
     def leg(self, role: str) -> Conversation | None:
         call = self.primary if role == "primary" else self.consult
         return self.legs[call] if call is not None else None
+
+    # The request queue and the sets of calls, copy-on-write (see the
+    # module's docstring).
+
+    def enqueue(self, request: Request) -> None:
+        """``request`` waits its turn, after those already waiting (D-SERIAL)."""
+        if self.waiting:
+            self.waiting.append(request)
+        else:
+            self.waiting = [request]
+
+    def next_request(self) -> Request:
+        """The first request waiting, taken off the queue."""
+        request = self.waiting.pop(0)
+        if not self.waiting:
+            self.waiting = NO_REQUESTS
+        return request
+
+    def keep_waiting(self, kept: list[Request]) -> None:
+        """Only ``kept`` waits now (all of them, when it is empty: none)."""
+        self.waiting = kept or NO_REQUESTS
+
+    def may_create(self, call: str) -> None:
+        """``call``'s conversation may be created (S-CC-1, D-CC-4)."""
+        self.creatable = {**self.creatable, call: None}
+
+    def open_init(self, listed: list[str]) -> None:
+        """An init response listed ``listed``: the init phase (D-CC-3) is open
+        for those of them and of an earlier init's that are not yet created."""
+        pending = {**self.init_pending, **dict.fromkeys(listed)}
+        self.init_pending = {c: None for c in pending if self.legs[c].bridge_id is None} or NO_CALLS
+
+    def created(self, call: str) -> None:
+        """``call``'s conversation was created: neither set holds it any more."""
+        if call in self.init_pending:
+            self.init_pending = _without(self.init_pending, call)
+        if call in self.creatable:
+            self.creatable = _without(self.creatable, call)
+
+
+def _without(calls: dict[str, None], call: str) -> dict[str, None]:
+    """``calls`` less ``call``: a smaller dict, or the shared empty one."""
+    if len(calls) == 1:
+        return NO_CALLS
+    rest = dict(calls)
+    del rest[call]
+    return rest

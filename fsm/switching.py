@@ -154,7 +154,7 @@ class Switching:
         interaction.legs[call] = leg
         interaction.consult = call
         if creatable:
-            interaction.creatable = {**interaction.creatable, call: None}
+            interaction.may_create(call)
         self.state.calls[call] = leg
         return leg
 
