@@ -11,6 +11,9 @@ from pathlib import Path
 
 from adapters.session import BadSession, check_step
 from adapters.sip import ua
+from adapters.sip.operations import OPERATIONS
+from adapters.switch import Switch
+from fsm.catalog import CATALOG
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,3 +92,15 @@ def test_serve_refuses_a_state_file_with_sip() -> None:
     )
     assert 2 == done.returncode
     assert "--state cannot be used with --switch sip" in done.stderr
+
+
+def test_every_switch_operation_of_the_catalog_is_a_softphone_operation() -> None:
+    """Each op a request asks of the switch has its SIP operation, and the
+    softphone answers each Switch method (adapters/sip/operations.py)."""
+    ops = sorted({spec.op for spec in CATALOG.values() if spec.op is not None})
+    assert ops == sorted(OPERATIONS)
+    from adapters.sip.softphone import SipSoftphone
+
+    methods = [name for name in ops if callable(getattr(SipSoftphone, name, None))]
+    assert ops == methods
+    assert all(hasattr(Switch, name) for name in ops)
