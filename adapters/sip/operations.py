@@ -1,6 +1,8 @@
 """What each engine command does in SIP: one generator per operation.
 
-An operation acts on the softphone's :class:`~adapters.sip.calls.Line` and
+An operation is a generator function: nothing of it runs before the
+scheduler first advances it, so that a failure is its result. It acts on
+the softphone's :class:`~adapters.sip.calls.Line` and
 yields a condition each time it must wait for SIP (a leg reaching a state,
 a transfer's NOTIFY); the scheduler (``adapters.sip.scheduler``) resumes it
 when the condition holds. It returns the leg its result names (consult), or
@@ -51,19 +53,11 @@ def answer(line: Line, command: Command) -> Operation:
 
 
 def reject(line: Line, command: Command) -> Operation:
-    leg = line.leg(command.call)
-    leg.end_cause = "rejected"
-    line.hangup(leg, 603)
-    yield reaches(leg, "ended")
-    return None
+    return (yield from _end(line.leg(command.call), line, "rejected"))
 
 
 def release(line: Line, command: Command) -> Operation:
-    leg = line.leg(command.call)
-    leg.end_cause = "released"
-    line.hangup(leg, 603)
-    yield reaches(leg, "ended")
-    return None
+    return (yield from _end(line.leg(command.call), line, "released"))
 
 
 def hold(line: Line, command: Command) -> Operation:
@@ -200,6 +194,13 @@ OPERATIONS: Final[dict[str, Callable[[Line, Command], Operation]]] = {
 
 
 # -- the steps operations share, and what they wait for
+
+
+def _end(leg: Leg, line: Line, cause: str) -> Operation:
+    leg.end_cause = cause
+    line.hangup(leg, 603)
+    yield reaches(leg, "ended")
+    return None
 
 
 def _hold(leg: Leg) -> Generator[Condition, None, None]:
