@@ -21,13 +21,11 @@ from pathlib import Path
 from typing import IO, Any, TypeAlias
 
 from adapters.runner import Runner
-from adapters.simulated import ScriptedSwitch, SimulatedSwitch
-from adapters.switch import Switch
-from fsm.engine import Engine, Targets
+from fsm.engine import Targets
 from fsm.policy import Policy
+from tests.driver import CH, Driver, commands, events, messages, responses
 
 #: The channel target of the runs (the CLI default, D-NEW).
-CH = "session-1.channel-1"
 #: The repository root (the CLI runs with it as working directory).
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -204,24 +202,17 @@ def make_policy(policy: Policy | Sequence[str] | None = None) -> Policy:
     return Policy().with_settings(list(policy))
 
 
-def make_switch(kind: str = "simulated") -> Switch:
-    if kind == "simulated":
-        return SimulatedSwitch()
-    if kind == "scripted":
-        return ScriptedSwitch()
-    raise ValueError(f"unknown switch {kind!r}")
-
-
 def make_runner(
     switch: str = "simulated",
     policy: Policy | Sequence[str] | None = None,
     trace: IO[str] | None = None,
     channel: str = CH,
 ) -> Runner:
-    """A runner as ``telephony-fsm run`` composes it."""
-    driver = make_switch(switch)
-    engine = Engine(make_policy(policy), Targets(channel), switch_acknowledges=driver.acknowledges)
-    return Runner(engine, driver, trace)
+    """A runner as ``telephony-fsm run`` composes it (the test driver's)."""
+    if switch not in ("simulated", "scripted"):
+        raise ValueError(f"unknown switch {switch!r}")
+    driver = Driver(make_policy(policy), scripted=switch == "scripted", targets=Targets(channel), trace=trace)
+    return driver.runner
 
 
 def feed_lines(runner: Runner, lines: Sequence[Line], start: int = 1) -> list[Group]:
@@ -247,42 +238,9 @@ def run_inprocess(
 # Reading outputs.
 
 
-def _messages(group: Group, kind: str) -> list[dict[str, Any]]:
-    return [
-        entry["message"]
-        for entry in group
-        if entry.get("to") == "bridge" and entry["message"]["header"].get("type") == kind
-    ]
-
-
-def responses(group: Group) -> list[dict[str, Any]]:
-    """The response messages of a group."""
-    return _messages(group, RESPONSE)
-
-
-def events(group: Group) -> list[dict[str, Any]]:
-    """The event messages of a group."""
-    return _messages(group, EVENT)
-
-
-def commands(group: Group) -> list[dict[str, Any]]:
-    """The switch commands of a group."""
-    return [entry["command"] for entry in group if entry.get("to") == "switch"]
-
-
-def errors(group: Group) -> list[dict[str, Any]]:
-    """The ``error`` outputs of a group."""
-    return [entry["error"] for entry in group if "error" in entry]
-
-
-def protocol_errors(group: Group) -> list[dict[str, Any]]:
-    """The ``protocol_error`` outputs of a group."""
-    return [entry["protocol_error"] for entry in group if "protocol_error" in entry]
-
-
 def bridge_messages(groups: Iterable[Group]) -> list[dict[str, Any]]:
     """Every message to the bridge, in order, over all groups."""
-    return [entry["message"] for group in groups for entry in group if entry.get("to") == "bridge"]
+    return [message for group in groups for message in messages(group)]
 
 
 def event_view(group: Group) -> list[tuple[str, str, dict[str, str]]]:

@@ -207,7 +207,8 @@ def test_connection_killed_mid_consult_and_call_completes_after_reconnect(
     assert proxy.dropped == 1
     assert (bridge_code, serve_code) == (0, 0), (bridge_err, serve_err)
     assert "0 failed, 0 rule violations, 2 connections" in bridge_err
-    assert "Traceback" not in bridge_err and "Traceback" not in serve_err
+    assert "Traceback" not in bridge_err
+    assert "Traceback" not in serve_err
     if mid_frame:
         assert "truncated: the stream ended after" in bridge_err
     for trace in ("bridge.jsonl", "serve.jsonl"):  # harness.md "Traces": where the reconnect happened

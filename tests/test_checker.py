@@ -25,9 +25,9 @@ from fsm.checker import UnreadableTrace, Violation, Watcher, check_lines
 from fsm.engine import Engine, Targets
 from fsm.errors import Refusal
 from fsm.policy import Policy
+from tests.driver import CH
 from tests.scenario import (
     ACCEPT,
-    CH,
     CINIT,
     COMPLETE,
     CONFERENCE,

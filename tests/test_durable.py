@@ -38,9 +38,9 @@ from adapters.state import StateError, StateStore, resume
 from adapters.transport import FramedConnection, TransportError, serve
 from fsm.checker import Violation, check_lines
 from fsm.snapshot import snapshot
+from tests.driver import CH
 from tests.scenario import (
     ACCEPT,
-    CH,
     INIT,
     IT,
     Entry,
@@ -163,7 +163,8 @@ def test_a_kill_between_commit_and_send_leaves_the_outputs_unsent(tmp_path: Path
     expected = [e["message"] for e in make_runner_output(full_call()[:5]) if e.get("to") == "bridge"]
     with StateStore(path) as store:
         saved = store.load()
-        assert saved is not None and 5 == saved.inputs
+        assert saved is not None
+        assert 5 == saved.inputs
         unsent = store.unsent()
         assert expected == [m for _, m in unsent]
         for entry, _ in unsent:  # handed to a connection
@@ -312,7 +313,8 @@ async def pending_across_a_kill(tmp_path: Path, policy: list[str], downtime: flo
     await send_line(first, offered("c1"))
     conn = await conns.get()
     created = await conn.recv()  # serve takes switch events from its first connection on
-    assert created is not None and "interaction.created" == created["header"]["name"], created
+    assert created is not None, created
+    assert "interaction.created" == created["header"]["name"], created
     await conn.send(query(INIT, IT, "r1")["message"])
     await answer_of(conn, "r1", [])
     await conn.send(request(ACCEPT, IT, "r2")["message"])

@@ -19,9 +19,9 @@ from fsm.checker import check_lines
 from fsm.fastread import read_plain_event, read_valid
 from fsm.intake import _read_checked, _read_event
 from fsm.switch_events import EVENT_FIELDS
-from tests.drive import (
+from tests.driver import (
     CH,
-    Drive,
+    Driver,
     body,
     commands,
     error_message,
@@ -39,10 +39,10 @@ CLIENT_HEADER_KEYS = {"type", "name", "target", "requestId", "result", "errorMes
 
 
 def full_call_outputs() -> list[dict[str, Any]]:
-    d = Drive()
+    d = Driver()
     out: list[dict[str, Any]] = []
     for line in (ROOT / "adapters" / "scenarios" / "full-call.jsonl").read_text().splitlines():
-        out += d.send(json.loads(line))
+        out += d.feed(json.loads(line))
     return out
 
 
@@ -59,9 +59,9 @@ def test_f_env_every_message_the_client_writes_is_header_and_body() -> None:
 
 def test_d_env_body_may_be_absent_or_empty_on_input() -> None:
     """D-ENV: a message without properties may leave its body out or send {}."""
-    d = Drive()
-    d.sw("offered")
-    without = d.send(
+    d = Driver()
+    d.switch("offered")
+    without = d.feed(
         {
             "from": "bridge",
             "message": {
@@ -82,7 +82,7 @@ def test_d_env_body_may_be_absent_or_empty_on_input() -> None:
 def test_d_env_unknown_keys_are_ignored_at_every_level() -> None:
     """D-ENV: unknown keys at the top level, in the header and in a body are
     ignored: the consult runs with its destination, as without them."""
-    d = Drive()
+    d = Driver()
     d.talking_call()
     message = {
         "header": {
@@ -95,7 +95,7 @@ def test_d_env_unknown_keys_are_ignored_at_every_level() -> None:
         "body": {"destination": "200", "comment": {"from": "a newer bridge"}},
         "trace-id": 7,
     }
-    out = d.send({"from": "bridge", "message": message})
+    out = d.feed({"from": "bridge", "message": message})
     assert "SUCCESS" == result(out)
     consult = [c for c in commands(out) if c["op"] == "consult"]
     assert [{"id": consult[0]["id"], "op": "consult", "call": "c1", "destination": "200"}] == consult
@@ -103,7 +103,7 @@ def test_d_env_unknown_keys_are_ignored_at_every_level() -> None:
 
 def test_d_env_every_key_of_setdata_is_data() -> None:
     """D-ENV: where a body is data (setdata), no key is ignored."""
-    d = Drive()
+    d = Driver()
     d.talking_call()
     out = d.req("setdata", destination="x", comment="y")
     assert ok(out)
@@ -118,7 +118,7 @@ def test_d_env_every_key_of_setdata_is_data() -> None:
 def test_d_env_the_old_envelope_is_a_defect_naming_the_real_one(old_key: str) -> None:
     """D-ENV, D-BAD: a message with `headers` or `properties` is refused,
     and the error says that the envelope is {header, body}; nothing changes."""
-    d = Drive()
+    d = Driver()
     d.talking_call()
     before = state(d.engine)
     header = {
@@ -128,12 +128,12 @@ def test_d_env_the_old_envelope_is_a_defect_naming_the_real_one(old_key: str) ->
         "requestId": "r-old",
     }
     if old_key == "headers":
-        out = d.send({"from": "bridge", "message": {"headers": header, "properties": {"destination": "2"}}})
+        out = d.feed({"from": "bridge", "message": {"headers": header, "properties": {"destination": "2"}}})
         [error] = [o["protocol_error"] for o in out if "protocol_error" in o]
         assert "D-BAD" == error["rule"]
         assert "the envelope is {header, body}" in error["message"]
     else:
-        out = d.send({"from": "bridge", "message": {"header": header, "properties": {"destination": "2"}}})
+        out = d.feed({"from": "bridge", "message": {"header": header, "properties": {"destination": "2"}}})
         assert "FAILURE" == result(out)
         assert "D-BAD" == d.rule(out)
         assert "unknown key 'properties': the envelope is {header, body}" == error_message(out)
@@ -143,12 +143,12 @@ def test_d_env_the_old_envelope_is_a_defect_naming_the_real_one(old_key: str) ->
 
 def test_d_env_a_body_that_is_not_an_object_names_the_body() -> None:
     """D-ENV, D-BAD: the error names body.<key> (and header.<key>) as on the wire."""
-    d = Drive()
+    d = Driver()
     d.talking_call()
     out = d.req("consult", destination=200)
     assert "FAILURE" == result(out)
     assert "body.destination: expected a string, got the number 200" in error_message(out)
-    out = d.send(
+    out = d.feed(
         {
             "from": "bridge",
             "message": {
@@ -162,8 +162,8 @@ def test_d_env_a_body_that_is_not_an_object_names_the_body() -> None:
 def test_d_body_bodies_the_client_writes() -> None:
     """D-BODY: init snapshots, consult's nativeid, {} on FAILURE and for a
     plain SUCCESS; interaction.created, datachanged and conversation.ended bodies."""
-    d = Drive()
-    created = events(d.sw("offered", ani="1"))
+    d = Driver()
+    created = events(d.switch("offered", ani="1"))
     assert [{"interactionid": "c1", "type": "telephony"}] == [e["body"] for e in created]
     assert "ALERTING" == d.init()["interaction-state"]
     refused = responses(d.req("consult", destination="200"))
@@ -180,7 +180,7 @@ def test_d_body_bodies_the_client_writes() -> None:
     ended = [e for e in events(d.conv("release", "b2")) if e["header"]["name"] == "conversation.ended"]
     assert [{"cause": "released"}] == [e["body"] for e in ended]
     started = [
-        e for e in events(d.sw("ended", "c1", cause="hangup")) if e["header"]["name"].startswith("conv")
+        e for e in events(d.switch("ended", "c1", cause="hangup")) if e["header"]["name"].startswith("conv")
     ]
     assert [{"cause": "hangup"}] == [e["body"] for e in started]
 
@@ -193,8 +193,8 @@ def test_d_target_ids_the_client_places_are_percent_encoded(call: str, encoded: 
     """D-TARGET, F-TARGET: the interaction's target is CHANNEL.I with I the
     call id encoded for % and . only; interactionid is that encoded I; the
     init lists the raw call id (D-CONV-ID)."""
-    d = Drive()
-    [created] = events(d.sw("offered", call))
+    d = Driver()
+    [created] = events(d.switch("offered", call))
     assert {"interactionid": encoded, "type": "telephony"} == created["body"]
     init = d.init(f"{CH}.{encoded}")
     assert {"primary": {"id": call}} == init["conversations"]
@@ -203,11 +203,11 @@ def test_d_target_ids_the_client_places_are_percent_encoded(call: str, encoded: 
 def test_d_target_a_dotted_call_id_cannot_shadow_another_interaction() -> None:
     """D-TARGET: call c1's conversation k1 is CH.c1.k1; a later call named
     "c1.k1" gets CH.c1%2Ek1, and both stay reachable."""
-    d = Drive()
-    d.sw("offered", "c1")
+    d = Driver()
+    d.switch("offered", "c1")
     d.init()
     assert ok(d.create("k1", "c1"))
-    d.sw("offered", "c1.k1")
+    d.switch("offered", "c1.k1")
     assert "ALERTING" == d.init(f"{CH}.c1%2Ek1")["interaction-state"]
     assert {"conversation-state": "ALERTING", "nativeid": "c1", "role": "primary"} == d.conv_init("k1")
     out = d.msg(
@@ -220,8 +220,8 @@ def test_d_target_a_dotted_call_id_cannot_shadow_another_interaction() -> None:
 @pytest.mark.parametrize("bridge_id", ["", "b.1", "."])
 def test_d_cc_2_a_conversation_id_empty_or_dotted_is_refused(bridge_id: str) -> None:
     """D-CC-2, D-TARGET: createconversation's id must be non-empty without '.'."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     d.init()
     before = state(d.engine)
     out = d.create(bridge_id, "c1")
@@ -413,8 +413,8 @@ def test_d_wire_max_frame_size_counts_bytes_of_utf8_not_characters() -> None:
     """D-WIRE, D-BOUND, H-RUN-2: 300 three-byte characters are 900 bytes:
     over a 600-byte limit although they are only 300 characters, in a run
     line and in a bridge message given to the engine as text."""
-    d = Drive(max_frame_size=600)
-    d.sw("offered")
+    d = Driver(max_frame_size=600)
+    d.switch("offered")
     text = "\u20ac" * 300
     line = json.dumps(
         {"from": "bridge", "message": {"header": {"type": "cti.request"}, "pad": text}}, ensure_ascii=False

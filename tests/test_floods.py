@@ -70,7 +70,8 @@ def error_of(outs: list[Output]) -> tuple[str, str]:
     """(rule, errorMessage) of the one FAILURE response in ``outs``."""
     found = one_response(outs)
     assert found.message.header.result == FAILURE, outs
-    assert found.rule is not None and found.message.header.error_message is not None
+    assert found.rule is not None
+    assert found.message.header.error_message is not None
     return found.rule, found.message.header.error_message
 
 
@@ -353,7 +354,8 @@ def test_messages_at_the_maximum_frame_size() -> None:
     (out,) = outs
     assert isinstance(out, BridgeError)
     assert "D-BOUND" == out.rule
-    assert f"{limit + 1} bytes" in out.message and "max_frame_size" in out.message
+    assert f"{limit + 1} bytes" in out.message
+    assert "max_frame_size" in out.message
     assert kept is engine.interactions["c1"].data["k"]
     assert "over" not in engine.interactions["c1"].request_ids
     setdata_ok(engine, "c2", "o", "still served")

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.drive import (
+from tests.driver import (
     CH,
-    Drive,
+    Driver,
     commands,
     error_message,
     errors,
@@ -52,7 +52,8 @@ def strict_json(line: bytes) -> Any:
         raise AssertionError(f"{name} in output")
 
     value = json.loads(line.decode("utf-8"), parse_constant=no_constants)
-    assert "\\ud8" not in line.decode().lower() and "\\udc" not in line.decode().lower(), line
+    assert "\\ud8" not in line.decode().lower(), line
+    assert "\\udc" not in line.decode().lower(), line
     return value
 
 
@@ -155,7 +156,7 @@ def test_h_run_1_a_usable_seq_is_echoed() -> None:
 def test_d_bad_a_huge_or_bad_clock_advance_is_an_error_and_changes_nothing(advance: str) -> None:
     """D-BAD: an advance of a few hundred digits, an infinite one, a negative
     one, one beyond 2^53: an error output, the clock unchanged."""
-    d = Drive()
+    d = Driver()
     out = d.raw(f'{{"from": "clock", "advance": {advance}}}')
     assert 1 == len(errors(out))
     assert 0.0 == d.engine.clock
@@ -164,11 +165,11 @@ def test_d_bad_a_huge_or_bad_clock_advance_is_an_error_and_changes_nothing(advan
 def test_d_bad_the_engine_clock_stays_below_10_to_the_12() -> None:
     """D-BAD: an advance that would bring the clock to 10^12 s is an error and
     changes nothing; many huge advances never make it infinite."""
-    d = Drive()
+    d = Driver()
     for _ in range(3):
-        d.send({"from": "clock", "advance": 9 * 10**11 / 3})
+        d.feed({"from": "clock", "advance": 9 * 10**11 / 3})
     assert 9e11 == pytest.approx(d.engine.clock)
-    out = d.send({"from": "clock", "advance": 10**11})
+    out = d.feed({"from": "clock", "advance": 10**11})
     assert ["clock advance 1e+11 would bring the engine clock to 10^12 seconds or beyond"] == errors(out)
     assert 9e11 == pytest.approx(d.engine.clock)
 
@@ -179,8 +180,8 @@ def test_d_bad_the_engine_clock_stays_below_10_to_the_12() -> None:
 def test_d_bad_a_requestid_over_256_code_points_is_unanswerable_even_when_well_formed() -> None:
     """D-BAD: one rule for a usable requestId: a well-formed query with a
     257-character requestId gets a protocol error, exactly as a malformed one."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     for body in ({}, {"x": 1}):
         out = d.msg("interaction.query.init", rid="r" * 257, properties=body)
         assert [] == responses(out)
@@ -191,7 +192,7 @@ def test_d_bad_a_requestid_over_256_code_points_is_unanswerable_even_when_well_f
 def test_d_dup_a_malformed_requests_id_counts_as_seen() -> None:
     """D-DUP: consult without destination is refused (D-BAD); the same
     requestId sent again, well-formed, is the D-DUP refusal and never runs."""
-    d = Drive()
+    d = Driver()
     d.talking_call()
     bad = d.msg("interaction.request.consult", rid="r-x", properties={})
     assert "D-BAD" == d.rule(bad)
@@ -204,8 +205,8 @@ def test_d_dup_a_malformed_requests_id_counts_as_seen() -> None:
 # -- timers, queues and legs
 
 
-def _two_queued_requests(d: Drive) -> None:
-    d.sw("offered")
+def _two_queued_requests(d: Driver) -> None:
+    d.switch("offered")
     d.init()
     d.req("accept")  # executes until the scripted switch says connected
     d.req("reject")  # waits behind it
@@ -215,11 +216,11 @@ def _two_queued_requests(d: Drive) -> None:
 def test_d_serial_a_queued_requests_timer_starts_when_the_one_before_finished(split: list[int]) -> None:
     """D-SERIAL, D-ASYNC: accept times out at 30 s, the queued reject starts
     then and times out at 60 s, however the 61 s of clock are split."""
-    d = Drive(scripted=True)
+    d = Driver(scripted=True)
     _two_queued_requests(d)
     seen = []
     for seconds in split:
-        out = d.send({"from": "clock", "advance": seconds})
+        out = d.feed({"from": "clock", "advance": seconds})
         seen += [r["header"]["name"].rpartition(".")[2] for r in responses(out)]
     assert ["accept", "reject"] == seen
     assert 61 == d.engine.clock
@@ -227,63 +228,63 @@ def test_d_serial_a_queued_requests_timer_starts_when_the_one_before_finished(sp
 
 def test_d_serial_the_queued_request_does_not_time_out_early() -> None:
     """D-SERIAL, D-ASYNC: the control: at 59 s only accept has timed out."""
-    d = Drive(scripted=True)
+    d = Driver(scripted=True)
     _two_queued_requests(d)
-    out = d.send({"from": "clock", "advance": 59})
+    out = d.feed({"from": "clock", "advance": 59})
     assert ["interaction.request.accept"] == [r["header"]["name"] for r in responses(out)]
 
 
-def _scripted_talking(d: Drive) -> None:
+def _scripted_talking(d: Driver) -> None:
     """An inbound call c1 answered, its primary b1 created, with the scripted switch."""
-    d.sw("offered")
+    d.switch("offered")
     d.init()
     assert ok(d.create("b1", "c1"))
     d.conv_init("b1")
     accept = d.req("accept")
-    d.sw("connected")
-    d.send({"from": "switch", "event": {"kind": "result", "command": commands(accept)[0]["id"], "ok": True}})
+    d.switch("connected")
+    d.feed({"from": "switch", "event": {"kind": "result", "command": commands(accept)[0]["id"], "ok": True}})
 
 
 def test_d_consult_end_retrieves_the_primary_while_a_request_executes() -> None:
     """D-CONSULT-END: with reconnect_on_consult_end, the consult leg ending
     while a DTMF executes still retrieves the held primary."""
-    d = Drive(scripted=True, reconnect_on_consult_end=True)
+    d = Driver(scripted=True, reconnect_on_consult_end=True)
     _scripted_talking(d)
     consult = d.req("consult", destination="200")
-    d.send(
+    d.feed(
         {
             "from": "switch",
             "event": {"kind": "result", "command": commands(consult)[0]["id"], "ok": True, "call": "k1"},
         }
     )
-    d.sw("held", "c1")
-    d.sw("connected", "k1")
+    d.switch("held", "c1")
+    d.switch("connected", "k1")
     d.conv("senddtmf", digits="1")  # waits for its result
-    out = d.sw("ended", "k1")
+    out = d.switch("ended", "k1")
     assert [("retrieve", "c1")] == [(c["op"], c["call"]) for c in commands(out)]
 
 
 def test_s_evt_1_a_phone_consult_while_a_request_executes_is_announced_as_consult() -> None:
     """S-EVT-1: a new outbound leg while a DTMF executes on the one STARTED
     interaction is its phone consult: interaction.consult, not a new interaction."""
-    d = Drive(scripted=True)
+    d = Driver(scripted=True)
     _scripted_talking(d)
     d.conv("senddtmf", digits="1")
-    out = d.sw("dialing", "p1", destination="200")
+    out = d.switch("dialing", "p1", destination="200")
     assert ["interaction.consult"] == event_names(out)
     assert [{"nativeid": "p1"}] == [e["body"] for e in events(out)]
 
 
-def _consult_timed_out() -> Drive:
+def _consult_timed_out() -> Driver:
     """A talking call (scripted switch) whose consult timed out before the switch named its leg."""
-    d = Drive(scripted=True)
-    d.sw("offered")
+    d = Driver(scripted=True)
+    d.switch("offered")
     d.init()
     accept = d.req("accept")
-    d.sw("connected")
-    d.send({"from": "switch", "event": {"kind": "result", "command": commands(accept)[0]["id"], "ok": True}})
+    d.switch("connected")
+    d.feed({"from": "switch", "event": {"kind": "result", "command": commands(accept)[0]["id"], "ok": True}})
     d.req("consult", destination="200")
-    assert "FAILURE" == result(d.send({"from": "clock", "advance": 30}))
+    assert "FAILURE" == result(d.feed({"from": "clock", "advance": 30}))
     return d
 
 
@@ -293,8 +294,8 @@ def test_d_async_a_timed_out_consult_claims_no_leg_of_a_later_interaction() -> N
     has a live leg; after its call ended, a later call's outbound leg is
     that call's own, never released."""
     d = _consult_timed_out()
-    d.sw("ended", "c1")
-    out = d.sw("dialing", "o1", destination="555")
+    d.switch("ended", "c1")
+    out = d.switch("dialing", "o1", destination="555")
     assert [] == commands(out)  # not released
     assert ["interaction.created"] == event_names(out)
 
@@ -303,19 +304,19 @@ def test_d_async_a_timed_out_consult_claims_the_next_leg_within_its_window() -> 
     """D-ASYNC: the control: the call still live, a leg right after the
     timeout is the late consult leg: released, never announced."""
     d = _consult_timed_out()
-    out = d.sw("dialing", "k9", destination="200")
+    out = d.switch("dialing", "k9", destination="200")
     assert [("release", "k9")] == [(c["op"], c["call"]) for c in commands(out)]
     assert [] == event_names(out)
 
 
 def test_d_bound_a_phone_consult_beyond_max_legs_is_refused() -> None:
     """D-BOUND: legs from the switch count against max_legs too."""
-    d = Drive(max_legs=2)
-    d.sw("offered")
-    d.sw("connected")
-    d.sw("dialing", "p1", destination="1")
-    d.sw("ended", "p1")
-    out = d.sw("dialing", "p2", destination="2")
+    d = Driver(max_legs=2)
+    d.switch("offered")
+    d.switch("connected")
+    d.switch("dialing", "p1", destination="1")
+    d.switch("ended", "p1")
+    out = d.switch("dialing", "p2", destination="2")
     assert ["D-BOUND"] == [e.partition(":")[0] for e in errors(out)]
     assert ["c1", "p1"] == list(d.engine.interactions["c1"].legs)
 
@@ -323,7 +324,7 @@ def test_d_bound_a_phone_consult_beyond_max_legs_is_refused() -> None:
 def test_d_bound_a_full_queue_does_not_refuse_a_dispose() -> None:
     """D-BOUND, D-SERIAL: with the queue full, dispose still runs: what waited
     is answered FAILURE (disposed) first, then the dispose SUCCESS."""
-    d = Drive(scripted=True, max_pending_requests=2)
+    d = Driver(scripted=True, max_pending_requests=2)
     _two_queued_requests(d)
     assert "D-BOUND" == d.rule(d.req("setdata", k="v"))
     out = d.req("dispose")
@@ -339,12 +340,12 @@ def test_d_switch_a_refused_event_does_not_change_the_simulated_switch() -> None
     """D-SWITCH: a `held` for a ringing leg and a second `offered` for a known
     call are refused and change nothing, not even the simulated switch's
     own model: accept then still connects the call."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     d.init()
     before = state(d.engine)
-    assert 1 == len(errors(d.sw("held")))
-    assert 1 == len(errors(d.sw("offered")))
+    assert 1 == len(errors(d.switch("held")))
+    assert 1 == len(errors(d.switch("offered")))
     assert before == state(d.engine)
     out = d.req("accept")
     assert "SUCCESS" == result(out)
@@ -354,17 +355,17 @@ def test_d_switch_a_refused_event_does_not_change_the_simulated_switch() -> None
 def test_d_switch_an_accepted_event_is_followed_by_the_simulated_switch() -> None:
     """D-SWITCH: the control: the customer hanging up (accepted) ends the
     call in the simulated switch's model too."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     d.init()
-    d.sw("ended", cause="hangup")
-    assert "c1" not in d.switch.calls  # type: ignore[attr-defined]
+    d.switch("ended", cause="hangup")
+    assert "c1" not in d.switch_driver.calls  # type: ignore[attr-defined]
 
 
 def test_d_cc_2_an_empty_conversation_id_is_refused() -> None:
     """D-CC-2: createconversation with id "" is FAILURE and creates nothing."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     d.init()
     out = d.create("", "c1")
     assert "D-CC-2" == d.rule(out)
@@ -380,30 +381,30 @@ def test_h_run_3_protocol_error_and_error_outputs() -> None:
     """H-RUN-3: a bridge message without a usable requestId is a
     protocol_error; a line the runner cannot use, and a malformed switch
     event, are `error` outputs; neither stops the runner."""
-    d = Drive()
-    no_id = d.send(
+    d = Driver()
+    no_id = d.feed(
         {"from": "bridge", "message": {"header": {"type": "cti.request", "name": "x", "target": "t"}}}
     )
     assert ["D-BAD"] == [o["protocol_error"]["rule"] for o in no_id if "protocol_error" in o]
     assert ["unknown 'from' 'nowhere': expected bridge, switch or clock"] == errors(
-        d.send({"from": "nowhere"})
+        d.feed({"from": "nowhere"})
     )
-    assert 1 == len(errors(d.send({"from": "switch", "event": {"kind": "held"}})))
-    assert ["interaction.created"] == event_names(d.sw("offered"))
+    assert 1 == len(errors(d.feed({"from": "switch", "event": {"kind": "held"}})))
+    assert ["interaction.created"] == event_names(d.switch("offered"))
 
 
 def test_h_sw_1_unknown_fields_are_ignored_and_required_ones_checked() -> None:
     """H-SW-1: an unknown field of a switch event is ignored; a missing or
     mistyped required one is an error that changes nothing."""
-    d = Drive()
-    assert ["interaction.created"] == event_names(d.sw("offered", colour="blue", ani="1"))
+    d = Driver()
+    assert ["interaction.created"] == event_names(d.switch("offered", colour="blue", ani="1"))
     assert {"ani": "1"} == d.init()["interaction-data"]
     before = state(d.engine)
     assert ["malformed switch event connected: call: expected a string, got the number 7"] == errors(
-        d.send({"from": "switch", "event": {"kind": "connected", "call": 7}})
+        d.feed({"from": "switch", "event": {"kind": "connected", "call": 7}})
     )
     assert ["switch event ended: missing required field call"] == errors(
-        d.send({"from": "switch", "event": {"kind": "ended"}})
+        d.feed({"from": "switch", "event": {"kind": "ended"}})
     )
     assert before == state(d.engine)
 
@@ -411,8 +412,8 @@ def test_h_sw_1_unknown_fields_are_ignored_and_required_ones_checked() -> None:
 def test_h_cmd_command_ids_count_from_one_and_a_failure_line_names_its_rule() -> None:
     """H-CMD: commands are cmd-1, cmd-2, ...; a FAILURE response's output line
     carries "rule" beside its message, and no other line does."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     d.init()
     accept = d.req("accept")
     refused = d.req("consult", destination="")
@@ -430,16 +431,16 @@ def test_d_done_when_a_request_is_done_by_its_catalog_row() -> None:
     waits for its result; a result with ok false fails it with its reason;
     a state request (hold) is not done by its result, only by `held`; a
     result for an unknown command id is an error and changes nothing."""
-    d = Drive(scripted=True)
+    d = Driver(scripted=True)
     _scripted_talking(d)
     dtmf = d.conv("senddtmf", digits="12")
     assert [] == responses(dtmf)
-    done = d.send(
+    done = d.feed(
         {"from": "switch", "event": {"kind": "result", "command": commands(dtmf)[0]["id"], "ok": True}}
     )
     assert "SUCCESS" == result(done)
     dtmf2 = d.conv("senddtmf", digits="3")
-    refused = d.send(
+    refused = d.feed(
         {
             "from": "switch",
             "event": {
@@ -453,14 +454,14 @@ def test_d_done_when_a_request_is_done_by_its_catalog_row() -> None:
     assert "FAILURE" == result(refused)
     assert "no tones here" in error_message(refused)
     hold = d.conv("hold")
-    confirmed = d.send(
+    confirmed = d.feed(
         {"from": "switch", "event": {"kind": "result", "command": commands(hold)[0]["id"], "ok": True}}
     )
     assert [] == responses(confirmed)
-    assert "SUCCESS" == result(d.sw("held"))
+    assert "SUCCESS" == result(d.switch("held"))
     before = state(d.engine)
     assert 1 == len(
-        errors(d.send({"from": "switch", "event": {"kind": "result", "command": "cmd-99", "ok": True}}))
+        errors(d.feed({"from": "switch", "event": {"kind": "result", "command": "cmd-99", "ok": True}}))
     )
     assert before == state(d.engine)
 
@@ -468,7 +469,7 @@ def test_d_done_when_a_request_is_done_by_its_catalog_row() -> None:
 def test_d_done_without_acknowledgements_an_at_once_request_is_answered_after_its_command() -> None:
     """D-DONE: the simulated switch acknowledges nothing: senddtmf is SUCCESS
     right after its command is written."""
-    d = Drive()
+    d = Driver()
     d.talking_call()
     out = d.conv("senddtmf", digits="5")
     kinds = ["command" if o.get("to") == "switch" else o["message"]["header"]["type"] for o in out]
@@ -479,8 +480,8 @@ def test_d_order_command_then_its_events_then_the_response() -> None:
     """D-ORDER: within one input, the command comes before the switch events
     it causes, the interaction's event before the conversation's, and the
     request's response right after the events of the change completing it."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     d.init()
     assert ok(d.create("b1", "c1"))
     d.conv_init("b1")

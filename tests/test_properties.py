@@ -54,7 +54,7 @@ import fsm.engine
 import fsm.execution
 import fsm.firing
 from adapters.runner import Runner
-from adapters.simulated import ScriptedSwitch, SimulatedSwitch
+from adapters.simulated import SimulatedSwitch
 from fsm import machines as m
 from fsm.catalog import CATALOG, FreeProperties, NoProperties
 from fsm.codec import dumps
@@ -63,7 +63,8 @@ from fsm.messages import MAX_REQUEST_ID
 from fsm.policy import Policy
 from fsm.snapshot import restore, snapshot
 from tests import refmodel as ref
-from tests.drive import state as state_less_ids
+from tests.driver import Driver
+from tests.driver import state as state_less_ids
 
 CH = "session-1.channel-1"
 UNKNOWN_INTERACTION = f"{CH}.nosuch"
@@ -160,10 +161,11 @@ class Harness:
     def __init__(self, *, scripted: bool, policy: Policy, log: Callable[[str], None] = note) -> None:
         self.scripted = scripted
         self.log = log
-        self.switch: SimulatedSwitch | ScriptedSwitch = ScriptedSwitch() if scripted else SimulatedSwitch()
-        self.engine = Engine(policy, Targets(CH), switch_acknowledges=scripted)
         self.trace = io.StringIO()
-        self.runner = Runner(self.engine, self.switch, self.trace)
+        driver = Driver(policy, scripted=scripted, targets=Targets(CH), trace=self.trace)
+        self.switch = driver.switch_driver
+        self.engine = driver.engine
+        self.runner = driver.runner
         self.model = ref.Reference(
             acknowledges=scripted,
             channel=CH,
@@ -767,7 +769,8 @@ class ProtocolMachine(RuleBasedStateMachine):
             self._malformed(data)
         elif kind == "bad line":
             out = self.h.feed(data.draw(st.sampled_from(BAD_LINES)), unchanged=True)
-            assert 1 == len(out) and "error" in out[0], f"harness: {out}"
+            assert 1 == len(out), f"harness: {out}"
+            assert "error" in out[0], f"harness: {out}"
         elif kind == "wrong target":
             self._wrong_target(data)
         elif kind == "unknown call":

@@ -12,9 +12,9 @@ import pytest
 from adapters.simulated import SimulatedSwitch
 from fsm.engine import Engine, Targets, ToBridge
 from fsm.snapshot import snapshot
-from tests.drive import (
+from tests.driver import (
     CH,
-    Drive,
+    Driver,
     body,
     commands,
     error_message,
@@ -33,8 +33,8 @@ T = f"{CH}.c1"
 
 def test_d_new_offered_call_announced_on_channel() -> None:
     """D-NEW: interaction.created on the channel target, id = the call id."""
-    d = Drive()
-    out = d.sw("offered", "c1")
+    d = Driver()
+    out = d.switch("offered", "c1")
     expected = [
         {
             "header": {"type": "cti.event", "name": "interaction.created", "target": CH},
@@ -47,8 +47,8 @@ def test_d_new_offered_call_announced_on_channel() -> None:
 def test_s_req_1_exactly_one_response_per_request_over_a_full_call() -> None:
     """S-REQ-1: every query and request is answered exactly once, including a
     duplicate id (its own refusal) and requests answered later by the switch."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     out = d.msg("interaction.query.init")
     out += d.create("b1", "c1")
     out += d.req("accept")
@@ -66,8 +66,8 @@ def test_s_req_1_exactly_one_response_per_request_over_a_full_call() -> None:
 
 def test_s_req_2_response_echoes_headers_and_failure_explains() -> None:
     """S-REQ-2: name, target and requestId echoed; FAILURE has a readable errorMessage."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     d.init()
     out = d.req("consult", rid="{A-1}", destination="200")
     headers = responses(out)[0]["header"]
@@ -85,7 +85,7 @@ def test_s_req_2_response_echoes_headers_and_failure_explains() -> None:
 
 def test_s_req_2a_consulttransfer_response_named_after_the_request() -> None:
     """S-REQ-2a: the consulttransfer response is named consulttransfer, not reject."""
-    d = Drive()
+    d = Driver()
     d.consulting_call()
     out = d.req("consulttransfer")
     assert [r["header"]["name"] for r in responses(out)] == ["interaction.request.consulttransfer"]
@@ -93,61 +93,64 @@ def test_s_req_2a_consulttransfer_response_named_after_the_request() -> None:
 
 def test_s_evt_0_events_carry_no_request_id() -> None:
     """S-EVT-0: type cti.event, a name and a target, never a requestId."""
-    d = Drive()
+    d = Driver()
     d.talking_call()
-    out = d.req("consult", destination="200") + d.sw("ended", "c1")
-    for message in events(out) + events(d.sw("offered", "c9")):
+    out = d.req("consult", destination="200") + d.switch("ended", "c1")
+    for message in events(out) + events(d.switch("offered", "c9")):
         assert message["header"]["type"] == "cti.event"
         assert {"type", "name", "target"} == set(message["header"])
 
 
 def test_s_life_1_conversation_destination_exists_only_after_creation() -> None:
     """S-LIFE-1: set up (createconversation), then init, then tear down."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     d.init()
     before = d.msg("conversation.query.init", f"{T}.b1")
-    assert result(before) == "FAILURE" and d.rule(before) == "D-TARGET"
+    assert "FAILURE" == result(before)
+    assert "D-TARGET" == d.rule(before)
     assert ok(d.create("b1", "c1"))
     assert d.conv_init("b1")["conversation-state"] == "ALERTING"
     assert ok(d.msg("conversation.request.dispose", f"{T}.b1"))
     after = d.msg("conversation.query.init", f"{T}.b1")
-    assert result(after) == "FAILURE" and d.rule(after) == "D-LIFE-4"
+    assert "FAILURE" == result(after)
+    assert "D-LIFE-4" == d.rule(after)
 
 
 def test_s_life_2_no_event_before_init_answered() -> None:
     """S-LIFE-2: no interaction or conversation event before its init query is answered."""
-    d = Drive()
-    d.sw("offered")
-    assert event_names(d.sw("connected")) == []  # interaction not initialized
+    d = Driver()
+    d.switch("offered")
+    assert event_names(d.switch("connected")) == []  # interaction not initialized
     d.init()
     assert ok(d.create("b1", "c1"))
     assert event_names(d.req("setdata", k="v")) == ["interaction.datachanged"]
-    assert event_names(d.sw("held")) == []  # conversation b1 not initialized yet
+    assert event_names(d.switch("held")) == []  # conversation b1 not initialized yet
     d.conv_init("b1")
-    assert event_names(d.sw("retrieved")) == ["conversation.talking"]
+    assert event_names(d.switch("retrieved")) == ["conversation.talking"]
 
 
 def test_d_life_3_pre_init_changes_folded_into_snapshot() -> None:
     """D-LIFE-3: changes before init appear in the snapshot and never as events."""
-    d = Drive()
-    d.sw("offered")
-    d.sw("connected")
-    d.sw("held")
+    d = Driver()
+    d.switch("offered")
+    d.switch("connected")
+    d.switch("held")
     snap = d.init()
     assert snap["interaction-state"] == "STARTED"
     d.create("b1", "c1")
     assert d.conv_init("b1")["conversation-state"] == "HELD"
-    assert event_names(d.send({"from": "clock", "advance": 1})) == []
+    assert event_names(d.feed({"from": "clock", "advance": 1})) == []
 
 
 def test_d_life_5_request_before_init_refused_and_reinit_allowed() -> None:
     """D-LIFE-5: a request before init is refused; a repeated init is answered
     with the current snapshot and changes nothing."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     out = d.req("accept")
-    assert result(out) == "FAILURE" and d.rule(out) == "D-LIFE-5"
+    assert "FAILURE" == result(out)
+    assert "D-LIFE-5" == d.rule(out)
     assert commands(out) == []
     first = d.init()
     state = snapshot(d.engine)
@@ -162,30 +165,32 @@ def test_d_life_5_request_before_init_refused_and_reinit_allowed() -> None:
 def test_d_life_4_dispose_forgets_without_hanging_up() -> None:
     """D-LIFE-4: dispose answers SUCCESS, issues no switch command, later
     messages get "destination disposed", later switch events are ignored."""
-    d = Drive()
+    d = Driver()
     d.talking_call()
     out = d.req("dispose")
-    assert ok(out) and commands(out) == []
+    assert ok(out)
+    assert commands(out) == []
     later = d.msg("interaction.query.init")
-    assert result(later) == "FAILURE" and d.rule(later) == "D-LIFE-4"
+    assert "FAILURE" == result(later)
+    assert "D-LIFE-4" == d.rule(later)
     assert "disposed" in error_message(later)
     again = d.req("dispose")
     assert result(again) == "FAILURE"
-    ignored = d.sw("ended", "c1")
+    ignored = d.switch("ended", "c1")
     assert [] == ignored  # D-SWITCH: ignored, no output at all
 
 
 def test_d_life_4_dispose_before_init_is_allowed() -> None:
     """D-LIFE-4: dispose is valid in any state, before init too."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     assert ok(d.req("dispose"))
 
 
 def test_s_init_1_keys_and_nested_data() -> None:
     """S-INIT-1: interaction-state, interaction-data (strings or nested objects), conversations."""
-    d = Drive()
-    d.sw("offered", ani="5551000", data={"account": {"id": "42", "tier": "gold"}})
+    d = Driver()
+    d.switch("offered", ani="5551000", data={"account": {"id": "42", "tier": "gold"}})
     snap = d.init()
     assert {"interaction-state", "interaction-data", "conversations"} == set(snap)
     expected = {"ani": "5551000", "account": {"id": "42", "tier": "gold"}}
@@ -199,8 +204,8 @@ def test_d_data_switch_data_that_breaks_it_is_trimmed_and_the_call_accepted() ->
     deep: dict[str, object] = {"leaf": "x"}
     for _ in range(300):  # a few hundred levels, well under the frame limit
         deep = {"k": deep}
-    d = Drive()
-    out = d.sw("offered", data={"n": 5, "ok": "v", "deep": deep, "flag": [1]})
+    d = Driver()
+    out = d.switch("offered", data={"n": 5, "ok": "v", "deep": deep, "flag": [1]})
     assert ["interaction.created"] == [m["header"]["name"] for m in messages(out)]
     [error] = errors(out)
     assert error.startswith("D-DATA: offered c1: dropped data data.n, data.deep.k.k.k.k.k.k.k, data.flag")
@@ -215,9 +220,9 @@ def test_d_data_switch_data_beyond_max_data_keys_is_cut_and_the_call_accepted() 
     counted at every level with the ani; the keys past the bound are dropped
     in their order, one error output names the first 20 and counts the rest,
     and the call is accepted with what fits."""
-    d = Drive(max_data_keys=5)
+    d = Driver(max_data_keys=5)
     data = {"a": "1", "nest": {"b": "2", "c": "3", "d": "4"}, **{f"k{n}": "v" for n in range(30)}}
-    out = d.sw("offered", ani="5551000", data=data)
+    out = d.switch("offered", ani="5551000", data=data)
     assert ["interaction.created"] == [m["header"]["name"] for m in messages(out)]
     [error] = errors(out)
     shown = ", ".join(["data.nest.d", *(f"data.k{n}" for n in range(19))])
@@ -228,8 +233,8 @@ def test_d_data_switch_data_beyond_max_data_keys_is_cut_and_the_call_accepted() 
 
 def test_d_data_switch_data_within_max_data_keys_is_taken_whole() -> None:
     """D-DATA: data at the bound exactly is kept whole, with no error."""
-    d = Drive(max_data_keys=4)
-    out = d.sw("offered", ani="5551000", data={"a": "1", "nest": {"b": "2"}})
+    d = Driver(max_data_keys=4)
+    out = d.switch("offered", ani="5551000", data={"a": "1", "nest": {"b": "2"}})
     assert [] == errors(out)
     assert {"ani": "5551000", "a": "1", "nest": {"b": "2"}} == d.init()["interaction-data"]
 
@@ -245,39 +250,39 @@ def test_d_data_switch_data_within_max_data_keys_is_taken_whole() -> None:
 def test_s_init_2_3_5_conversations_by_state(steps: list[tuple[str, str]], expected: object) -> None:
     """S-INIT-2 (always present), S-INIT-3 (primary in ALERTING/DIALING/STARTED),
     S-INIT-5 (empty when ENDED)."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     for kind, call in steps:
-        d.sw(kind, call)
+        d.switch(kind, call)
     assert expected == d.init()["conversations"]
 
 
 def test_s_init_3_primary_listed_while_dialing() -> None:
     """S-INIT-3: an outbound call from the phone is DIALING with its primary."""
-    d = Drive()
-    d.sw("dialing", "c1", destination="5552000")
+    d = Driver()
+    d.switch("dialing", "c1", destination="5552000")
     snap = d.init()
     assert (snap["interaction-state"], snap["conversations"]) == ("DIALING", {"primary": {"id": "c1"}})
 
 
 def test_s_init_4_d_init_7_consult_listed_only_while_live() -> None:
     """S-INIT-4, D-INIT-7: consult listed in STARTED while the leg is not ENDED."""
-    d = Drive()
+    d = Driver()
     d.talking_call()
     d.req("consult", destination="ring-200")
     assert d.init()["conversations"] == {"primary": {"id": "c1"}, "consult": {"id": "sim-1"}}
-    d.sw("connected", "sim-1")
-    d.sw("held", "sim-1")
+    d.switch("connected", "sim-1")
+    d.switch("held", "sim-1")
     assert "consult" in d.init()["conversations"]
-    d.sw("ended", "sim-1")
+    d.switch("ended", "sim-1")
     assert d.init()["conversations"] == {"primary": {"id": "c1"}}
 
 
 def test_s_init_5_completed_has_no_conversations() -> None:
     """S-INIT-5: COMPLETED lists no conversation."""
-    d = Drive()
+    d = Driver()
     d.talking_call()
-    d.sw("ended", "c1")
+    d.switch("ended", "c1")
     assert ok(d.req("complete"))
     snap = d.init()
     assert (snap["interaction-state"], snap["conversations"]) == ("COMPLETED", {})
@@ -285,7 +290,7 @@ def test_s_init_5_completed_has_no_conversations() -> None:
 
 def test_d_conv_id_init_ids_are_native_ids() -> None:
     """D-CONV-ID: init lists nativeids, also after createconversation with another bridge id."""
-    d = Drive()
+    d = Driver()
     d.consulting_call()
     assert d.init()["conversations"] == {"primary": {"id": "c1"}, "consult": {"id": "sim-1"}}
     assert d.conv_init("b2")["nativeid"] == "sim-1"
@@ -294,17 +299,17 @@ def test_d_conv_id_init_ids_are_native_ids() -> None:
 def test_s_init_6_engine_sends_interaction_events_at_once() -> None:
     """S-INIT-6: the engine does not queue interaction events while the listed
     conversations are not yet created; the bridge queues them."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     d.init()  # lists primary c1, not yet created
-    assert event_names(d.sw("connected")) == ["interaction.started"]
+    assert event_names(d.switch("connected")) == ["interaction.started"]
 
 
 def test_s_cc_1_createconversation_only_in_init_phase_or_after_consult() -> None:
     """S-CC-1: after the init phase, a known leg not named by a consult cannot be created."""
-    d = Drive()
+    d = Driver()
     d.talking_call()  # init phase over: c1 created as b1
-    d.sw("ended", "c1")
+    d.switch("ended", "c1")
     out = d.create("b9", "c1")
     assert result(out) == "FAILURE"  # c1 is registered as b1: D-CC-3
     assert d.rule(out) == "D-CC-3"
@@ -312,27 +317,28 @@ def test_s_cc_1_createconversation_only_in_init_phase_or_after_consult() -> None
 
 def test_s_cc_1_phase_closed_refuses_uncreated_leg() -> None:
     """S-CC-1: a leg listed in init but the phase reopened only by re-init."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     d.init()
     assert ok(d.create("b1", "c1"))
-    d.sw("connected")
+    d.switch("connected")
     d.req("consult", destination="200")
     assert ok(d.create("b2", "sim-1"))
     assert ok(d.req("consultconference"))
     # a second consult leg named by consult can be created; a third party never named cannot
     out = d.create("b3", "c1x")
-    assert result(out) == "FAILURE" and d.rule(out) == "D-CC-2"
+    assert "FAILURE" == result(out)
+    assert "D-CC-2" == d.rule(out)
 
 
 def test_s_cc_1_refusal_outside_phase() -> None:
     """S-CC-1: a leg the client knows but never listed nor named (a phone
     consult that came and went before the init) cannot be created."""
-    d = Drive()
-    d.sw("offered")
-    d.sw("connected")
-    d.sw("dialing", "k1", destination="200")  # a consult made on the phone, before init
-    d.sw("ended", "k1")
+    d = Driver()
+    d.switch("offered")
+    d.switch("connected")
+    d.switch("dialing", "k1", destination="200")  # a consult made on the phone, before init
+    d.switch("ended", "k1")
     assert {"primary": {"id": "c1"}} == d.init()["conversations"]
     out = d.create("b1", "k1")
     assert "FAILURE" == result(out)
@@ -342,10 +348,10 @@ def test_s_cc_1_refusal_outside_phase() -> None:
 def test_d_cc_3_a_re_init_keeps_the_phase_open_for_legs_an_earlier_init_listed() -> None:
     """D-CC-3: the first init listed c1; c1 ends; the re-init lists nothing,
     but c1 can still be created (an ENDED leg: SUCCESS, its init shows ENDED)."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     d.init()  # lists c1: the init phase is open for it
-    d.sw("ended", "c1")
+    d.switch("ended", "c1")
     assert d.init()["conversations"] == {}  # ENDED: nothing listed
     assert ok(d.create("b1", "c1"))
     assert "ENDED" == d.conv_init("b1")["conversation-state"]
@@ -353,34 +359,37 @@ def test_d_cc_3_a_re_init_keeps_the_phase_open_for_legs_an_earlier_init_listed()
 
 def test_d_cc_2_unknown_nativeid_refused() -> None:
     """D-CC-2: createconversation for a nativeid the client does not know."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     d.init()
     out = d.create("b1", "nope")
-    assert result(out) == "FAILURE" and d.rule(out) == "D-CC-2"
+    assert "FAILURE" == result(out)
+    assert "D-CC-2" == d.rule(out)
 
 
 def test_d_cc_3_reregistration_and_conflicts() -> None:
     """D-CC-3: the same id+nativeid again is SUCCESS; a conflicting one is FAILURE;
     an ENDED leg listed in init can still be created."""
-    d = Drive()
+    d = Driver()
     d.talking_call()
     assert ok(d.create("b1", "c1"))
     conflict = d.create("b7", "c1")
-    assert result(conflict) == "FAILURE" and d.rule(conflict) == "D-CC-3"
+    assert "FAILURE" == result(conflict)
+    assert "D-CC-3" == d.rule(conflict)
     d.req("consult", destination="busy-1")  # named, then fails at once: ENDED
     assert ok(d.create("b2", "sim-1"))
     assert d.conv_init("b2")["conversation-state"] == "ENDED"
     clash = d.create("b1", "sim-1")
-    assert result(clash) == "FAILURE" and d.rule(clash) == "D-CC-3"
+    assert "FAILURE" == result(clash)
+    assert "D-CC-3" == d.rule(clash)
 
 
 def test_d_cc_4_create_after_interaction_consult_event() -> None:
     """D-CC-4: createconversation may follow the interaction.consult event."""
-    d = Drive()
+    d = Driver()
     d.talking_call()
-    d.sw("held")
-    out = d.sw("dialing", "p2", destination="300")
+    d.switch("held")
+    out = d.switch("dialing", "p2", destination="300")
     assert [(e["header"]["name"], e["body"]) for e in events(out) if "body" in e] == [
         ("interaction.consult", {"nativeid": "p2"})
     ]
@@ -390,19 +399,23 @@ def test_d_cc_4_create_after_interaction_consult_event() -> None:
 def test_s_evt_1_consult_made_on_the_phone() -> None:
     """S-EVT-1: a new leg dialing while STARTED with no consult pending is an
     outside consult: interaction.consult with its nativeid."""
-    d = Drive()
+    d = Driver()
     d.talking_call()
-    assert event_names(d.sw("held") + d.sw("dialing", "p2")) == ["conversation.held", "interaction.consult"]
+    assert event_names(d.switch("held") + d.switch("dialing", "p2")) == [
+        "conversation.held",
+        "interaction.consult",
+    ]
 
 
 def test_s_cons_1_consult_needs_started_and_holds_primary() -> None:
     """S-CONS-1: refused in ALERTING; in STARTED the primary is held and the
     response carries the new leg's nativeid."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     d.init()
     refused = d.req("consult", destination="200")
-    assert result(refused) == "FAILURE" and d.rule(refused) == "S-CONS-1"
+    assert "FAILURE" == result(refused)
+    assert "S-CONS-1" == d.rule(refused)
     d.create("b1", "c1")
     d.conv_init()
     d.req("accept")
@@ -414,31 +427,33 @@ def test_s_cons_1_consult_needs_started_and_holds_primary() -> None:
 
 def test_d_cons_2_one_consult_at_a_time_and_destination_needed() -> None:
     """D-CONS-2: a second consult, or an empty destination, is refused."""
-    d = Drive()
+    d = Driver()
     d.consulting_call()
     again = d.req("consult", destination="300")
-    assert result(again) == "FAILURE" and d.rule(again) == "D-CONS-2"
-    e = Drive()
+    assert "FAILURE" == result(again)
+    assert "D-CONS-2" == d.rule(again)
+    e = Driver()
     e.talking_call()
     empty = e.req("consult", destination="  ")
-    assert result(empty) == "FAILURE" and e.rule(empty) == "D-CONS-2"
+    assert "FAILURE" == result(empty)
+    assert "D-CONS-2" == e.rule(empty)
 
 
 def test_d_cons_3_consult_conversation_events_flow_after_its_init() -> None:
     """D-CONS-3: response (nativeid) -> createconversation -> init -> events."""
-    d = Drive()
+    d = Driver()
     d.talking_call()
     out = d.req("consult", destination="ring-200")
     assert not any(e["header"]["target"].endswith(".b2") for e in events(out))
     assert ok(d.create("b2", "sim-1"))
     assert d.conv_init("b2")["conversation-state"] == "ALERTING"
-    assert event_names(d.sw("connected", "sim-1")) == ["conversation.talking"]
+    assert event_names(d.switch("connected", "sim-1")) == ["conversation.talking"]
 
 
 def test_s_xfer_1_d_xfer_1_transfer_ends_both_legs() -> None:
     """S-XFER-1, D-XFER-1: transfer names both legs; on success both end and
     the interaction is ENDED."""
-    d = Drive()
+    d = Driver()
     d.consulting_call()
     out = d.req("consulttransfer")
     assert commands(out) == [{"id": "cmd-3", "op": "transfer", "call": "c1", "consult": "sim-1"}]
@@ -449,14 +464,16 @@ def test_s_xfer_1_d_xfer_1_transfer_ends_both_legs() -> None:
 
 def test_d_xfer_1_refused_without_connected_consult() -> None:
     """D-XFER-1: refused with no consult, and while the consult rings unless the policy allows."""
-    d = Drive()
+    d = Driver()
     d.talking_call()
     out = d.req("consulttransfer")
-    assert result(out) == "FAILURE" and d.rule(out) == "D-XFER-1"
+    assert "FAILURE" == result(out)
+    assert "D-XFER-1" == d.rule(out)
     d.req("consult", destination="ring-1")
     ringing = d.req("consulttransfer")
-    assert result(ringing) == "FAILURE" and "transfer_while_consult_ringing" in error_message(ringing)
-    p = Drive(transfer_while_consult_ringing=True)
+    assert "FAILURE" == result(ringing)
+    assert "transfer_while_consult_ringing" in error_message(ringing)
+    p = Driver(transfer_while_consult_ringing=True)
     p.talking_call()
     p.req("consult", destination="ring-1")
     assert ok(p.req("consulttransfer"))
@@ -465,7 +482,7 @@ def test_d_xfer_1_refused_without_connected_consult() -> None:
 def test_s_conf_1_d_conf_1_conference_folds_consult_into_primary() -> None:
     """S-CONF-1, D-CONF-1: the consult leg ends (its last event), the primary is
     TALKING, and the interaction is back to no consult."""
-    d = Drive()
+    d = Driver()
     d.consulting_call()
     out = d.req("consultconference")
     assert ok(out)
@@ -477,15 +494,16 @@ def test_s_conf_1_d_conf_1_conference_folds_consult_into_primary() -> None:
 
 def test_d_conf_1_refused_without_consult() -> None:
     """D-CONF-1: conference needs a connected consult."""
-    d = Drive()
+    d = Driver()
     d.talking_call()
     out = d.req("consultconference")
-    assert result(out) == "FAILURE" and d.rule(out) == "D-CONF-1"
+    assert "FAILURE" == result(out)
+    assert "D-CONF-1" == d.rule(out)
 
 
 def test_s_alt_1_active_leg_is_last_talking() -> None:
     """S-ALT-1: alternate holds the last TALKING leg and retrieves the other."""
-    d = Drive()
+    d = Driver()
     d.consulting_call()  # consult connected last: it is active
     first = d.req("alternate")
     assert commands(first) == [{"id": "cmd-3", "op": "alternate", "call": "sim-1", "other": "c1"}]
@@ -496,28 +514,29 @@ def test_s_alt_1_active_leg_is_last_talking() -> None:
 
 def test_d_alt_1_alternate_needs_connected_consult() -> None:
     """D-ALT-1: refused with no consult or a ringing one."""
-    d = Drive()
+    d = Driver()
     d.talking_call()
     out = d.req("alternate")
-    assert result(out) == "FAILURE" and d.rule(out) == "D-ALT-1"
+    assert "FAILURE" == result(out)
+    assert "D-ALT-1" == d.rule(out)
     d.req("consult", destination="ring-1")
     assert result(d.req("alternate")) == "FAILURE"
 
 
 def test_d_evt_2_one_event_per_interaction_state_change() -> None:
     """D-EVT-2: events named after the new state, one per change."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     d.init()
-    names = event_names(d.sw("connected") + d.sw("ended"))
+    names = event_names(d.switch("connected") + d.switch("ended"))
     names += event_names(d.req("complete"))
     assert names == ["interaction.started", "interaction.ended", "interaction.completed"]
 
 
 def test_d_evt_3_datachanged_carries_changed_keys() -> None:
     """D-EVT-3: interaction.datachanged with the changed keys only."""
-    d = Drive()
-    d.sw("offered", ani="1")
+    d = Driver()
+    d.switch("offered", ani="1")
     d.init()
     out = d.req("setdata", ani="1", note="vip")
     assert [e["body"] for e in events(out)] == [{"interaction-data": {"note": "vip"}}]  # D-BODY
@@ -527,35 +546,35 @@ def test_d_evt_3_datachanged_carries_changed_keys() -> None:
 def test_d_primary_loss_consult_becomes_primary() -> None:
     """D-PRIMARY-LOSS: primary ends while the consult is connected: STARTED,
     consult listed as primary; while ringing: DIALING then STARTED."""
-    d = Drive()
+    d = Driver()
     d.consulting_call()
-    assert [n for n in event_names(d.sw("ended", "c1")) if n.startswith("interaction.")] == []
+    assert [n for n in event_names(d.switch("ended", "c1")) if n.startswith("interaction.")] == []
     snap = d.init()
     assert (snap["interaction-state"], snap["conversations"]) == ("STARTED", {"primary": {"id": "sim-1"}})
     assert d.conv_init("b2")["role"] == "primary"
-    r = Drive()
+    r = Driver()
     r.talking_call()
     r.req("consult", destination="ring-1")
-    assert event_names(r.sw("ended", "c1")) == ["interaction.dialing", "conversation.ended"]  # D-ORDER
-    assert event_names(r.sw("connected", "sim-1")) == ["interaction.started"]
+    assert event_names(r.switch("ended", "c1")) == ["interaction.dialing", "conversation.ended"]  # D-ORDER
+    assert event_names(r.switch("connected", "sim-1")) == ["interaction.started"]
 
 
 def test_d_primary_loss_no_leg_left_ends() -> None:
     """D-PRIMARY-LOSS: no leg left -> ENDED."""
-    d = Drive()
+    d = Driver()
     d.talking_call()
-    assert "interaction.ended" in event_names(d.sw("ended", "c1"))
+    assert "interaction.ended" in event_names(d.switch("ended", "c1"))
 
 
 def test_d_consult_end_primary_stays_held_unless_policy() -> None:
     """D-CONSULT-END: a failed consult leaves the primary HELD; the policy retrieves it."""
-    d = Drive()
+    d = Driver()
     d.talking_call()
     out = d.req("consult", destination="busy-1")
     assert ok(out)
     assert [c["op"] for c in commands(out)] == ["consult"]
     assert d.conv_init("b1")["conversation-state"] == "HELD"
-    p = Drive(reconnect_on_consult_end=True)
+    p = Driver(reconnect_on_consult_end=True)
     p.talking_call()
     out = p.req("consult", destination="busy-1")
     assert [c["op"] for c in commands(out)] == ["consult", "retrieve"]
@@ -565,44 +584,46 @@ def test_d_consult_end_primary_stays_held_unless_policy() -> None:
 def test_d_async_timeout_then_late_leg_released() -> None:
     """D-ASYNC: no answer from the switch -> FAILURE after request_timeout of
     engine clock, not before; a leg named afterwards is released."""
-    d = Drive(scripted=True, request_timeout=5)
-    d.sw("offered")
+    d = Driver(scripted=True, request_timeout=5)
+    d.switch("offered")
     d.init()
     d.create("b1", "c1")
     accept = d.req("accept")
     assert responses(accept) == []
-    d.sw("result", "", command="cmd-1", ok=True)
-    d.sw("connected")
+    d.switch("result", "", command="cmd-1", ok=True)
+    d.switch("connected")
     out = d.req("consult", destination="200")
     assert responses(out) == []
-    assert responses(d.send({"from": "clock", "advance": 4.9})) == []
-    late = d.send({"from": "clock", "advance": 0.2})
-    assert result(late) == "FAILURE" and d.rule(late) == "D-ASYNC"
-    released = d.sw("dialing", "x9")
+    assert responses(d.feed({"from": "clock", "advance": 4.9})) == []
+    late = d.feed({"from": "clock", "advance": 0.2})
+    assert "FAILURE" == result(late)
+    assert "D-ASYNC" == d.rule(late)
+    released = d.switch("dialing", "x9")
     assert commands(released) == [{"id": "cmd-3", "op": "release", "call": "x9"}]
 
 
 def test_d_async_switch_refusal_fails_the_request() -> None:
     """D-ASYNC: a result with ok=false answers FAILURE with the switch's reason."""
-    d = Drive(scripted=True)
-    d.sw("offered")
+    d = Driver(scripted=True)
+    d.switch("offered")
     d.init()
     d.req("accept")
-    out = d.sw("result", "", command="cmd-1", ok=False, reason="no such call")
-    assert result(out) == "FAILURE" and "no such call" in error_message(out)
+    out = d.switch("result", "", command="cmd-1", ok=False, reason="no such call")
+    assert "FAILURE" == result(out)
+    assert "no such call" in error_message(out)
 
 
 def test_d_serial_second_request_waits_for_the_first() -> None:
     """D-SERIAL: a request arriving while one is pending waits, then is judged
     against the state the first left; queries are answered at once."""
-    d = Drive(scripted=True)
-    d.sw("offered")
+    d = Driver(scripted=True)
+    d.switch("offered")
     d.init()
     assert responses(d.req("accept")) == []
     waiting = d.req("reject")
     assert responses(waiting) == []
     assert body(d.msg("interaction.query.init"))["interaction-state"] == "ALERTING"
-    out = d.sw("connected")
+    out = d.switch("connected")
     assert [r["header"]["result"] for r in responses(out)] == ["SUCCESS", "FAILURE"]
     assert "the interaction is STARTED" in error_message(out)
 
@@ -637,12 +658,13 @@ def test_d_serial_a_waiting_request_keeps_the_properties_it_was_sent_with() -> N
 
 def test_d_dup_duplicate_request_id_never_executed_twice() -> None:
     """D-DUP: a requestId seen before on the destination is refused and not executed."""
-    d = Drive()
+    d = Driver()
     d.talking_call()
     first = d.req("consult", rid="X", destination="200")
     assert ok(first)
     dup = d.req("consultconference", rid="X")
-    assert result(dup) == "FAILURE" and d.rule(dup) == "D-DUP"
+    assert "FAILURE" == result(dup)
+    assert "D-DUP" == d.rule(dup)
     assert commands(dup) == []
 
 
@@ -656,11 +678,12 @@ def test_d_dup_duplicate_request_id_never_executed_twice() -> None:
 )
 def test_d_bad_unanswerable_input_is_a_protocol_error(line: str, fragment: str) -> None:
     """D-BAD: malformed input without a requestId is a protocol error; nothing changes."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     before = state(d.engine)
     out = d.raw(line)
-    assert len(out) == 1 and out[0]["protocol_error"]["rule"] == "D-BAD"
+    assert len(out) == 1
+    assert out[0]["protocol_error"]["rule"] == "D-BAD"
     assert fragment in out[0]["protocol_error"]["message"]
     assert before == state(d.engine)
 
@@ -694,13 +717,13 @@ def test_d_bad_answerable_input_gets_failure_naming_the_defect(
     header: dict[str, object], body: object, fragment: str
 ) -> None:
     """D-BAD: with a requestId, a FAILURE naming the defect; no state change."""
-    d = Drive()
+    d = Driver()
     d.talking_call()
     before = state(d.engine)
     message: dict[str, object] = {"header": {"target": T, "requestId": "bad-1", **header}}
     if body is not None:
         message["body"] = body
-    out = d.send({"from": "bridge", "message": message})
+    out = d.feed({"from": "bridge", "message": message})
     assert result(out) == "FAILURE"
     assert fragment in error_message(out)
     assert commands(out) == []
@@ -709,10 +732,10 @@ def test_d_bad_answerable_input_gets_failure_naming_the_defect(
 
 def test_d_bad_switch_event_with_wrong_type_changes_nothing() -> None:
     """D-BAD: a switch event with a missing or mistyped field is an error output."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     before = state(d.engine)
-    out = d.send({"from": "switch", "event": {"kind": "connected", "call": 5}})
+    out = d.feed({"from": "switch", "event": {"kind": "connected", "call": 5}})
     expected = ["malformed switch event connected: call: expected a string, got the number 5"]
     assert expected == errors(out)
     assert before == state(d.engine)
@@ -732,10 +755,10 @@ def test_d_bad_switch_event_with_wrong_type_changes_nothing() -> None:
 def test_d_bad_two_field_switch_events_are_refused_by_name(event: dict[str, Any], expected: str) -> None:
     """D-BAD: the quick path for a kind and its call refuses anything else
     as the full reader does, naming the defect; nothing changes."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     before = state(d.engine)
-    out = d.send({"from": "switch", "event": event})
+    out = d.feed({"from": "switch", "event": event})
     assert 1 == len(errors(out))
     assert errors(out)[0].startswith(expected)
     assert before == state(d.engine)
@@ -743,23 +766,24 @@ def test_d_bad_two_field_switch_events_are_refused_by_name(event: dict[str, Any]
 
 def test_d_bound_pending_requests_and_message_size() -> None:
     """D-BOUND: too many pending requests, and an oversized message, are refused clearly."""
-    d = Drive(scripted=True, max_pending_requests=2)
-    d.sw("offered")
+    d = Driver(scripted=True, max_pending_requests=2)
+    d.switch("offered")
     d.init()
     d.req("accept")
     d.req("reject")
     out = d.req("setdata", k="v")
-    assert result(out) == "FAILURE" and d.rule(out) == "D-BOUND"
+    assert "FAILURE" == result(out)
+    assert "D-BOUND" == d.rule(out)
     assert "max_pending_requests" in error_message(out)
-    s = Drive(max_frame_size=200)
-    s.sw("offered")
+    s = Driver(max_frame_size=200)
+    s.switch("offered")
     big = s.req("setdata", k="v" * 300)
     assert "line of" in errors(big)[0] or "exceeds" in str(big)
 
 
 def test_d_bound_engine_refuses_oversized_bytes() -> None:
     """D-BOUND: raw bytes beyond max_frame_size are refused before parsing."""
-    d = Drive(max_frame_size=64)
+    d = Driver(max_frame_size=64)
     out = d.engine.receive_bridge(b"{" + b" " * 100 + b"}")
     assert len(out) == 1
     assert out[0].rule == "D-BOUND"  # type: ignore[union-attr]
@@ -767,17 +791,18 @@ def test_d_bound_engine_refuses_oversized_bytes() -> None:
 
 def test_d_target_unknown_target_refused_and_rule_replaceable() -> None:
     """D-TARGET: an unknown target is FAILURE; the addressing rule can be replaced."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     out = d.msg("interaction.query.init", f"{CH}.zzz")
-    assert result(out) == "FAILURE" and d.rule(out) == "D-TARGET"
+    assert "FAILURE" == result(out)
+    assert "D-TARGET" == d.rule(out)
 
     class Slash(Targets):
         def interaction(self, interaction_id: str) -> str:
             return f"{self.channel}/{interaction_id}"
 
-    s = Drive(targets=Slash("chan"))
-    s.sw("offered")
+    s = Driver(targets=Slash("chan"))
+    s.switch("offered")
     assert s.init("chan/c1")["interaction-state"] == "ALERTING"
 
 
@@ -795,7 +820,7 @@ def test_d_wire_codec_is_tested_in_test_framing() -> None:
 def test_s_alt_1_held_active_leg_hands_over_to_the_talking_one() -> None:
     """S-ALT-1: when the active leg is put on hold while the other talks, the
     talking leg is the active one, so alternate holds it and completes."""
-    d = Drive()
+    d = Driver()
     d.consulting_call()  # consult connected last: active
     d.conv("retrieve", "b1")  # primary talking too: primary is now the last TALKING
     d.conv("hold", "b2")
@@ -812,25 +837,26 @@ def test_s_alt_1_both_held_the_leg_that_talked_last_is_active() -> None:
     retrieved and held again while the consult talks, then the consult is
     held; alternate holds the consult and retrieves the primary (D-ASYNC:
     SUCCESS once the switch reports the primary retrieved)."""
-    d = Drive()
+    d = Driver()
     d.consulting_call()  # consult connected last: active
-    d.sw("retrieved", "c1")  # both talk; the primary became TALKING last
-    d.sw("held", "c1")  # ... and is held while the consult still talks
-    d.sw("held", "sim-1")  # both held: the consult was TALKING last
+    d.switch("retrieved", "c1")  # both talk; the primary became TALKING last
+    d.switch("held", "c1")  # ... and is held while the consult still talks
+    d.switch("held", "sim-1")  # both held: the consult was TALKING last
     out = d.req("alternate")
     assert [{"id": "cmd-3", "op": "alternate", "call": "sim-1", "other": "c1"}] == commands(out)
     assert ok(out)
     assert ["conversation.talking"] == event_names(out)
-    assert isinstance(d.switch, SimulatedSwitch)
-    assert {"c1": "TALKING", "sim-1": "HELD"} == d.switch.calls
+    assert isinstance(d.switch_driver, SimulatedSwitch)
+    assert {"c1": "TALKING", "sim-1": "HELD"} == d.switch_driver.calls
 
 
 def test_d_bad_empty_request_id_cannot_be_answered() -> None:
     """D-BAD: an empty requestId is no usable requestId: a protocol error, never executed."""
-    d = Drive()
-    d.sw("offered")
+    d = Driver()
+    d.switch("offered")
     d.init()
     before = state(d.engine)
     out = d.msg("interaction.request.setdata", rid="", properties={"k": "v"})
-    assert 1 == len(out) and "D-BAD" == out[0]["protocol_error"]["rule"]
+    assert 1 == len(out)
+    assert "D-BAD" == out[0]["protocol_error"]["rule"]
     assert before == state(d.engine)

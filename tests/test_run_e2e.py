@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from tests.driver import CH, commands, responses
 from tests.scenario import (
     ACCEPT,
     ALTERNATE,
-    CH,
     CINIT,
     COMPLETE,
     CONFERENCE,
@@ -42,7 +42,6 @@ from tests.scenario import (
     busy_consult,
     clock,
     cmd,
-    commands,
     ctarget,
     dialing,
     expect,
@@ -53,7 +52,6 @@ from tests.scenario import (
     primary_loss,
     query,
     request,
-    responses,
     result,
     run_cli,
     run_cli_process,

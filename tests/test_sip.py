@@ -123,7 +123,8 @@ def test_inbound_call_accepted_and_completed(tmp_path: Path) -> None:
     # after the customer hung up, nobody is on a call
     assert [] == run.report(4)
     assert ["ended"] == [e["kind"] for e in run.switch_events("ended")]
-    assert "summary" in run.out and "rule violations: 0" in run.out
+    assert "summary" in run.out
+    assert "rule violations: 0" in run.out
 
 
 def test_full_call_consult_alternate_conference_transfer(tmp_path: Path) -> None:
@@ -142,7 +143,8 @@ def test_full_call_consult_alternate_conference_transfer(tmp_path: Path) -> None
     # 6: conference: both talk, and each hears the other's tone through the agent's mix
     customer, expert = run.call(6, CUSTOMER, "800"), run.call(6, "200", "800")
     assert ("sendrecv", "sendrecv") == (customer["media"], expert["media"])
-    assert customer["rx_level"] > 0 and expert["rx_level"] > 0, (customer, expert)
+    assert customer["rx_level"] > 0, (customer, expert)
+    assert expert["rx_level"] > 0, (customer, expert)
     assert "mix:   agent -> 200, 5551000; 200 -> agent, 5551000; 5551000 -> agent, 200" in run.out
     # 7: the expert leaves; the customer stays with the agent
     assert [CUSTOMER] == [c["party"] for c in run.report(7)]
@@ -222,7 +224,8 @@ def test_blind_transfer(tmp_path: Path) -> None:
     assert all(c["state"] == "CONFIRMED" and c["rx_level"] > 0 for c in after), after
     # a plain REFER (no Replaces), and the agent's leg ended as transferred
     refers = [item["refer"]["to"] for item in run.peers if "refer" in item]
-    assert 1 == len(refers) and "Replaces" not in refers[0]
+    assert 1 == len(refers)
+    assert "Replaces" not in refers[0]
     assert [("sip-1", "transferred")] == [(e["call"], e["cause"]) for e in run.switch_events("ended")]
 
 
@@ -281,8 +284,10 @@ def test_serve_with_the_sip_softphone_against_the_bridge_process(tmp_path: Path)
         assert [] == check_lines(lines), trace
     # the customer's phone talked with the agent, then the agent hung up
     states = [item["seen"]["state"] for item in seen if "seen" in item]
-    assert "CONFIRMED" in states and "DISCONNECTED" == states[-1], states
-    assert report is not None and [] == report["calls"]
+    assert "CONFIRMED" in states, states
+    assert "DISCONNECTED" == states[-1], states
+    assert report is not None
+    assert [] == report["calls"]
 
 
 def test_hold_retrieve_and_blind_conference(tmp_path: Path) -> None:
@@ -305,7 +310,8 @@ def test_hold_retrieve_and_blind_conference(tmp_path: Path) -> None:
     # 300 joined the agent's call: the customer and 300 hear each other through the mix
     customer, added = run.call(5, CUSTOMER, "800"), run.call(5, "300", "800")
     assert ("CONFIRMED", "CONFIRMED") == (customer["state"], added["state"])
-    assert customer["rx_level"] > 0 and added["rx_level"] > 0, (customer, added)
+    assert customer["rx_level"] > 0, (customer, added)
+    assert added["rx_level"] > 0, (customer, added)
     # releasing the leg hangs up everyone in it
     assert [] == run.report(6)
     assert [("sip-1", "released")] == [(e["call"], e["cause"]) for e in run.switch_events("ended")]

@@ -23,6 +23,7 @@ from adapters.runner import Runner
 from adapters.simulated import ScriptedSwitch, SimulatedSwitch
 from fsm.engine import ToBridge
 from fsm.snapshot import restore, snapshot
+from tests.driver import responses
 from tests.scenario import (
     CONSULT,
     DATA,
@@ -40,7 +41,6 @@ from tests.scenario import (
     primary_loss,
     query,
     request,
-    responses,
     run_cli,
     run_inprocess,
     scripted_setup,

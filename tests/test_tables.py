@@ -53,18 +53,18 @@ from fsm.messages import FAILURE, SUCCESS
 from fsm.model import Conversation
 from fsm.policy import Policy
 from fsm.snapshot import snapshot
-from tests.engine_helpers import (
+from tests.scenes import (
     CONSULT_CALL,
     CONSULT_ID,
     CONSULT_NUMBER,
     INBOUND_CALL,
     PRIMARY_ID,
-    Driver,
     Scene,
     Sent,
     conversation_in,
     interaction_in,
     place_consult,
+    played,
     request_ids_of,
     start_inbound,
 )
@@ -186,7 +186,8 @@ def test_leg_coupling_fires_switch_triggers_of_the_interaction_table() -> None:
     for row in LEG_COUPLING:
         assert (row.trigger, row.rule) == (row.trigger, switch_rules[row.trigger])
         assert row.when is None or row.when in COUPLING_CONDITIONS
-        assert row.role in ("primary", "consult") and row.leg_state in CONVERSATION_STATES
+        assert row.role in ("primary", "consult")
+        assert row.leg_state in CONVERSATION_STATES
     seen_unconditional: set[tuple[str, str]] = set()
     for row in LEG_COUPLING:
         key = (row.role, row.leg_state)
@@ -263,12 +264,12 @@ def _drive_a_whole_call() -> Engine:
     """Offered, answered, consult, alternate, conference, hang up, complete, dispose."""
     scene = interaction_in(m.S_PRIMARY)
     driver = scene.driver
-    sent = driver.send("interaction.request.consultconference", scene.target)
+    sent = driver.message("interaction.request.consultconference", scene.target)
     [command] = sent.commands()
-    assert command.consult is not None
-    outputs = driver.switch("ended", command.consult, cause="conferenced")
+    assert "consult" in command, command
+    outputs = driver.switch("ended", command["consult"], cause="conferenced")
     expected = SUCCESS
-    assert expected == Sent(sent.request_id, outputs).result, outputs
+    assert expected == sent.later(outputs).result, outputs
     driver.switch("ended", INBOUND_CALL)
     driver.succeed("interaction.request.complete", scene.target, {"disposition": "sale"})
     driver.succeed("interaction.request.dispose", scene.target)
@@ -395,16 +396,16 @@ def check_pair(
     issued_before = scene.engine.commands_issued
     reasons = guard_reasons(spec, scene, conversation, properties)
 
-    sent = scene.driver.send(spec.name, target, properties)
+    sent = scene.driver.message(spec.name, target, properties)
     response = sent.response()
 
     if isinstance(verdict, Edge):
         no_reasons: list[str] = []
         assert no_reasons == reasons, "the test's properties should pass the request's guards"
-        failure = None if response is None else response.header.error_message
+        failure = None if response is None else response["header"].get("errorMessage")
         assert failure is None, f"{spec.short} in {state} is allowed by {verdict}, but: {failure}"
         ops = [] if spec.op is None else [spec.op]
-        assert ops == [c.op for c in sent.commands()]
+        assert ops == [c["op"] for c in sent.commands()]
         if response is None:
             # pending on its switch command (D-ASYNC)
             assert spec.op is not None, sent.outputs
@@ -413,12 +414,12 @@ def check_pair(
             assert sent.request_id == executing.request.request_id
         else:
             expected = SUCCESS
-            assert expected == response.header.result
+            assert expected == response["header"]["result"]
         return
 
     check_refused(sent, expected_rule(machine, spec, state, verdict))
     assert response is not None
-    error = response.header.error_message
+    error = response["header"].get("errorMessage")
     assert error, "a FAILURE carries an errorMessage (S-REQ-2)"
     assert error.startswith(f"{spec.short} refused: ")
     if verdict.guard is None:
@@ -458,7 +459,7 @@ def test_interaction_request_in_started_requested_waits(spec: RequestSpec) -> No
     scene = interaction_in(m.S_REQUESTED)
     before = snapshot(scene.engine)
     properties = valid_properties(spec, scene)
-    sent = scene.driver.send(spec.name, scene.target, properties)
+    sent = scene.driver.message(spec.name, scene.target, properties)
     nothing: list[object] = []
     assert nothing == sent.outputs
     after = without_request_id(snapshot(scene.engine), scene.target, sent.request_id)
@@ -469,9 +470,12 @@ def test_interaction_request_in_started_requested_waits(spec: RequestSpec) -> No
     assert before == after
 
     executing = scene.interaction.executing
-    assert executing is not None and executing.command is not None
-    outputs = scene.engine.receive_switch({"kind": "result", "command": executing.command, "ok": False})
-    later = Sent(sent.request_id, outputs)
+    assert executing is not None
+    assert executing.command is not None
+    outputs = scene.driver.feed(
+        {"from": "switch", "event": {"kind": "result", "command": executing.command, "ok": False}}
+    )
+    later = sent.later(outputs)
     assert spec.trigger is not None
     verdict = INTERACTION.check(m.S_NONE, spec.trigger)
     if isinstance(verdict, Refusal):
@@ -504,7 +508,7 @@ def test_conversation_request_in_state(state: str, spec: RequestSpec) -> None:
 def test_consult_refusal_rule(state: str, rule: str) -> None:
     """S-CONS-1 outside STARTED; D-CONS-2 in STARTED with a consult active."""
     scene = interaction_in(state)
-    sent = scene.driver.send("interaction.request.consult", scene.target, {"destination": "2000"})
+    sent = scene.driver.message("interaction.request.consult", scene.target, {"destination": "2000"})
     check_refused(sent, rule)
 
 
@@ -512,10 +516,11 @@ def test_consulttransfer_while_ringing_refused_by_default() -> None:
     """D-XFER-1: policy transfer_while_consult_ringing off: refused, nothing changes."""
     scene = interaction_in(m.S_RINGING)
     before = snapshot(scene.engine)
-    sent = scene.driver.send("interaction.request.consulttransfer", scene.target)
+    sent = scene.driver.message("interaction.request.consulttransfer", scene.target)
     check_refused(sent, "D-XFER-1")
     response = sent.response()
-    assert response is not None and "transfer_while_consult_ringing" in (response.header.error_message or "")
+    assert response is not None
+    assert "transfer_while_consult_ringing" in (response["header"].get("errorMessage") or "")
     assert before == without_request_id(snapshot(scene.engine), scene.target, sent.request_id)
 
 
@@ -523,15 +528,15 @@ def test_consulttransfer_while_ringing_allowed_by_policy() -> None:
     """D-XFER-1: with transfer_while_consult_ringing on, consulttransfer goes to the
     switch while the consult rings; both legs end and the interaction is ENDED."""
     scene = interaction_in(m.S_RINGING, Policy(transfer_while_consult_ringing=True))
-    sent = scene.driver.send("interaction.request.consulttransfer", scene.target)
+    sent = scene.driver.message("interaction.request.consulttransfer", scene.target)
     assert sent.response() is None
     [command] = sent.commands()
     expected = ("transfer", INBOUND_CALL, CONSULT_CALL)
-    assert expected == (command.op, command.call, command.consult)
+    assert expected == (command["op"], command["call"], command.get("consult"))
     scene.driver.switch("ended", CONSULT_CALL, cause="transferred")
     outputs = scene.driver.switch("ended", INBOUND_CALL, cause="transferred")
     expected_end = (SUCCESS, m.ENDED)
-    assert expected_end == (Sent(sent.request_id, outputs).result, scene.interaction.state)
+    assert expected_end == (sent.later(outputs).result, scene.interaction.state)
 
 
 # --------------------------------------------------------------------------
@@ -560,11 +565,11 @@ def test_guard_names_and_rules() -> None:
 def test_initialized_refuses() -> None:
     """D-LIFE-5: interaction.query.data before the interaction's init query
     is FAILURE and changes nothing."""
-    driver = Driver()
+    driver = played()
     driver.switch("offered", INBOUND_CALL, ani="5551000")
     target = Scene(driver, INBOUND_CALL, INBOUND_CALL).target
     before = snapshot(driver.engine)
-    sent = driver.send("interaction.query.data", target)
+    sent = driver.message("interaction.query.data", target)
     check_refused(sent, "D-LIFE-5")
     assert before == without_request_id(snapshot(driver.engine), target, sent.request_id)
 
@@ -572,11 +577,11 @@ def test_initialized_refuses() -> None:
 def test_initialized_passes() -> None:
     """D-LIFE-5: after its init, interaction.query.data answers the data."""
     scene = interaction_in(m.S_NONE)
-    sent = scene.driver.send("interaction.query.data", scene.target)
+    sent = scene.driver.message("interaction.query.data", scene.target)
     response = sent.response()
     assert SUCCESS == sent.result
     assert response is not None
-    assert {"interaction-data": scene.interaction.data} == response.body
+    assert {"interaction-data": scene.interaction.data} == response["body"]
 
 
 @pytest.mark.parametrize("destination", ["", "   "])
@@ -584,7 +589,7 @@ def test_destination_given_refuses(destination: str) -> None:
     """D-CONS-2: consult with an empty destination is FAILURE and changes nothing."""
     scene = interaction_in(m.S_NONE)
     before = snapshot(scene.engine)
-    sent = scene.driver.send("interaction.request.consult", scene.target, {"destination": destination})
+    sent = scene.driver.message("interaction.request.consult", scene.target, {"destination": destination})
     check_refused(sent, "D-CONS-2")
     assert before == without_request_id(snapshot(scene.engine), scene.target, sent.request_id)
 
@@ -592,26 +597,26 @@ def test_destination_given_refuses(destination: str) -> None:
 def test_destination_given_passes() -> None:
     """D-CONS-2, S-CONS-1: consult with a number goes to the switch with that number."""
     scene = interaction_in(m.S_NONE)
-    sent = scene.driver.send("interaction.request.consult", scene.target, {"destination": "2000"})
+    sent = scene.driver.message("interaction.request.consult", scene.target, {"destination": "2000"})
     assert sent.response() is None
     [command] = sent.commands()
     expected = ("consult", INBOUND_CALL, "2000")
-    assert expected == (command.op, command.call, command.destination)
+    assert expected == (command["op"], command["call"], command.get("destination"))
 
 
 def test_leg_room_refuses() -> None:
     """D-BOUND: consult when the interaction already has max_legs legs."""
     scene = interaction_in(m.S_NONE, Policy(max_legs=1))
-    sent = scene.driver.send("interaction.request.consult", scene.target, {"destination": "2000"})
+    sent = scene.driver.message("interaction.request.consult", scene.target, {"destination": "2000"})
     check_refused(sent, "D-BOUND")
 
 
 def test_leg_room_passes() -> None:
     """D-BOUND: one leg below the limit, consult goes to the switch."""
     scene = interaction_in(m.S_NONE, Policy(max_legs=2))
-    sent = scene.driver.send("interaction.request.consult", scene.target, {"destination": "2000"})
+    sent = scene.driver.message("interaction.request.consult", scene.target, {"destination": "2000"})
     expected = (None, ["consult"])
-    assert expected == (sent.result, [c.op for c in sent.commands()])
+    assert expected == (sent.result, [c["op"] for c in sent.commands()])
 
 
 def data_room_scene(state: str, room: int) -> Scene:
@@ -628,10 +633,11 @@ def test_data_room_refuses(state: str, name: str) -> None:
     max_data_keys leaves room for is FAILURE and changes nothing."""
     scene = data_room_scene(state, 1)
     before = snapshot(scene.engine)
-    sent = scene.driver.send(f"interaction.request.{name}", scene.target, {"k1": "a", "k2": "b"})
+    sent = scene.driver.message(f"interaction.request.{name}", scene.target, {"k1": "a", "k2": "b"})
     check_refused(sent, "D-DATA")
     response = sent.response()
-    assert response is not None and "max_data_keys" in (response.header.error_message or "")
+    assert response is not None
+    assert "max_data_keys" in (response["header"].get("errorMessage") or "")
     assert before == without_request_id(snapshot(scene.engine), scene.target, sent.request_id)
 
 
@@ -641,7 +647,7 @@ def test_data_room_passes(state: str, name: str) -> None:
     holds takes no room."""
     scene = data_room_scene(state, 1)
     known = next(iter(scene.interaction.data))
-    sent = scene.driver.send(f"interaction.request.{name}", scene.target, {"k1": "a", known: "new"})
+    sent = scene.driver.message(f"interaction.request.{name}", scene.target, {"k1": "a", known: "new"})
     assert SUCCESS == sent.result
     assert ("a", "new") == (scene.interaction.data["k1"], scene.interaction.data[known])
 
@@ -650,7 +656,7 @@ def test_data_room_passes(state: str, name: str) -> None:
 def test_blind_destination_given_refuses(name: str) -> None:
     """D-CONV: a blind transfer or conference needs a destination."""
     scene = conversation_in(m.TALKING)
-    sent = scene.driver.send(f"conversation.request.{name}", scene.primary_target, {"destination": " "})
+    sent = scene.driver.message(f"conversation.request.{name}", scene.primary_target, {"destination": " "})
     check_refused(sent, "D-CONV")
 
 
@@ -658,17 +664,17 @@ def test_blind_destination_given_refuses(name: str) -> None:
 def test_blind_destination_given_passes(name: str) -> None:
     """D-CONV: with a destination the operation goes to the switch."""
     scene = conversation_in(m.TALKING)
-    sent = scene.driver.send(f"conversation.request.{name}", scene.primary_target, {"destination": "3000"})
+    sent = scene.driver.message(f"conversation.request.{name}", scene.primary_target, {"destination": "3000"})
     [command] = sent.commands()
     expected = (name, INBOUND_CALL, "3000")
-    assert expected == (command.op, command.call, command.destination)
+    assert expected == (command["op"], command["call"], command.get("destination"))
 
 
 @pytest.mark.parametrize("digits", ["", "12x", "1 2", "e", "a"])
 def test_digits_valid_refuses(digits: str) -> None:
     """D-CONV: DTMF digits are one or more of 0-9, *, #, A-D."""
     scene = conversation_in(m.TALKING)
-    sent = scene.driver.send("conversation.request.senddtmf", scene.primary_target, {"digits": digits})
+    sent = scene.driver.message("conversation.request.senddtmf", scene.primary_target, {"digits": digits})
     check_refused(sent, "D-CONV")
 
 
@@ -679,7 +685,7 @@ def test_digits_valid_passes() -> None:
     sent = scene.driver.succeed("conversation.request.senddtmf", scene.primary_target, {"digits": digits})
     [command] = sent.commands()
     expected = ("senddtmf", INBOUND_CALL, digits)
-    assert expected == (command.op, command.call, command.digits)
+    assert expected == (command["op"], command["call"], command.get("digits"))
 
 
 def test_nativeid_known_refuses() -> None:
@@ -687,14 +693,14 @@ def test_nativeid_known_refuses() -> None:
     scene = interaction_in(m.S_NONE)
     before = snapshot(scene.engine)
     properties = {"id": "conv-x", "nativeid": "nobody"}
-    sent = scene.driver.send("interaction.request.createconversation", scene.target, properties)
+    sent = scene.driver.message("interaction.request.createconversation", scene.target, properties)
     check_refused(sent, "D-CC-2")
     assert before == without_request_id(snapshot(scene.engine), scene.target, sent.request_id)
 
 
 def test_nativeid_known_passes() -> None:
     """D-CC-2, S-CC-1: a nativeid of the init snapshot is created during the init phase."""
-    driver = Driver()
+    driver = played()
     scene = start_inbound(driver, answer=True, create=False)
     properties = {"id": PRIMARY_ID, "nativeid": INBOUND_CALL}
     driver.succeed("interaction.request.createconversation", scene.target, properties)
@@ -711,15 +717,15 @@ def test_nativeid_known_passes() -> None:
 def test_registration_consistent_refuses(bridge_id: str, nativeid: str) -> None:
     """D-CC-3: a registered id with another nativeid, or a registered nativeid
     with another id, is FAILURE and changes nothing."""
-    driver = Driver()
+    driver = played()
     scene = start_inbound(driver, answer=True)
-    driver.send("interaction.request.consult", scene.target, {"destination": "2000"})
+    driver.message("interaction.request.consult", scene.target, {"destination": "2000"})
     driver.switch("held", INBOUND_CALL)
     driver.switch("dialing", CONSULT_CALL)
     assert scene.interaction.state == m.S_RINGING, "set-up"
     before = snapshot(scene.engine)
     properties = {"id": bridge_id, "nativeid": nativeid}
-    sent = driver.send("interaction.request.createconversation", scene.target, properties)
+    sent = driver.message("interaction.request.createconversation", scene.target, properties)
     check_refused(sent, "D-CC-3")
     assert before == without_request_id(snapshot(scene.engine), scene.target, sent.request_id)
 
@@ -740,7 +746,7 @@ def test_conversation_not_disposed_refuses() -> None:
     scene = interaction_in(m.S_NONE)
     scene.driver.succeed("conversation.request.dispose", scene.primary_target)
     properties = {"id": PRIMARY_ID, "nativeid": INBOUND_CALL}
-    sent = scene.driver.send("interaction.request.createconversation", scene.target, properties)
+    sent = scene.driver.message("interaction.request.createconversation", scene.target, properties)
     check_refused(sent, "D-LIFE-4")
     assert scene.primary_target not in scene.engine.destinations
 
@@ -756,22 +762,22 @@ def test_conversation_not_disposed_passes() -> None:
 def test_creation_allowed_refuses() -> None:
     """S-CC-1, D-CC-3: a leg that ended before init is not listed (S-INIT-5), so the
     init phase has nothing to create and no consult named it: FAILURE."""
-    driver = Driver()
+    driver = played()
     driver.switch("offered", INBOUND_CALL)
     driver.switch("ended", INBOUND_CALL)
     target = driver.engine.targets.interaction(INBOUND_CALL)
     init = driver.succeed("interaction.query.init", target).response()
-    assert init is not None and isinstance(init.body, dict)
+    assert init is not None
     no_conversations: dict[str, object] = {}
-    assert no_conversations == init.body["conversations"]
+    assert no_conversations == init["body"]["conversations"]
     properties = {"id": PRIMARY_ID, "nativeid": INBOUND_CALL}
-    sent = driver.send("interaction.request.createconversation", target, properties)
+    sent = driver.message("interaction.request.createconversation", target, properties)
     check_refused(sent, "S-CC-1")
 
 
 def test_creation_allowed_passes_after_consult() -> None:
     """S-CC-1: createconversation after a successful consult, for its nativeid."""
-    driver = Driver()
+    driver = played()
     scene = start_inbound(driver, answer=True)
     place_consult(scene)  # createconversation for the consult's nativeid: SUCCESS
     leg = scene.leg(CONSULT_CALL)

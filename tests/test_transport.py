@@ -51,7 +51,8 @@ from adapters.transport import (
 from fsm.errors import LocalProtocolError
 from fsm.policy import Policy
 from fsm.switch_events import SwitchEvent
-from tests.scenario import ACCEPT, CH, INIT, assert_failure, itarget, query, request, success
+from tests.driver import CH
+from tests.scenario import ACCEPT, INIT, assert_failure, itarget, query, request, success
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"

@@ -1,25 +1,27 @@
-"""Drive a real :class:`fsm.engine.Engine` into a given state, in tests.
+"""Scenes: the test driver (``tests.driver``) brought to a given state.
 
 Every state is reached the way a deployment reaches it: switch events fed
-by hand (the simulated switch's semantics, ``switch_acknowledges=False``)
-and bridge messages (init queries, ``createconversation``, ``consult``,
-``alternate``, ``complete``). No model attribute is ever set directly; the
-builders only read the engine to check they arrived where they meant to.
+by hand (a switch the test plays, with the simulated switch's semantics,
+``switch_acknowledges=False``) and bridge messages (init queries,
+``createconversation``, ``consult``, ``alternate``, ``complete``). No model
+attribute is ever set directly; the builders only read the engine to check
+they arrived where they meant to.
 """
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import attrs
 
 from fsm import machines as m
-from fsm.engine import Engine, Output, ToBridge, ToSwitch
-from fsm.messages import FAILURE, QUERY, REQUEST, SUCCESS, Message
+from fsm.engine import Engine
+from fsm.messages import SUCCESS
 from fsm.model import Conversation, Interaction
 from fsm.policy import Policy
-from fsm.switch_events import Command
+from tests.driver import Driver, Sent
+
+__all__ = ["Driver", "Sent"]  # with the scenes below, for the tests that use them
 
 #: call ids the switch uses in the scenes
 INBOUND_CALL = "c1"
@@ -32,94 +34,11 @@ CONSULT_ID = "conv-consult"
 CONSULT_NUMBER = "2000"
 
 
-@attrs.frozen
-class Sent:
-    """One bridge message sent to the engine and the outputs it caused."""
-
-    request_id: str
-    outputs: list[Output]
-
-    def responses(self) -> list[Message]:
-        return [
-            o.message
-            for o in self.outputs
-            if isinstance(o, ToBridge) and o.message.header.request_id == self.request_id
-        ]
-
-    def response(self) -> Message | None:
-        """The response to this message, or None while it is pending. Never two (S-REQ-1)."""
-        found = self.responses()
-        assert len(found) <= 1, f"more than one response to {self.request_id}: {found}"
-        return found[0] if found else None
-
-    @property
-    def result(self) -> str | None:
-        """SUCCESS or FAILURE, or None while the message is pending."""
-        response = self.response()
-        return None if response is None else response.header.result
-
-    def refusal_rule(self) -> str | None:
-        """The rule kept on this message's FAILURE response (None if there is none)."""
-        for o in self.outputs:
-            if isinstance(o, ToBridge) and o.message.header.request_id == self.request_id:
-                return o.rule
-        return None
-
-    def commands(self) -> list[Command]:
-        return [o.command for o in self.outputs if isinstance(o, ToSwitch)]
-
-    def events(self) -> list[Message]:
-        return [
-            o.message for o in self.outputs if isinstance(o, ToBridge) and o.message.header.request_id is None
-        ]
-
-
-class Driver:
-    """A real engine and the means to feed it bridge messages and switch events."""
-
-    def __init__(self, policy: Policy | None = None, *, switch_acknowledges: bool = False) -> None:
-        self.engine = Engine(policy, switch_acknowledges=switch_acknowledges)
-        self._numbers = itertools.count(1)
-
-    def new_request_id(self) -> str:
-        return f"{{00000000-0000-4000-8000-{next(self._numbers):012d}}}"
-
-    def send(
-        self,
-        name: str,
-        target: str,
-        properties: dict[str, str] | None = None,
-        *,
-        request_id: str | None = None,
-    ) -> Sent:
-        rid = request_id if request_id is not None else self.new_request_id()
-        message: dict[str, Any] = {
-            "header": {
-                "type": QUERY if ".query." in name else REQUEST,
-                "name": name,
-                "target": target,
-                "requestId": rid,
-            },
-            "body": dict(properties or {}),
-        }
-        return Sent(rid, self.engine.receive_bridge(message))
-
-    def succeed(self, name: str, target: str, properties: dict[str, str] | None = None) -> Sent:
-        """Send a message that must be answered SUCCESS at once."""
-        sent = self.send(name, target, properties)
-        expected = SUCCESS
-        assert expected == sent.result, f"{name} to {target}: {sent.outputs}"
-        return sent
-
-    def fail(self, name: str, target: str, properties: dict[str, str] | None = None) -> Sent:
-        """Send a message that must be answered FAILURE at once."""
-        sent = self.send(name, target, properties)
-        expected = FAILURE
-        assert expected == sent.result, f"{name} to {target}: {sent.outputs}"
-        return sent
-
-    def switch(self, kind: str, call: str, **fields: str) -> list[Output]:
-        return self.engine.receive_switch({"kind": kind, "call": call, **fields})
+def played(policy: Policy | None = None, *, acknowledges: bool = False) -> Driver:
+    """A driver whose switch the test plays: commands cause nothing, every
+    switch event is fed by hand; ``acknowledges``: the engine waits for a
+    ``result`` of each command."""
+    return Driver(policy, scripted=True, switch_acknowledges=acknowledges)
 
 
 @attrs.define
@@ -184,9 +103,9 @@ def start_outbound(driver: Driver) -> Scene:
 
 def request_consult(scene: Scene) -> Sent:
     """Send a consult that the switch accepts; it stays pending (S-CONS-1, D-ASYNC)."""
-    sent = scene.driver.send("interaction.request.consult", scene.target, {"destination": CONSULT_NUMBER})
+    sent = scene.driver.message("interaction.request.consult", scene.target, {"destination": CONSULT_NUMBER})
     expected = (None, ["consult"])
-    assert expected == (sent.result, [c.op for c in sent.commands()]), sent.outputs
+    assert expected == (sent.result, [c["op"] for c in sent.commands()]), sent.outputs
     return sent
 
 
@@ -198,10 +117,10 @@ def place_consult(scene: Scene) -> None:
     sent = request_consult(scene)
     driver.switch("held", scene.primary_call)
     outputs = driver.switch("dialing", CONSULT_CALL, destination=CONSULT_NUMBER)
-    answered = Sent(sent.request_id, outputs).response()
+    answered = sent.later(outputs).response()
     expected = (SUCCESS, {"nativeid": CONSULT_CALL})
     assert answered is not None, outputs
-    assert expected == (answered.header.result, answered.body)
+    assert expected == (answered["header"]["result"], answered["body"])
     driver.switch("alerting", CONSULT_CALL)
     scene.consult_target = create_conversation(driver, scene.target, CONSULT_ID, CONSULT_CALL)
 
@@ -209,13 +128,13 @@ def place_consult(scene: Scene) -> None:
 def alternate(scene: Scene) -> None:
     """alternate as the simulated switch plays it: hold the active leg, retrieve the other (S-ALT-1)."""
     driver = scene.driver
-    sent = driver.send("interaction.request.alternate", scene.target)
+    sent = driver.message("interaction.request.alternate", scene.target)
     [command] = sent.commands()
-    driver.switch("held", command.call)
-    assert command.other is not None
-    outputs = driver.switch("retrieved", command.other)
+    driver.switch("held", command["call"])
+    assert "other" in command, command
+    outputs = driver.switch("retrieved", command["other"])
     expected = SUCCESS
-    assert expected == Sent(sent.request_id, outputs).result, outputs
+    assert expected == sent.later(outputs).result, outputs
 
 
 def interaction_in(state: str, policy: Policy | None = None) -> Scene:
@@ -223,7 +142,7 @@ def interaction_in(state: str, policy: Policy | None = None) -> Scene:
     with no request executing, except in STARTED.requested, which exists only
     while a consult is pending: that engine's switch acknowledges commands and
     the consult's ``result`` is never sent."""
-    driver = Driver(policy, switch_acknowledges=state == m.S_REQUESTED)
+    driver = played(policy, acknowledges=state == m.S_REQUESTED)
     if state == m.DIALING:
         scene = start_outbound(driver)
     elif state == m.ALERTING:
