@@ -55,7 +55,10 @@ __all__ = [
 
 class Engine:
     """One client engine: every interaction of one channel, and their legs.
-    ``state`` restores one that :mod:`fsm.snapshot` saved."""
+    ``state`` restores one that :mod:`fsm.snapshot` saved.
+    ``interaction_machine`` is the interaction's transition table (the one
+    of :mod:`fsm.machines`; another one only to prove that the tests catch
+    a wrong table)."""
 
     def __init__(
         self,
@@ -64,6 +67,7 @@ class Engine:
         *,
         switch_acknowledges: bool = False,
         state: EngineState | None = None,
+        interaction_machine: m.StateMachine = m.INTERACTION,
     ) -> None:
         if state is None:
             state = EngineState(
@@ -73,8 +77,8 @@ class Engine:
             )
         self.state = state
         self.outbox = outbox = Outbox(state)
-        firing = Firing(state, outbox)
-        self.execution = execution = Execution(state, outbox, firing)
+        firing = Firing(state, outbox, interaction_machine)
+        self.execution = execution = Execution(state, outbox, firing, interaction_machine)
         self.switching = Switching(state, outbox, firing, execution)
 
     # ------------------------------------------------------------------

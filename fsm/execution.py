@@ -42,9 +42,12 @@ from fsm.state import EngineState, bounded_add
 class Execution:
     """Runs requests for the layer above; calls only the layers below."""
 
-    __slots__ = ("firing", "outbox", "state")
+    __slots__ = ("firing", "machine", "outbox", "state")
 
-    def __init__(self, state: EngineState, outbox: Outbox, firing: Firing) -> None:
+    def __init__(
+        self, state: EngineState, outbox: Outbox, firing: Firing, machine: m.StateMachine = INTERACTION
+    ) -> None:
+        self.machine = machine
         self.state = state
         self.outbox = outbox
         self.firing = firing
@@ -83,7 +86,7 @@ class Execution:
         if type(dest) is Conversation:
             conversation, machine, model = dest, CONVERSATION, dest
         else:
-            conversation, machine, model = None, INTERACTION, interaction
+            conversation, machine, model = None, self.machine, interaction
         assert spec.trigger is not None
         policy = self.state.policy
         checked = machine.check(model.state, spec.trigger, policy)

@@ -26,23 +26,24 @@ from fsm.state import EngineState
 class Firing:
     """Fires interaction triggers for the layers above it."""
 
-    __slots__ = ("outbox", "state")
+    __slots__ = ("machine", "outbox", "state")
 
-    def __init__(self, state: EngineState, outbox: Outbox) -> None:
+    def __init__(self, state: EngineState, outbox: Outbox, machine: m.StateMachine = INTERACTION) -> None:
+        self.machine = machine
         self.state = state
         self.outbox = outbox
 
     def fire(self, interaction: Interaction, trigger: str) -> None:
         """Fire a trigger the table allows now (the caller checked it)."""
         before = interaction.state
-        edge = INTERACTION.fire(interaction, trigger, self.state.policy)
+        edge = self.machine.fire(interaction, trigger, self.state.policy)
         if edge.dest is not None or edge.action is not None:
             self._after(interaction, edge, before)
 
     def fire_if_edge(self, interaction: Interaction, trigger: str) -> None:
         """Fire a trigger derived from a leg's new state, where the table has
         an edge for it (a primary retrieved with no consult changes nothing)."""
-        edge = INTERACTION.fire_if_edge(interaction, trigger, self.state.policy)
+        edge = self.machine.fire_if_edge(interaction, trigger, self.state.policy)
         if edge is not None:
             self._after(interaction, edge, edge.source)
 

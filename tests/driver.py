@@ -27,6 +27,7 @@ from adapters.runner import Runner
 from adapters.simulated import ScriptedSwitch, SimulatedSwitch
 from adapters.switch import Switch
 from fsm.engine import Engine, Targets
+from fsm.machines import INTERACTION, StateMachine
 from fsm.messages import EVENT, QUERY, REQUEST, RESPONSE
 from fsm.policy import Policy
 from fsm.snapshot import snapshot
@@ -47,11 +48,17 @@ class Driver:
         switch_acknowledges: bool | None = None,
         targets: Targets | None = None,
         trace: IO[str] | None = None,
+        interaction_machine: StateMachine = INTERACTION,
         **settings: Any,
     ) -> None:
         self.switch_driver: Switch = ScriptedSwitch() if scripted else SimulatedSwitch()
         acknowledges = scripted if switch_acknowledges is None else switch_acknowledges
-        self.engine = Engine(policy or Policy(**settings), targets, switch_acknowledges=acknowledges)
+        self.engine = Engine(
+            policy or Policy(**settings),
+            targets,
+            switch_acknowledges=acknowledges,
+            interaction_machine=interaction_machine,
+        )
         self.runner = Runner(self.engine, self.switch_driver, trace)
         self.inputs = 0
         self._numbers = itertools.count(1)
