@@ -110,115 +110,101 @@ class Edge:
 
 
 def _rows(
+    origin: str,
     trigger: str,
     sources: Iterable[str],
     dest: str | None,
     rule: str,
-    *,
     guard: str | None = None,
     action: str | None = None,
-    origin: str = "request",
 ) -> list[Edge]:
     return [
-        Edge(
-            source=s,
-            trigger=trigger,
-            dest=dest,
-            rule=rule,
-            guard=guard,
-            action=action,
-            origin=origin,
-        )
+        Edge(source=s, trigger=trigger, dest=dest, rule=rule, guard=guard, action=action, origin=origin)
         for s in sources
     ]
 
 
+def _request(
+    trigger: str, sources: Iterable[str], dest: str | None, rule: str, *, guard: str | None = None
+) -> list[Edge]:
+    """Rows of a request's trigger: one per source state."""
+    return _rows("request", trigger, sources, dest, rule, guard=guard)
+
+
+def _switch(
+    trigger: str, sources: Iterable[str], dest: str | None, rule: str, *, action: str | None = None
+) -> list[Edge]:
+    """Rows of a trigger fired by what the switch reports: one per source state."""
+    return _rows("switch", trigger, sources, dest, rule, action=action)
+
+
 _NOT_COMPLETED = tuple(s for s in INTERACTION_STATES if s != COMPLETED)
 
-#: The interaction machine. Request triggers are named after the request;
-#: switch triggers after what a call leg did.
-INTERACTION_EDGES: Final[tuple[Edge, ...]] = tuple(
-    # Generic interaction destination (spec: "Generic interaction destination").
-    _rows("accept", [ALERTING], None, "D-GENERIC")
-    + _rows("reject", [ALERTING], None, "D-GENERIC")
-    + _rows("complete", [ENDED], COMPLETED, "D-GENERIC")
-    + _rows("setdata", _NOT_COMPLETED, None, "D-GENERIC")
-    # Telephony requests.
-    + _rows("createconversation", _NOT_COMPLETED, None, "S-CC-1")
-    + _rows("consult", [S_NONE], S_REQUESTED, "S-CONS-1")
-    + _rows("consulttransfer", S_CONNECTED, None, "D-XFER-1")
-    + _rows(
-        "consulttransfer",
-        [S_RINGING],
-        None,
-        "D-XFER-1",
-        guard="transfer_while_consult_ringing",
-    )
-    + _rows("consultconference", S_CONNECTED, None, "D-CONF-1")
-    + _rows("alternate", S_CONNECTED, None, "D-ALT-1")
-    # What the switch reports, seen from the interaction.
-    + _rows("primary_connected", [ALERTING, DIALING], S_NONE, "D-EVT-2", origin="switch")
-    + _rows(
-        "primary_ended",
-        [ALERTING, DIALING, S_NONE],
-        ENDED,
-        "D-PRIMARY-LOSS",
-        origin="switch",
-    )
-    # the consult executing then fails by its completion (catalog: leg_named)
-    + _rows("primary_ended", [S_REQUESTED], ENDED, "D-PRIMARY-LOSS", origin="switch")
-    + _rows(
-        "primary_ended",
-        [S_RINGING],
-        DIALING,
-        "D-PRIMARY-LOSS",
-        action="promote_consult",
-        origin="switch",
-    )
-    + _rows(
-        "primary_ended",
-        S_CONNECTED,
-        S_NONE,
-        "D-PRIMARY-LOSS",
-        action="promote_consult",
-        origin="switch",
-    )
-    + _rows("consult_named", [S_REQUESTED], S_RINGING, "D-CONS-3", origin="switch")
-    + _rows("consult_refused", [S_REQUESTED], S_NONE, "D-ASYNC", origin="switch")
-    + _rows("phone_consult", [S_NONE], S_RINGING, "S-EVT-1", origin="switch")
-    + _rows("consult_connected", [S_RINGING], S_CONSULT, "S-ALT-1", origin="switch")
-    + _rows(
-        "consult_ended",
-        [S_RINGING, *S_CONNECTED],
-        S_NONE,
-        "D-CONSULT-END",
-        action="consult_over",
-        origin="switch",
-    )
-    + _rows("primary_talking", [S_CONSULT], S_PRIMARY, "S-ALT-1", origin="switch")
-    + _rows("consult_talking", [S_PRIMARY], S_CONSULT, "S-ALT-1", origin="switch")
+#: The interaction machine, fired by requests. Request triggers are named
+#: after the request (spec: "Generic interaction destination", then the
+#: telephony requests).
+INTERACTION_REQUEST_EDGES: Final[tuple[Edge, ...]] = tuple(
+    _request("accept", [ALERTING], None, "D-GENERIC")
+    + _request("reject", [ALERTING], None, "D-GENERIC")
+    + _request("complete", [ENDED], COMPLETED, "D-GENERIC")
+    + _request("setdata", _NOT_COMPLETED, None, "D-GENERIC")
+    + _request("createconversation", _NOT_COMPLETED, None, "S-CC-1")
+    + _request("consult", [S_NONE], S_REQUESTED, "S-CONS-1")
+    + _request("consulttransfer", S_CONNECTED, None, "D-XFER-1")
+    + _request("consulttransfer", [S_RINGING], None, "D-XFER-1", guard="transfer_while_consult_ringing")
+    + _request("consultconference", S_CONNECTED, None, "D-CONF-1")
+    + _request("alternate", S_CONNECTED, None, "D-ALT-1")
 )
+
+#: The interaction machine, fired by what the switch reports, seen from the
+#: interaction: switch triggers are named after what a call leg did (see
+#: LEG_COUPLING). A consult executing when the primary ends fails by its
+#: completion (catalog: leg_named).
+INTERACTION_SWITCH_EDGES: Final[tuple[Edge, ...]] = tuple(
+    _switch("primary_connected", [ALERTING, DIALING], S_NONE, "D-EVT-2")
+    + _switch("primary_ended", [ALERTING, DIALING, S_NONE], ENDED, "D-PRIMARY-LOSS")
+    + _switch("primary_ended", [S_REQUESTED], ENDED, "D-PRIMARY-LOSS")
+    + _switch("primary_ended", [S_RINGING], DIALING, "D-PRIMARY-LOSS", action="promote_consult")
+    + _switch("primary_ended", S_CONNECTED, S_NONE, "D-PRIMARY-LOSS", action="promote_consult")
+    + _switch("consult_named", [S_REQUESTED], S_RINGING, "D-CONS-3")
+    + _switch("consult_refused", [S_REQUESTED], S_NONE, "D-ASYNC")
+    + _switch("phone_consult", [S_NONE], S_RINGING, "S-EVT-1")
+    + _switch("consult_connected", [S_RINGING], S_CONSULT, "S-ALT-1")
+    + _switch("consult_ended", [S_RINGING, *S_CONNECTED], S_NONE, "D-CONSULT-END", action="consult_over")
+    + _switch("primary_talking", [S_CONSULT], S_PRIMARY, "S-ALT-1")
+    + _switch("consult_talking", [S_PRIMARY], S_CONSULT, "S-ALT-1")
+)
+
+#: The interaction machine: both tables.
+INTERACTION_EDGES: Final[tuple[Edge, ...]] = INTERACTION_REQUEST_EDGES + INTERACTION_SWITCH_EDGES
 
 _LIVE = LIVE_LEG_STATES
 
-#: The conversation machine.
-CONVERSATION_EDGES: Final[tuple[Edge, ...]] = tuple(
-    _rows("answer", [ALERTING], None, "D-CONV")
-    + _rows("release", _LIVE, None, "D-CONV")
-    + _rows("hold", [TALKING], None, "D-CONV")
-    + _rows("retrieve", [HELD], None, "D-CONV")
-    + _rows("blindtransfer", [TALKING, HELD], None, "D-CONV")
-    + _rows("blindconference", [TALKING], None, "D-CONV")
-    + _rows("senddtmf", [TALKING], None, "D-CONV")
-    # A repeated `dialing` confirms a leg already named by a `result`.
-    + _rows("dialing", [DIALING], None, "D-ASYNC", origin="switch")
-    + _rows("alerting", [DIALING], ALERTING, "D-CONV", origin="switch")
-    + _rows("connected", [DIALING, ALERTING], TALKING, "D-CONV", origin="switch")
-    + _rows("held", [TALKING], HELD, "D-CONV", origin="switch")
-    + _rows("retrieved", [HELD], TALKING, "D-CONV", origin="switch")
-    + _rows("ended", _LIVE, ENDED, "D-CONV", origin="switch")
-    + _rows("failed", _LIVE, ENDED, "D-CONSULT-END", origin="switch")
+#: The conversation machine, fired by requests.
+CONVERSATION_REQUEST_EDGES: Final[tuple[Edge, ...]] = tuple(
+    _request("answer", [ALERTING], None, "D-CONV")
+    + _request("release", _LIVE, None, "D-CONV")
+    + _request("hold", [TALKING], None, "D-CONV")
+    + _request("retrieve", [HELD], None, "D-CONV")
+    + _request("blindtransfer", [TALKING, HELD], None, "D-CONV")
+    + _request("blindconference", [TALKING], None, "D-CONV")
+    + _request("senddtmf", [TALKING], None, "D-CONV")
 )
+
+#: The conversation machine, fired by switch events. A repeated `dialing`
+#: confirms a leg already named by a `result`.
+CONVERSATION_SWITCH_EDGES: Final[tuple[Edge, ...]] = tuple(
+    _switch("dialing", [DIALING], None, "D-ASYNC")
+    + _switch("alerting", [DIALING], ALERTING, "D-CONV")
+    + _switch("connected", [DIALING, ALERTING], TALKING, "D-CONV")
+    + _switch("held", [TALKING], HELD, "D-CONV")
+    + _switch("retrieved", [HELD], TALKING, "D-CONV")
+    + _switch("ended", _LIVE, ENDED, "D-CONV")
+    + _switch("failed", _LIVE, ENDED, "D-CONSULT-END")
+)
+
+#: The conversation machine: both tables.
+CONVERSATION_EDGES: Final[tuple[Edge, ...]] = CONVERSATION_REQUEST_EDGES + CONVERSATION_SWITCH_EDGES
 
 
 @attrs.frozen(kw_only=True)
@@ -263,12 +249,13 @@ COUPLING_CONDITIONS: Final[dict[str, Callable[[str, str | None], bool]]] = {
     "other_talking": lambda state, other: other == TALKING,
 }
 
-#: The destination lifecycle (S-LIFE-1), for interactions and conversations.
+#: The destination lifecycle (S-LIFE-1), for interactions and conversations:
+#: fired by createconversation, the init queries and dispose.
 LIFECYCLE_EDGES: Final[tuple[Edge, ...]] = tuple(
-    _rows("create", [ABSENT], SETUP, "S-CC-1", origin="lifecycle")
-    + _rows("init", [SETUP], INITIALIZED, "S-LIFE-2", origin="lifecycle")
-    + _rows("init", [INITIALIZED], None, "D-LIFE-5", origin="lifecycle")
-    + _rows("dispose", [ABSENT, SETUP, INITIALIZED], DISPOSED, "D-LIFE-4", origin="lifecycle")
+    _rows("lifecycle", "create", [ABSENT], SETUP, "S-CC-1")
+    + _rows("lifecycle", "init", [SETUP], INITIALIZED, "S-LIFE-2")
+    + _rows("lifecycle", "init", [INITIALIZED], None, "D-LIFE-5")
+    + _rows("lifecycle", "dispose", [ABSENT, SETUP, INITIALIZED], DISPOSED, "D-LIFE-4")
 )
 
 

@@ -27,6 +27,7 @@ from fsm.catalog import (
     COMMAND_LEGS,
     DONE_WHEN,
     GUARDS,
+    QUERY_ANSWERS,
     RESPONSE_BODIES,
     GuardContext,
     RequestSpec,
@@ -160,11 +161,33 @@ def test_catalog_guards_exist(spec: RequestSpec) -> None:
 
 @pytest.mark.parametrize("spec", list(CATALOG.values()), ids=list(CATALOG))
 def test_catalog_completion_and_body_exist(spec: RequestSpec) -> None:
-    """The completion (``done``) and response body (``body``) a catalog row
-    names resolve; a completion belongs to a request that asks the switch."""
+    """The completion (``done``), response body (``body``), query answer
+    (``answer``) and lifecycle trigger (``then``) a catalog row names
+    resolve; a completion belongs to a request that asks the switch."""
     assert spec.done is None or spec.done in DONE_WHEN, spec.done
     assert spec.body is None or spec.body in RESPONSE_BODIES, spec.body
     assert spec.done is None or spec.op is not None, "a completion without a switch operation"
+    # a query: what it answers, and the lifecycle trigger it fires
+    assert (spec.kind == "cti.query") == (spec.answer is not None), spec.answer
+    assert spec.answer is None or spec.answer in QUERY_ANSWERS, spec.answer
+    assert spec.then is None or spec.then in LIFECYCLE.triggers, spec.then
+
+
+def test_request_and_switch_edges_are_separate_tables() -> None:
+    """Each machine's request edges and switch edges are tables of their own,
+    fired only by what their name says: a request table's triggers are the
+    catalog's, a switch table's are not."""
+    triggers = {spec.trigger for spec in CATALOG.values() if spec.machine == "state"}
+    for table, origin in (
+        (m.INTERACTION_REQUEST_EDGES, "request"),
+        (m.CONVERSATION_REQUEST_EDGES, "request"),
+        (m.INTERACTION_SWITCH_EDGES, "switch"),
+        (m.CONVERSATION_SWITCH_EDGES, "switch"),
+    ):
+        assert {origin} == {e.origin for e in table}
+        assert (origin == "request") == all(e.trigger in triggers for e in table)
+    assert m.INTERACTION_EDGES == m.INTERACTION_REQUEST_EDGES + m.INTERACTION_SWITCH_EDGES
+    assert m.CONVERSATION_EDGES == m.CONVERSATION_REQUEST_EDGES + m.CONVERSATION_SWITCH_EDGES
 
 
 @pytest.mark.parametrize("spec", [s for s in CATALOG.values() if s.op is not None], ids=lambda s: s.name)
