@@ -50,14 +50,14 @@ def render(entry: dict[str, Any]) -> tuple[str, str]:
     for key in ("error", "protocol_error"):
         if key in entry:
             return "error", f"{key}: {entry[key].get('message')}"
-    return "error", dumps(entry, ascii=True)
+    return "error", dumps(entry, display=True)
 
 
 def _props(props: object) -> str:
     if not isinstance(props, dict) or not props:
         return ""
     return "  " + " ".join(
-        f"{k}={dumps(v, ascii=True) if not isinstance(v, str) else v}" for k, v in props.items()
+        f"{k}={dumps(v, display=True) if not isinstance(v, str) else v}" for k, v in props.items()
     )
 
 

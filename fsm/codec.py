@@ -34,6 +34,7 @@ LIBRARY: Final = f"orjson {orjson.__version__}"
 _json_dumps: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _strict_dumps: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _ascii_dumps: Final = json.JSONEncoder(separators=(",", ":")).encode
+_display_dumps: Final = json.JSONEncoder().encode
 #: What :func:`loads` raises for text that is not JSON (json's own class).
 JSONDecodeError: Final = json.JSONDecodeError
 _orjson_dumps: Final = orjson.dumps
@@ -94,13 +95,17 @@ def _brackets(text: str | bytes) -> int:
     return text.count(b"[") + text.count(b"{")
 
 
-def dumps(value: object, *, strict: bool = False, ascii: bool = False) -> str:
+def dumps(value: object, *, strict: bool = False, ascii: bool = False, display: bool = False) -> str:
     """``json.dumps(value, ensure_ascii=False, separators=(",", ":"))``:
     compact, one line, keys in insertion order. ``strict``: NaN and the
     infinities are refused (ValueError, as json's ``allow_nan=False``), for
     what must be standard JSON (a frame's contents, D-WIRE). ``ascii``:
     every non-ASCII character escaped (json's default), for a carrier that
-    takes ASCII only (a SIP header)."""
+    takes ASCII only (a SIP header). ``display``: what ``json.dumps(value)``
+    writes by default (ASCII, a space after each separator), for a person to
+    read (``telephony-fsm show``, the demo's screen)."""
+    if display:
+        return _display_dumps(value)
     if ascii:
         return _ascii_dumps(value)
     try:

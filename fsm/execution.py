@@ -162,7 +162,7 @@ class Execution:
             body = RESPONSE_BODIES[builder](interaction) if builder is not None else None
             self.outbox.respond(request, body)  # a response needs its name, target and requestId
         else:
-            self.outbox.refuse(_headers_of(request), refusal.rule, refusal.reason)
+            self.outbox.refuse_with(_headers_of(request), refusal)
 
     def _prune_deadlines(self) -> None:
         """D-BOUND: the deadline heap keeps entries of finished requests until

@@ -97,8 +97,9 @@ def test_strict_dumps_writes_what_json_writes_without_nan(value: Any) -> None:
 
 
 @given(_values)
-def test_ascii_dumps_writes_what_json_writes_by_default(value: Any) -> None:
+def test_ascii_and_display_dumps_write_what_json_writes(value: Any) -> None:
     assert json.dumps(value, separators=(",", ":")) == codec.dumps(value, ascii=True)
+    assert json.dumps(value) == codec.dumps(value, display=True)
 
 
 @pytest.mark.parametrize("text", ["NaN", "[Infinity]", '{"a": -Infinity}'])
