@@ -34,6 +34,7 @@ from fsm.catalog import (
 )
 from fsm.engine import Engine, describe, read_properties
 from fsm.errors import Refusal
+from fsm.execution import EFFECTS
 from fsm.firing import ACTIONS
 from fsm.machines import (
     CONVERSATION,
@@ -217,6 +218,15 @@ def test_leg_coupling_fires_switch_triggers_of_the_interaction_table() -> None:
         assert key not in seen_unconditional, f"{row} can never match"
         if row.when is None:
             seen_unconditional.add(key)
+
+
+def test_every_effect_is_a_request_of_the_catalog() -> None:
+    """The requests executed by a method of their own (fsm.execution.EFFECTS)
+    are requests of the catalog, and only those that take data or create a
+    conversation."""
+    assert all(name in CATALOG and CATALOG[name].kind == "cti.request" for name in EFFECTS)
+    expected = {"setdata", "complete", "createconversation"}
+    assert expected == {CATALOG[name].short for name in EFFECTS}
 
 
 def test_every_named_action_resolves() -> None:
