@@ -208,7 +208,7 @@ class Engine:
                     return
                 if len(seen) < self.state.policy.max_request_ids:
                     seen[echo.request_id] = None
-            self.outbox.refuse(echo, read.rule, read.message, prefix=False)
+            self.outbox.refuse_with(echo, read.refusal, prefix=False)
             return
         headers, spec, properties, props = read
         request_id = headers.request_id
