@@ -156,7 +156,10 @@ class Runner:
                 flush()
                 continue
             entries = self.feed(line, lineno)
-            write("".join([dumps(entry) + "\n" for entry in entries]))
+            # The engine's outputs hold strings only; a float can come with
+            # the input's seq alone, echoed in each entry that names it.
+            floats = not _floatless(entries[-1]["done"])
+            write("".join([dumps(entry, floats=floats) + "\n" for entry in entries]))
             flush()
 
 
@@ -203,6 +206,10 @@ def _usable_seq(seq: object) -> bool:
     if isinstance(seq, str):
         return unclean(seq) is None
     return type(seq) is int and unclean(seq) is None
+
+
+def _floatless(seq: object) -> bool:
+    return seq is None or type(seq) in (str, int, bool)
 
 
 def _wire(output: Output, seq: Any) -> dict[str, Any]:

@@ -109,6 +109,22 @@ def test_strict_loads_refuses_nan_and_the_infinities(text: str) -> None:
         codec.loads(text, strict=True)
 
 
+_floatless = st.recursive(
+    st.one_of(st.none(), st.booleans(), _ints, st.text()),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(), inner, max_size=4)),
+    max_leaves=12,
+)
+
+
+@given(_floatless)
+def test_the_float_free_promise_writes_what_json_writes(value: Any) -> None:
+    """dumps(floats=False): for a value without a float, what json writes."""
+    expected = _json_dumps(value)
+    assert expected == codec.dumps(value, floats=False)
+    if not _has_surrogate(expected):
+        assert expected.encode("utf-8") == codec.dumpb(value, floats=False)
+
+
 _plain = st.recursive(
     st.one_of(st.none(), st.text()),
     lambda inner: st.dictionaries(st.text(), inner, max_size=4),

@@ -173,6 +173,6 @@ def run_lines(stdin: IO[str], stdout: IO[str], template: Sequence[Sequence[Wire]
         if line.strip():
             feed_line(floor, line)
             for entry in template[(lineno - 1) % period]:
-                write(dumps(entry) + "\n")
-        write(dumps({"done": lineno}) + "\n")
+                write(dumps(entry, floats=False) + "\n")
+        write(dumps({"done": lineno}, floats=False) + "\n")
         flush()

@@ -154,13 +154,13 @@ def bench_full_calls(sizes: Sizes, report: Report) -> None:
         t0 = ns()
         for n, line in enumerate(chunk, start=first):
             for entry in runner.feed(line, n):
-                out(dumps(entry) + "\n")  # as Runner.run writes them
+                out(dumps(entry, floats=False) + "\n")  # as Runner.run writes them
         t1 = ns()
         for n, line in enumerate(chunk, start=first):
             fl.feed_line(floor, line)
             for wire in template[n - first]:
-                out(dumps(wire) + "\n")
-            out(dumps({"done": n}) + "\n")
+                out(dumps(wire, floats=False) + "\n")
+            out(dumps({"done": n}, floats=False) + "\n")
         t2 = ns()
         if call >= sizes.warmup_calls:
             engine_ns.append(t1 - t0)

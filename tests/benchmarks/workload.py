@@ -255,14 +255,14 @@ def encode(output: Output) -> bytes:
     if isinstance(output, ToBridge):
         return wire_bytes(output.message)
     if isinstance(output, ToSwitch):
-        return dumpb(command_to_wire(output.command))
-    return dumpb({"rule": output.rule, "message": output.message})
+        return dumpb(command_to_wire(output.command), floats=False)
+    return dumpb({"rule": output.rule, "message": output.message}, floats=False)
 
 
 def encode_wire(w: Wire) -> bytes:
     """What :func:`encode` writes for the output whose wire dict is ``w``
     (what the client writes holds no float, as ``wire_bytes`` assumes)."""
-    return dumpb(w)
+    return dumpb(w, floats=False)
 
 
 def wire(output: Output) -> Wire:
