@@ -26,7 +26,7 @@ from adapters.diagrams import (
     mermaid_blocks,
     parse_mermaid_edges,
 )
-from fsm.machines import INTERACTION, MACHINES, Edge, StateMachine
+from fsm.machines import EDGE_GUARDS, INTERACTION, MACHINES, Edge, StateMachine
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "diagrams"
@@ -254,6 +254,7 @@ def test_rows_between_the_same_states_are_not_merged() -> None:
             go,
             Edge(source="A", trigger="go", dest="B", rule="R-2", guard="transfer_while_consult_ringing"),
         ),
+        guards=EDGE_GUARDS,
     )
     arrows = [line.strip() for line in _MERMAID_ARROW.findall(mermaid(toy))]
     assert arrows == [

@@ -1089,6 +1089,7 @@ class PlantedMachine(SimulatedMachine):
             *m.INTERACTION_EDGES,
             m.Edge(source=m.ALERTING, trigger="consult", dest=m.S_REQUESTED, rule="S-CONS-1"),
         ),
+        guards=m.EDGE_GUARDS,
     )
 
 
