@@ -16,7 +16,7 @@ and ``D-CONV``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final, NamedTuple
 
 import attrs
@@ -200,6 +200,17 @@ GUARDS: Final[dict[str, Guard]] = {
         Guard("initialized", "D-LIFE-5", _initialized),
     )
 }
+
+
+def first_refusal(guards: Iterable[Guard], context: GuardContext) -> Refusal | None:
+    """The refusal of the first of ``guards`` that refuses, in order; None
+    when all pass. The engine (requests and queries) and the trace checker
+    run a request's guards through this one function."""
+    for guard in guards:
+        reason = guard.check(context)
+        if reason is not None:
+            return Refusal(guard.rule, reason)
+    return None
 
 
 # --------------------------------------------------------------------------
@@ -526,6 +537,11 @@ CATALOG: Final[dict[str, RequestSpec]] = {
         ),
         _request("conversation.request.dispose", trigger="dispose", machine="lifecycle"),
     )
+}
+
+#: request name -> its request guards, in order (looked up once, not per message)
+GUARDS_OF: Final[dict[str, tuple[Guard, ...]]] = {
+    name: tuple(GUARDS[guard] for guard in spec.guards) for name, spec in CATALOG.items()
 }
 
 #: Names of the events the client sends, for checkers and docs.

@@ -25,7 +25,7 @@ from typing import Any, Final
 import attrs
 
 from fsm import machines as m
-from fsm.catalog import GUARDS, QUERY_ANSWERS, GuardContext, RequestSpec, read_properties
+from fsm.catalog import GUARDS_OF, QUERY_ANSWERS, GuardContext, RequestSpec, first_refusal, read_properties
 from fsm.errors import LocalProtocolError, RemoteProtocolError
 from fsm.execution import Execution
 from fsm.firing import Firing
@@ -287,16 +287,13 @@ class Engine:
         """Queries change nothing but their destination's lifecycle (the init
         queries), and are answered at once (D-SERIAL): the catalog says what
         a query needs, what it answers and what it fires."""
-        if spec.guards:
-            context = GuardContext(
-                interaction, dest if type(dest) is Conversation else None, None, self.state.policy
-            )
-            for name in spec.guards:
-                guard = GUARDS[name]
-                reason = guard.check(context)
-                if reason is not None:
-                    self.outbox.refuse(headers, guard.rule, reason)
-                    return
+        guards = GUARDS_OF[spec.name]
+        if guards:
+            conversation = dest if type(dest) is Conversation else None
+            refusal = first_refusal(guards, GuardContext(interaction, conversation, None, self.state.policy))
+            if refusal is not None:
+                self.outbox.refuse_with(headers, refusal)
+                return
         assert spec.answer is not None
         self.outbox.respond(headers, body=QUERY_ANSWERS[spec.answer](dest))
         if spec.then is not None:

@@ -23,10 +23,11 @@ from fsm.catalog import (
     CATALOG,
     COMMAND_LEGS,
     DONE_WHEN,
-    GUARDS,
+    GUARDS_OF,
     RESPONSE_BODIES,
     GuardContext,
     RequestSpec,
+    first_refusal,
     read_properties,
 )
 from fsm.errors import Refusal
@@ -93,14 +94,12 @@ class Execution:
         if isinstance(checked, Refusal):
             self.outbox.refuse_with(headers, _explain(machine, spec, model.state, checked))
             return
-        guards = _GUARDS_OF[spec.name]
+        guards = GUARDS_OF[spec.name]
         if guards:
-            context = GuardContext(interaction, conversation, props, policy)
-            for check, rule in guards:
-                reason_or_none = check(context)
-                if reason_or_none is not None:
-                    self.outbox.refuse(headers, rule, reason_or_none)
-                    return
+            refusal = first_refusal(guards, GuardContext(interaction, conversation, props, policy))
+            if refusal is not None:
+                self.outbox.refuse_with(headers, refusal)
+                return
         effect = EFFECTS.get(spec.name)
         if effect is not None:
             effect(self, headers, interaction, conversation, props)
@@ -344,11 +343,6 @@ EFFECTS: Final[dict[str, Callable[..., None]]] = {
     "interaction.request.setdata": Execution._do_setdata,
     "interaction.request.complete": Execution._do_complete,
     "interaction.request.createconversation": Execution._do_createconversation,
-}
-#: request name -> the check and rule of each of its request guards, in order (looked up once)
-_GUARDS_OF: Final[dict[str, tuple[tuple[Callable[[GuardContext], str | None], str], ...]]] = {
-    name: tuple((GUARDS[guard].check, GUARDS[guard].rule) for guard in spec.guards)
-    for name, spec in CATALOG.items()
 }
 
 

@@ -19,7 +19,7 @@ from fsm.errors import LocalProtocolError, Refusal
 from fsm.lean import EdgeEvent, LeanMachine
 
 #: A named guard on an edge: (model, context) -> the reason for refusing, or None.
-Guard = Callable[[Any, Any], "str | None"]
+EdgeGuard = Callable[[Any, Any], "str | None"]
 
 
 @attrs.frozen(kw_only=True)
@@ -51,11 +51,11 @@ class StateMachine:
         initial: str,
         edges: tuple[Edge, ...],
         attribute: str = "state",
-        guards: Mapping[str, Guard] | None = None,
+        guards: Mapping[str, EdgeGuard] | None = None,
     ) -> None:
         self.name = name
         #: the named guards its edges may name: guard -> (model, context) -> reason or None
-        self.guards: Mapping[str, Guard] = guards or {}
+        self.guards: Mapping[str, EdgeGuard] = guards or {}
         self.states = states
         self.initial = initial
         self.edges = edges
@@ -144,7 +144,7 @@ class StateMachine:
         return self.fire(model, trigger, context)
 
 
-def _condition(guard: str, predicate: Guard) -> Callable[[Any], bool]:
+def _condition(guard: str, predicate: EdgeGuard) -> Callable[[Any], bool]:
     """The `transitions` condition of an edge guard. The machine passes the
     trigger's arguments (``send_event`` is off): here the context."""
 
@@ -176,6 +176,13 @@ def structure_problems(machine: StateMachine, starts: Iterable[str]) -> list[str
                 problems.append(f"{machine.name}: edge {edge.trigger} names unknown state {end}")
         if edge.guard is not None and edge.guard not in machine.guards:
             problems.append(f"{machine.name}: edge {edge.trigger} names unknown guard {edge.guard}")
+    seen = reachable(machine, starts)
+    problems += [f"{machine.name}: {s} is unreachable" for s in machine.states if s not in seen]
+    return problems
+
+
+def reachable(machine: StateMachine, starts: Iterable[str]) -> frozenset[str]:
+    """Every state the table's edges reach from ``starts`` (``starts`` included)."""
     seen = set(starts)
     frontier = list(seen)
     while frontier:
@@ -184,5 +191,4 @@ def structure_problems(machine: StateMachine, starts: Iterable[str]) -> list[str
             if edge.source == state and edge.dest is not None and edge.dest not in seen:
                 seen.add(edge.dest)
                 frontier.append(edge.dest)
-    problems += [f"{machine.name}: {s} is unreachable" for s in machine.states if s not in seen]
-    return problems
+    return frozenset(seen)

@@ -59,6 +59,7 @@ from fsm.engine import Engine, Targets
 from fsm.messages import MAX_REQUEST_ID
 from fsm.policy import Policy
 from fsm.snapshot import restore, snapshot
+from fsm.table import reachable
 from tests import refmodel as ref
 from tests.driver import Driver
 from tests.driver import state as state_less_ids
@@ -80,17 +81,7 @@ Json = dict[str, Any]
 
 def _reach(machine: m.StateMachine) -> dict[str, frozenset[str]]:
     """State -> every state reachable from it by the table's edges."""
-    out: dict[str, frozenset[str]] = {}
-    for start in machine.states:
-        seen, frontier = {start}, [start]
-        while frontier:
-            state = frontier.pop()
-            for edge in machine.edges:
-                if edge.source == state and edge.dest is not None and edge.dest not in seen:
-                    seen.add(edge.dest)
-                    frontier.append(edge.dest)
-        out[start] = frozenset(seen)
-    return out
+    return {start: reachable(machine, [start]) for start in machine.states}
 
 
 REACH = {machine.name: _reach(machine) for machine in m.MACHINES}

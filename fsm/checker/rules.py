@@ -12,7 +12,7 @@ from typing import Any, Final, cast
 
 import attrs
 
-from fsm.catalog import GUARDS, GuardContext, RequestSpec, read_properties
+from fsm.catalog import GUARDS, GuardContext, RequestSpec, first_refusal, read_properties
 from fsm.checker.model import TOP_STATES, WITH_PRIMARY, WITHOUT_CONVERSATIONS, InteractionFacts
 from fsm.errors import Refusal
 from fsm.machines import (
@@ -220,12 +220,7 @@ def property_refusal(spec: RequestSpec, properties: dict[str, str], policy: Poli
         return None
     # These guards read the properties only; they get no interaction.
     context = GuardContext(cast(Any, None), None, structured, policy)
-    for name in names:
-        guard = GUARDS[name]
-        reason = guard.check(context)
-        if reason is not None:
-            return Refusal(guard.rule, reason)
-    return None
+    return first_refusal((GUARDS[name] for name in names), context)
 
 
 def _structure(spec: RequestSpec, properties: dict[str, str]) -> object:
