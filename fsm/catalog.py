@@ -539,6 +539,14 @@ CATALOG: Final[dict[str, RequestSpec]] = {
     )
 }
 
+#: What every message without properties structures to.
+NO_PROPERTIES: Final = NoProperties()
+#: message name -> the body keys its attrs properties class takes
+PROPERTY_KEYS: Final[dict[str, frozenset[str]]] = {
+    spec.name: frozenset(field.name for field in attrs.fields(spec.properties))
+    for spec in CATALOG.values()
+    if attrs.has(spec.properties)
+}
 #: request name -> its request guards, in order (looked up once, not per message)
 GUARDS_OF: Final[dict[str, tuple[Guard, ...]]] = {
     name: tuple(GUARDS[guard] for guard in spec.guards) for name, spec in CATALOG.items()

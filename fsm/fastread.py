@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import attrs
 
-from fsm.catalog import CATALOG, FreeProperties, NoProperties, Valid
+from fsm.catalog import CATALOG, NO_PROPERTIES, PROPERTY_KEYS, FreeProperties, NoProperties, Valid
 from fsm.codec import loads_plain
 from fsm.frozen import builder
 from fsm.messages import MAX_REQUEST_ID, SURROGATE, build_headers, plain_data
@@ -29,14 +29,6 @@ from fsm.switch_events import EVENT_FIELDS, SwitchEvent
 _new_tuple: Final = tuple.__new__
 #: The keys of the envelope (F-ENV).
 _ENVELOPE_KEYS: Final = frozenset({"header", "body"})
-#: What every message without properties structures to.
-_NO_PROPERTIES: Final = NoProperties()
-#: message name -> the body keys its attrs properties class takes
-_PROPERTY_KEYS: Final = {
-    spec.name: frozenset(field.name for field in attrs.fields(spec.properties))
-    for spec in CATALOG.values()
-    if attrs.has(spec.properties)
-}
 #: message name -> a quick constructor of its attrs properties class
 _PROPERTY_BUILDERS: Final = {
     spec.name: builder(spec.properties)
@@ -96,7 +88,7 @@ def read_valid(raw: dict[str, Any], owned: bool) -> Valid | None:
             return None
         body = {}
         if spec.properties is NoProperties:
-            props = _NO_PROPERTIES
+            props = NO_PROPERTIES
         elif spec.properties is FreeProperties:
             props = {}
         else:
@@ -117,7 +109,7 @@ def read_valid(raw: dict[str, Any], owned: bool) -> Valid | None:
         elif spec.properties is NoProperties:
             return None  # keys it does not take: ignored, by the general reader (D-ENV)
         else:
-            if body.keys() != _PROPERTY_KEYS[name]:
+            if body.keys() != PROPERTY_KEYS[name]:
                 return None
             for value in body.values():
                 if type(value) is not str:

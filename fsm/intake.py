@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import attrs
 
-from fsm.catalog import CATALOG, FreeProperties, NoProperties, Valid
+from fsm.catalog import CATALOG, NO_PROPERTIES, PROPERTY_KEYS, FreeProperties, NoProperties, Valid
 from fsm.codec import JSONDecodeError, loads
 from fsm.errors import Refusal, Refused, RemoteProtocolError
 from fsm.fastread import read_plain_event, read_quickly, read_valid
@@ -83,21 +83,11 @@ def _oversized(size: int, limit: int) -> Defect:
     return _defect("D-BOUND", f"message of {size} bytes exceeds the limit of {limit} (max_frame_size)", None)
 
 
-#: The keys of the envelope (F-ENV).
-_ENVELOPE_KEYS: Final = frozenset({"header", "body"})
 #: The keys of the guessed envelope this client once read; a message that has
 #: them is refused naming the real envelope (D-ENV).
 _OLD_ENVELOPE_KEYS: Final = ("headers", "properties")
 #: The header keys intake reads; any other header key is ignored (D-ENV).
 _HEADER_KEYS: Final = ("type", "name", "target", "requestId", "result", "errorMessage")
-#: What every message without properties structures to.
-_NO_PROPERTIES: Final = NoProperties()
-#: message name -> the body keys its attrs properties class takes
-_PROPERTY_KEYS: Final = {
-    spec.name: frozenset(field.name for field in attrs.fields(spec.properties))
-    for spec in CATALOG.values()
-    if attrs.has(spec.properties)
-}
 
 
 def _read_object(raw: object) -> Valid | Defect:
@@ -192,9 +182,9 @@ def _read_body(headers: Headers, raw: dict[str, Any]) -> Valid:
         props = structure(body, FreeProperties, "body")
         properties = dict(body)
     elif spec.properties is NoProperties:  # whatever keys it has are ignored (D-ENV)
-        props, properties = _NO_PROPERTIES, {}
+        props, properties = NO_PROPERTIES, {}
     else:
-        properties = {key: body[key] for key in _PROPERTY_KEYS[spec.name] if key in body}
+        properties = {key: body[key] for key in PROPERTY_KEYS[spec.name] if key in body}
         props = structure(properties, spec.properties, "body")
     return Valid(headers, spec, properties, props)
 
