@@ -100,16 +100,21 @@ def add_wire_arguments(parser: argparse.ArgumentParser, *, server: bool) -> None
             "--tls-cert", metavar="FILE", help="TLS, presenting this client certificate (PEM)"
         )
         parser.add_argument("--tls-key", metavar="FILE", help="its private key (PEM), if not in --tls-cert")
+        parser.add_argument("--tls", action="store_true", help="TLS, verifying the bridge by the system CAs")
+        parser.add_argument(
+            "--tls-server-name", metavar="NAME", help="name to check the bridge's cert against"
+        )
 
 
 def wire_options(
-    args: argparse.Namespace, parser: argparse.ArgumentParser, *, server: bool, tls: bool = False
+    args: argparse.Namespace, parser: argparse.ArgumentParser, *, server: bool
 ) -> dict[str, Any]:
     """The keywords of :func:`adapters.transport.serve` (``server``) or
     :func:`adapters.transport.connect` that the
     options of :func:`add_wire_arguments` give: ``byte_order``,
-    ``tcp_keepalive`` and ``ssl``. ``tls``: a client uses TLS even without
-    ``--tls-ca`` or ``--tls-cert`` (verifying the bridge by the system CAs).
+    ``tcp_keepalive`` and ``ssl``, and for a client ``server_hostname``.
+    ``--tls``: a client uses TLS even without ``--tls-ca`` or
+    ``--tls-cert`` (verifying the bridge by the system CAs).
     A bad value or an unreadable file is a usage error (``parser.error``)."""
     import ssl as _ssl
 
@@ -127,8 +132,11 @@ def wire_options(
             context = server_ssl_context(args.tls_cert, args.tls_key, cafile=args.tls_ca)
         elif server and args.tls_ca:
             parser.error("--tls-ca needs --tls-cert: a TLS server presents a certificate")
-        elif not server and (tls or args.tls_ca or args.tls_cert):
+        elif not server and (args.tls or args.tls_ca or args.tls_cert):
             context = client_ssl_context(args.tls_ca, certfile=args.tls_cert, keyfile=args.tls_key)
     except (OSError, _ssl.SSLError) as error:
         parser.error(f"cannot set up TLS: {error}")
-    return {"byte_order": args.byte_order, "tcp_keepalive": keepalive, "ssl": context}
+    options: dict[str, Any] = {"byte_order": args.byte_order, "tcp_keepalive": keepalive, "ssl": context}
+    if not server:
+        options["server_hostname"] = args.tls_server_name
+    return options

@@ -58,8 +58,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "a lost connection is always reconnected",
     )
     add_wire_arguments(parser, server=False)
-    parser.add_argument("--tls", action="store_true", help="TLS, verifying the bridge by the system CAs")
-    parser.add_argument("--tls-server-name", metavar="NAME", help="name to check the bridge's cert against")
     parser.add_argument(
         "--state",
         metavar="FILE",
@@ -78,7 +76,7 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--max-reconnects must not be negative")
     if args.switch == "sip" and args.state:
         parser.error("--state cannot be used with --switch sip: live SIP calls cannot be saved and resumed")
-    wire = wire_options(args, parser, server=False, tls=args.tls)
+    wire = wire_options(args, parser, server=False)
     with ExitStack() as stack:
         store: StateStore | None = None
         if args.state:
@@ -107,7 +105,6 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 switch_events=events,
                 stop=stop,
                 max_reconnects=args.max_reconnects,
-                server_hostname=args.tls_server_name,
                 state=store,
                 exit_on_close=args.exit_on_close,
                 **wire,
