@@ -28,8 +28,13 @@ from typing import Final
 from fsm.machines import (
     ABSENT,
     ALERTING,
+    C_STARTED,
+    C_STARTING,
+    CHANNEL,
+    CONTROL,
     CONVERSATION,
     DIALING,
+    INACTIVE,
     INTERACTION,
     LIFECYCLE,
     Edge,
@@ -41,6 +46,8 @@ DIAGRAMS: Final[tuple[tuple[str, StateMachine], ...]] = (
     ("interaction", INTERACTION),
     ("conversation", CONVERSATION),
     ("lifecycle", LIFECYCLE),
+    ("control", CONTROL),
+    ("channel", CHANNEL),
 )
 
 #: The states a diagram marks with ``[*] -->``, by machine name.
@@ -48,6 +55,8 @@ STARTS: Final[dict[str, tuple[str, ...]]] = {
     INTERACTION.name: (ALERTING, DIALING),
     CONVERSATION.name: (ALERTING, DIALING),
     LIFECYCLE.name: (ABSENT,),
+    CONTROL.name: (C_STARTING, C_STARTED),
+    CHANNEL.name: (INACTIVE,),
 }
 
 README: Final = "README.md"
@@ -82,8 +91,9 @@ def starts(machine: StateMachine) -> tuple[str, ...]:
 
 
 def state_id(state: str) -> str:
-    """A Mermaid/DOT-safe id of a state: ``STARTED.ringing`` -> ``STARTED_ringing``."""
-    ident = state.replace(".", "_")
+    """A Mermaid/DOT-safe id of a state: ``STARTED.ringing`` -> ``STARTED_ringing``,
+    ``cti-lost`` -> ``cti_lost``."""
+    ident = state.replace(".", "_").replace("-", "_")
     if not _ID_OK.fullmatch(ident):
         raise ValueError(f"state {state!r} gives no usable diagram id")
     return ident
@@ -158,7 +168,7 @@ def _mermaid_states(node: _Node, depth: int) -> Iterator[str]:
                 yield f'{pad}state "{part}" as {ident} {{'
             yield from _mermaid_states(child, depth + 1)
             yield f"{pad}}}"
-        elif "." in child:
+        elif "." in child or state_id(child) != child:
             yield f'{pad}state "{part}" as {state_id(child)}'
         else:
             yield f"{pad}{state_id(child)}"

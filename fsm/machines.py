@@ -6,7 +6,7 @@ on edges; nothing that does I/O, reads a clock or builds messages. The
 engine, the diagrams and the trace checker all read these tables, so every
 edge is written once.
 
-Three machines:
+Five machines:
 
 - ``INTERACTION``: ALERTING, DIALING, STARTED with its consult substates,
   ENDED, COMPLETED. ``STARTED.none`` has no consult leg; ``STARTED.requested``
@@ -17,7 +17,12 @@ Three machines:
   top-level state (before the first dot) is what the protocol reports.
 - ``CONVERSATION``: DIALING, ALERTING, TALKING, HELD, ENDED.
 - ``LIFECYCLE``: a destination's setup, initialization and teardown
-  (S-LIFE-1), driven on the ``lifecycle`` attribute of both kinds of model.
+  (S-LIFE-1), driven on the ``lifecycle`` attribute of every destination.
+- ``CONTROL``: the processor control destination's server status
+  (D-CTRL-1): starting, started, stopping, stopped, cti-lost.
+- ``CHANNEL``: an agent device's login and ready state as its channel
+  destinations report it (D-CH-1): INACTIVE, ACTIVE.NOTREADY,
+  ACTIVE.READY, UNAVAILABLE, DISPOSED.
 
 Edges whose ``dest`` is None are internal: the request is allowed from that
 state, and the state then follows what the switch reports.
@@ -83,10 +88,25 @@ INITIALIZED: Final = "INITIALIZED"
 DISPOSED: Final = "DISPOSED"
 LIFECYCLE_STATES: Final = (ABSENT, SETUP, INITIALIZED, DISPOSED)
 
+# The control destination's statuses are the words of its status event (D-CTRL-1).
+C_STARTING: Final = "starting"
+C_STARTED: Final = "started"
+C_STOPPING: Final = "stopping"
+C_STOPPED: Final = "stopped"
+C_CTI_LOST: Final = "cti-lost"
+CONTROL_STATES: Final = (C_STARTING, C_STARTED, C_STOPPING, C_STOPPED, C_CTI_LOST)
+
+INACTIVE: Final = "INACTIVE"
+NOTREADY: Final = "ACTIVE.NOTREADY"
+READY: Final = "ACTIVE.READY"
+UNAVAILABLE: Final = "UNAVAILABLE"
+ACTIVE_STATES: Final = (NOTREADY, READY)
+CHANNEL_STATES: Final = (INACTIVE, NOTREADY, READY, UNAVAILABLE, DISPOSED)
+
 
 #: interaction state -> its top-level state (what :func:`top` answers), looked up
 #: on every state change
-TOP_OF: Final = {state: state.partition(".")[0] for state in INTERACTION_STATES}
+TOP_OF: Final = {state: state.partition(".")[0] for state in (*INTERACTION_STATES, *CHANNEL_STATES)}
 
 
 def top(state: str) -> str:
@@ -247,6 +267,62 @@ LIFECYCLE_EDGES: Final[tuple[Edge, ...]] = tuple(
     + _rows("lifecycle", "dispose", [ABSENT, SETUP, INITIALIZED], DISPOSED, "D-LIFE-4")
 )
 
+_ALL_CONTROL = CONTROL_STATES
+_UP = (C_STARTING, C_STARTED, C_CTI_LOST)
+
+#: The control machine (D-CTRL-1, F-CTRL-3): requests are answered in any
+#: status; the switch link moves it; the adapter stops it.
+CONTROL_EDGES: Final[tuple[Edge, ...]] = tuple(
+    _request("status", _ALL_CONTROL, None, "D-CTRL-1")
+    + _request("validatelogin", _ALL_CONTROL, None, "D-CTRL-2")
+    + _switch("link_up", [C_STARTING, C_CTI_LOST], C_STARTED, "D-CTRL-1")
+    + _switch("link_up", [C_STARTED], None, "D-CTRL-1")
+    + _switch("link_down", [C_STARTING, C_STARTED], C_CTI_LOST, "F-CTRL-3")
+    + _switch("link_down", [C_CTI_LOST], None, "F-CTRL-3")
+    + _rows("adapter", "stop", _UP, C_STOPPING, "F-CTRL-3")
+    + _rows("adapter", "stopped", [C_STOPPING], C_STOPPED, "F-CTRL-3")
+)
+
+_ANY_CHANNEL = (INACTIVE, NOTREADY, READY, UNAVAILABLE)
+
+#: The channel machine (D-CH-1), on an agent's device: one per end-point,
+#: whatever the number of sessions that show it (D-SESS-1). Requests ask
+#: the switch and wait for its ``agent`` event (D-DONE), except on edges
+#: whose action is ``at_once`` (activate on an ACTIVE channel, ready on a
+#: READY one, logout where nobody is logged in: SUCCESS, no command).
+CHANNEL_REQUEST_EDGES: Final[tuple[Edge, ...]] = tuple(
+    _request("activate", [INACTIVE], None, "D-CH-1")
+    + _rows("request", "activate", ACTIVE_STATES, None, "D-SESS-1", action="at_once")
+    + _request("deactivate", ACTIVE_STATES, None, "D-CH-1")
+    + _request("ready", [NOTREADY], None, "D-CH-1")
+    + _rows("request", "ready", [READY], None, "D-SESS-1", action="at_once")
+    + _request("notready", ACTIVE_STATES, None, "D-CH-1")
+    + _request("dial", ACTIVE_STATES, None, "D-TCH-1")
+    + _request("logout", ACTIVE_STATES, None, "D-SESS-2")
+    + _rows("request", "logout", [INACTIVE, UNAVAILABLE], None, "D-SESS-2", action="at_once")
+)
+
+#: The channel machine, fired by the switch's ``agent`` events (harness.md),
+#: trigger ``agent_STATE``: a repeated report changes nothing.
+CHANNEL_SWITCH_EDGES: Final[tuple[Edge, ...]] = tuple(
+    _switch("agent_loggedin", [INACTIVE], NOTREADY, "D-CH-1")
+    + _switch("agent_loggedin", ACTIVE_STATES, None, "D-CH-1")
+    + _switch("agent_loggedout", ACTIVE_STATES, INACTIVE, "D-CH-1")
+    + _switch("agent_loggedout", [INACTIVE], None, "D-CH-1")
+    + _switch("agent_ready", [NOTREADY], READY, "D-CH-1")
+    + _switch("agent_ready", [READY], None, "D-CH-1")
+    + _switch("agent_notready", [READY], NOTREADY, "D-CH-1")
+    + _switch("agent_notready", [NOTREADY], None, "D-CH-1")
+    + _switch("agent_taken", [INACTIVE, *ACTIVE_STATES], UNAVAILABLE, "F-CH-1")
+    + _switch("agent_taken", [UNAVAILABLE], None, "F-CH-1")
+    + _switch("agent_free", [UNAVAILABLE], INACTIVE, "F-CH-2")
+    + _switch("agent_free", [INACTIVE], None, "F-CH-2")
+    + _switch("agent_removed", _ANY_CHANNEL, DISPOSED, "F-CH-2")
+)
+
+#: The channel machine: both tables.
+CHANNEL_EDGES: Final[tuple[Edge, ...]] = CHANNEL_REQUEST_EDGES + CHANNEL_SWITCH_EDGES
+
 
 # --------------------------------------------------------------------------
 # Guards on edges: name -> predicate over (model, context) returning the
@@ -280,4 +356,6 @@ CONVERSATION: Final = StateMachine(
 LIFECYCLE: Final = StateMachine(
     "destination", LIFECYCLE_STATES, ABSENT, LIFECYCLE_EDGES, attribute="lifecycle", guards=EDGE_GUARDS
 )
-MACHINES: Final = (INTERACTION, CONVERSATION, LIFECYCLE)
+CONTROL: Final = StateMachine("control", CONTROL_STATES, C_STARTED, CONTROL_EDGES, guards=EDGE_GUARDS)
+CHANNEL: Final = StateMachine("channel", CHANNEL_STATES, INACTIVE, CHANNEL_EDGES, guards=EDGE_GUARDS)
+MACHINES: Final = (INTERACTION, CONVERSATION, LIFECYCLE, CONTROL, CHANNEL)

@@ -33,7 +33,8 @@ class Edge:
     guard: str | None = None
     action: str | None = None
     #: "request": fired by a bridge request; "switch": by what the switch
-    #: reports; "lifecycle": by init queries and dispose.
+    #: reports; "lifecycle": by init queries and dispose; "adapter": by the
+    #: adapter process (stopping the client).
     origin: str = "request"
 
 

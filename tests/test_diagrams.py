@@ -111,7 +111,8 @@ def test_mermaid_marks_starts_and_finals(machine: StateMachine) -> None:
     finals = [line.split()[0] for line in lines if line.strip().endswith("--> [*]")]
     assert list(diagrams.STARTS[machine.name]) == starts
     assert [diagrams.state_id(s) for s in machine.finals] == finals
-    assert machine.finals, "every machine has a final state to mark"
+    if machine.name != "control":  # the client answers a status request even when stopped (D-CTRL-1)
+        assert machine.finals, "every machine has a final state to mark"
 
 
 def test_starts_are_the_ones_asked_for() -> None:
@@ -119,6 +120,8 @@ def test_starts_are_the_ones_asked_for() -> None:
         "interaction": ("ALERTING", "DIALING"),
         "conversation": ("ALERTING", "DIALING"),
         "destination": ("ABSENT",),
+        "control": ("starting", "started"),
+        "channel": ("INACTIVE",),
     }
 
 

@@ -37,6 +37,8 @@ from fsm.errors import Refusal
 from fsm.execution import EFFECTS
 from fsm.firing import ACTIONS
 from fsm.machines import (
+    CHANNEL,
+    CONTROL,
     CONVERSATION,
     CONVERSATION_STATES,
     COUPLING_CONDITIONS,
@@ -78,18 +80,23 @@ STARTS = {
     "interaction": (m.ALERTING, m.DIALING),
     "conversation": (m.ALERTING, m.DIALING),
     "destination": (m.ABSENT, m.SETUP),
+    "control": (m.C_STARTING, m.C_STARTED),
+    "channel": (m.INACTIVE,),
 }
 FINALS = {
     "interaction": (m.COMPLETED,),
     "conversation": (m.ENDED,),
     "destination": (m.DISPOSED,),
+    "control": (),  # every status request is answered, stopped or not (D-CTRL-1)
+    "channel": (m.DISPOSED,),
 }
 MACHINE_IDS = [machine.name for machine in MACHINES]
 
 
-def test_machines_are_the_three_kinds() -> None:
-    """S-LIFE-1: an interaction machine, a conversation machine, a destination lifecycle."""
-    expected = [INTERACTION, CONVERSATION, LIFECYCLE]
+def test_machines_are_the_five_kinds() -> None:
+    """S-LIFE-1, D-CTRL-1, D-CH-1: the interaction, conversation, lifecycle,
+    control and channel machines."""
+    expected = [INTERACTION, CONVERSATION, LIFECYCLE, CONTROL, CHANNEL]
     assert expected == list(MACHINES)
     assert sorted(STARTS) == sorted(MACHINE_IDS)
 
