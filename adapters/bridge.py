@@ -1,7 +1,12 @@
 """The reference bridge: a sans-IO processor bridge that drives any client.
 
 It plays the bridge side of the protocol and trusts nothing the client
-sends. On ``interaction.created`` it sets up the interaction destination and
+sends. On :meth:`ReferenceBridge.start` it plays the start-up (F-CTRL-2: the
+status request; once the status event says ``started``, the capabilities
+query) and then logs in the agents it is given: for each, a session init,
+the channel group's init, the telephony channel's init, activate and ready
+(F-SESS-1, F-CG-1, D-CH-1); interactions a channel's init lists are set up
+as if announced. On ``interaction.created`` it sets up the interaction destination and
 sends ``interaction.query.init``; for every conversation the snapshot lists,
 and after every successful consult or ``interaction.consult`` event, it
 sends ``createconversation`` and then ``conversation.query.init`` (S-INIT-6,
@@ -28,7 +33,25 @@ import attrs
 
 from fsm.checker import Violation, Watcher
 from fsm.errors import Refusal
+from fsm.outputs import Targets
 from fsm.policy import Policy
+
+#: requests whose late answer, after a reconnect, still counts
+_LATE_PURPOSES = frozenset({"dispose", "activate", "ready", "logout", "session-dispose"})
+#: what the start-up and the logins wait for (see _Pending.purpose)
+_TREE_PURPOSES = frozenset(
+    {
+        "status",
+        "capabilities",
+        "session",
+        "group",
+        "channel",
+        "activate",
+        "ready",
+        "logout",
+        "session-dispose",
+    }
+)
 
 
 @attrs.frozen
@@ -110,11 +133,30 @@ class BridgeInteraction:
 
 
 @attrs.define(kw_only=True)
+class BridgeSession:
+    """An agent's session, as the bridge made it."""
+
+    target: str
+    agent: str
+    group: str = ""
+    #: its telephony channels' targets
+    channels: list[str] = attrs.field(factory=list)
+    #: the channel is active and ready: the agent takes calls
+    ready: bool = False
+    #: its logout was asked: a re-init after a reconnect does not log it in again
+    logging_out: bool = False
+    disposed: bool = False
+
+
+@attrs.define(kw_only=True)
 class _Pending:
     target: str
     name: str
     interaction_id: str
-    #: what to do with the response: "init", "create", "conv-init", "consult", "desktop"
+    #: what to do with the response: "init", "create", "conv-init", "consult",
+    #: "desktop", "dispose"; and for the start-up and logins: "status",
+    #: "capabilities", "session", "group", "channel", "activate", "ready",
+    #: "logout", "session-dispose"
     purpose: str
     conversation: str | None = None
     resent: bool = False
@@ -123,15 +165,24 @@ class _Pending:
 class ReferenceBridge:
     def __init__(
         self,
-        channel_target: str = "session-1.channel-1",
+        targets: Targets | None = None,
         policy: Policy | None = None,
         *,
+        logins: tuple[str, ...] = ("agent-1",),
         dispose_completed: bool = True,
     ) -> None:
-        self.channel_target = channel_target
+        self.targets = targets or Targets()
         self.policy = policy or Policy()
-        self.watcher = Watcher(channel_target, policy=self.policy)
+        self.watcher = Watcher(self.policy, self.targets)
         self.dispose_completed = dispose_completed
+        #: the agents it logs in once the client has started (F-CTRL-2)
+        self.logins = logins
+        #: the client's status as its last status event said (D-CTRL-1)
+        self.status = ""
+        self.sessions: dict[str, BridgeSession] = {}
+        self._sessions_made = 0
+        #: the logout was asked: no agent is logged in any more
+        self.logging_out = False
         self.interactions: dict[str, BridgeInteraction] = {}
         self.pending: dict[str, _Pending] = {}
         self.violations: list[Violation] = []
@@ -155,6 +206,99 @@ class ReferenceBridge:
         self._ids = 0
         self._conversation_ids = 0
         self._out: list[BridgeOutput] = []
+
+    # ------------------------------------------------------------------
+    # The start-up and the agents' sessions.
+
+    def start(self) -> list[BridgeOutput]:
+        """A client has connected: ask for its status (F-CTRL-2)."""
+        self._out = []
+        self._send("cti.request.status", self.targets.control(), None, "status")
+        return self._take()
+
+    @property
+    def all_ready(self) -> bool:
+        """Every agent it was given is logged in, active and ready."""
+        live = [s for s in self.sessions.values() if not s.disposed]
+        return len(live) == len(self.logins) and all(s.ready for s in live)
+
+    def logout(self) -> list[BridgeOutput]:
+        """Log every agent out (D-SESS-2) and dispose its session (D-LIFE-4)."""
+        self._out = []
+        self.logging_out = True
+        for session in self.sessions.values():
+            if not session.disposed:
+                session.logging_out = True
+                self._send("session.request.logout", session.target, None, "logout")
+        return self._take()
+
+    def _login(self) -> None:
+        """F-SESS-1: a session for each agent not logged in yet (none once
+        the logout was asked)."""
+        if self.logging_out:
+            return
+        agents = {s.agent for s in self.sessions.values() if not s.disposed}
+        for agent in self.logins:
+            if agent in agents:
+                continue
+            self._sessions_made += 1
+            session = BridgeSession(target=f"S{self._sessions_made}", agent=agent)
+            self.sessions[session.target] = session
+            self._init_session(session)
+
+    def _init_session(self, session: BridgeSession) -> None:
+        body = {"name": session.agent, "chat": False, "email": False, "callback": False}
+        self._send("session.query.init", session.target, None, "session", body)
+
+    def _tree_response(self, pending: _Pending, ok: bool, body: dict[str, Any], error: str) -> None:
+        """What the bridge does next in the start-up and logins."""
+        purpose = pending.purpose
+        if purpose in ("activate", "ready", "logout"):
+            self.outcomes.append((pending.name, "SUCCESS" if ok else "FAILURE", error, False))
+        session = self.sessions.get(pending.target.partition(".")[0])
+        if not ok:
+            return
+        if purpose == "capabilities":
+            self._login()
+        elif purpose == "session" and session is not None:
+            groups = body.get("channel-groups")
+            if isinstance(groups, list) and groups and isinstance(groups[0], dict):
+                session.group = self.targets.group(session.target, str(groups[0].get("id")))
+                self._send("channelgroup.query.init", session.group, None, "group")
+        elif purpose == "group" and session is not None:
+            channels = body.get("channels")
+            session.channels = (
+                [
+                    self.targets.channel(session.group, str(c.get("end-point")))
+                    for c in channels
+                    if isinstance(c, dict) and c.get("type") == "telephony"
+                ]
+                if isinstance(channels, list)
+                else []
+            )
+            for channel in session.channels:
+                self._send("channel.query.init", channel, None, "channel")
+        elif purpose == "channel" and session is not None:
+            for interaction_id in body.get("interactions") or ():
+                if isinstance(interaction_id, str):
+                    self._set_up(pending.target, interaction_id)
+            state = body.get("channel-state")
+            if session.logging_out:
+                return
+            if state == "INACTIVE":
+                self._send("channel.request.activate", pending.target, None, "activate")
+            elif state == "ACTIVE" and body.get("ready-state") != "READY":
+                self._send("channel.request.ready", pending.target, None, "ready")
+            elif state == "ACTIVE":
+                session.ready = True
+        elif purpose == "activate":
+            self._send("channel.request.ready", pending.target, None, "ready")
+        elif purpose == "ready" and session is not None:
+            session.ready = True
+        elif purpose == "logout" and session is not None:
+            self._send("session.request.dispose", session.target, None, "session-dispose")
+        elif purpose == "session-dispose" and session is not None:
+            session.disposed = True
 
     # ------------------------------------------------------------------
     # The desktop side.
@@ -191,6 +335,7 @@ class ReferenceBridge:
         self.pending.clear()
         self._messages.clear()
         self.watcher.connection_lost()
+        self.status = ""
 
     def reinitialize(self) -> list[BridgeOutput]:
         """After a reconnect: init every live interaction again (D-LIFE-5);
@@ -201,6 +346,10 @@ class ReferenceBridge:
         the client already ran is refused as a duplicate (D-DUP) instead of
         running twice."""
         self._out = []
+        self._send("cti.request.status", self.targets.control(), None, "status")
+        for session in self.sessions.values():
+            if not session.disposed:  # F-SESS-2: the agent is still logged in
+                self._init_session(session)
         for interaction in self.interactions.values():
             interaction.initialized = False
             for conversation in interaction.conversations.values():
@@ -277,13 +426,21 @@ class ReferenceBridge:
             if pending is None:
                 return  # the watcher reported it
             # A late answer: it counts for a lost request not yet re-sent (and
-            # for a dispose); a re-init supersedes the answers to the others.
-            if self.lost.pop(request_id, None) is None and pending.purpose != "dispose":
+            # for a dispose, and the login's and logout's requests, which the
+            # re-init does not repeat once they ran); a re-init supersedes the
+            # answers to the others.
+            if self.lost.pop(request_id, None) is None and pending.purpose not in _LATE_PURPOSES:
                 return
         self._messages.pop(request_id, None)
         if pending.purpose == "init":
             self._resend_lost(pending.interaction_id)
         error = str(headers.get("errorMessage", ""))
+        if pending.purpose in _TREE_PURPOSES:
+            body = message.get("body")
+            self._tree_response(
+                pending, headers.get("result") == "SUCCESS", body if isinstance(body, dict) else {}, error
+            )
+            return
         ran_before = pending.resent and "duplicate requestId" in error  # D-DUP
         if pending.purpose == "desktop":
             self.outcomes.append((pending.name, str(headers.get("result")), error, ran_before))
@@ -373,8 +530,19 @@ class ReferenceBridge:
 
     def _event(self, message: dict[str, Any], headers: dict[str, Any]) -> None:
         name, target = headers.get("name"), headers.get("target")
-        if name == "interaction.created" and target == self.channel_target:
-            self._created(message)
+        if name == "interaction.created" and isinstance(target, str):
+            self._created(target, message)
+            return
+        if name == "cti.status":
+            body = message.get("body")
+            status = body.get("status") if isinstance(body, dict) else None
+            self._out.append(Deliver(message))
+            if status == "started" and self.status != "started":
+                self._send("cti.query.capabilities", self.targets.control(), None, "capabilities")
+            self.status = str(status)
+            return
+        if isinstance(name, str) and name.startswith("channel."):
+            self._out.append(Deliver(message))
             return
         for interaction in self.interactions.values():
             if target == interaction.target:
@@ -407,14 +575,21 @@ class ReferenceBridge:
                         )
                     return
 
-    def _created(self, message: dict[str, Any]) -> None:
+    def _created(self, channel: str, message: dict[str, Any]) -> None:
         body = message.get("body")
         interaction_id = body.get("interactionid") if isinstance(body, dict) else None
-        if not isinstance(interaction_id, str) or interaction_id in self.interactions:
-            return
-        interaction = BridgeInteraction(id=interaction_id, target=f"{self.channel_target}.{interaction_id}")
-        self.interactions[interaction_id] = interaction
+        if not any(channel in s.channels for s in self.sessions.values()):
+            return  # the watcher reported it
         self._out.append(Deliver(message))
+        if isinstance(interaction_id, str):
+            self._set_up(channel, interaction_id)
+
+    def _set_up(self, channel: str, interaction_id: str) -> None:
+        """An interaction on ``channel``: its destination, and its init query."""
+        if interaction_id in self.interactions:
+            return
+        interaction = BridgeInteraction(id=interaction_id, target=f"{channel}.{interaction_id}")
+        self.interactions[interaction_id] = interaction
         self._send("interaction.query.init", interaction.target, interaction, "init")
 
     def _flush(self, interaction: BridgeInteraction) -> None:
@@ -443,9 +618,9 @@ class ReferenceBridge:
         self,
         name: str,
         target: str,
-        interaction: BridgeInteraction,
+        interaction: BridgeInteraction | None,
         purpose: str,
-        properties: dict[str, str] | None = None,
+        properties: dict[str, Any] | None = None,
         conversation: BridgeConversation | None = None,
     ) -> None:
         self._ids += 1
@@ -458,7 +633,7 @@ class ReferenceBridge:
         self.pending[request_id] = _Pending(
             target=target,
             name=name,
-            interaction_id=interaction.id,
+            interaction_id=interaction.id if interaction is not None else "",
             purpose=purpose,
             conversation=conversation.bridge_id if conversation else None,
         )

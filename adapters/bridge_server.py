@@ -31,11 +31,21 @@ from typing import IO, Any
 
 from adapters.bridge import ReferenceBridge, Send
 from adapters.framing import ByteOrder
-from adapters.options import add_policy, add_trace, add_wire_arguments, open_trace, policy_of, wire_options
+from adapters.options import (
+    add_policy,
+    add_processor_client,
+    add_trace,
+    add_wire_arguments,
+    open_trace,
+    policy_of,
+    targets_of,
+    wire_options,
+)
 from adapters.session import DEMO_CALL, BadSession, Step, load_steps
 from adapters.transport import FramedConnection, TransportError, serve
 from fsm.checker import Violation
 from fsm.codec import dumps
+from fsm.outputs import Targets
 from fsm.policy import Policy
 
 logger = logging.getLogger("telephony_fsm.bridge")
@@ -47,12 +57,13 @@ class BridgeProcess:
         steps: list[Step],
         *,
         policy: Policy | None = None,
-        channel_target: str = "session-1.channel-1",
+        targets: Targets | None = None,
+        logins: tuple[str, ...] = ("agent-1",),
         trace: IO[str] | None = None,
         report: IO[str] | None = None,
     ) -> None:
         self.steps = steps
-        self.bridge = ReferenceBridge(channel_target, policy)
+        self.bridge = ReferenceBridge(targets, policy, logins=logins)
         self.trace = trace
         self.report = report or sys.stderr
         self.conn: FramedConnection | None = None
@@ -72,6 +83,8 @@ class BridgeProcess:
         try:
             if self.connections > 1:
                 await self.send(self.bridge.reinitialize())
+            else:
+                await self.send(self.bridge.start())  # F-CTRL-2
             self.changed.set()
             while (message := await conn.recv()) is not None:  # a JSON object (D-WIRE)
                 self.record({"to": "bridge", "message": message})
@@ -129,6 +142,7 @@ class BridgeProcess:
     async def play(self, timeout: float) -> int:
         deadline = asyncio.get_running_loop().time() + timeout
         try:
+            await self.until(lambda: self.bridge.all_ready and not self.bridge.pending, deadline)
             for step in self.steps:
                 if step["actor"] != "agent":
                     continue
@@ -144,6 +158,11 @@ class BridgeProcess:
             # the session is over when nothing is pending and every interaction is gone or settled
             await self.until(
                 lambda: not self.bridge.pending and not self.bridge.lost and not self.bridge.interactions,
+                deadline,
+            )
+            await self.send(self.bridge.logout())  # D-SESS-2, then the sessions are disposed
+            await self.until(
+                lambda: not self.bridge.pending and all(s.disposed for s in self.bridge.sessions.values()),
                 deadline,
             )
         except TimeoutError:
@@ -168,6 +187,8 @@ async def run_bridge(
     steps: list[Step],
     *,
     policy: Policy | None = None,
+    targets: Targets | None = None,
+    logins: tuple[str, ...] = ("agent-1",),
     trace: IO[str] | None = None,
     report: IO[str] | None = None,
     timeout: float = 60.0,
@@ -176,7 +197,7 @@ async def run_bridge(
     tcp_keepalive: float | None = None,
     on_listening: Callable[[int], None] | None = None,
 ) -> int:
-    process = BridgeProcess(steps, policy=policy, trace=trace, report=report)
+    process = BridgeProcess(steps, policy=policy, targets=targets, logins=logins, trace=trace, report=report)
     server = await serve(
         host,
         port,
@@ -206,6 +227,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_trace(parser, "write the trace (JSONL)")
     add_policy(parser)
+    add_processor_client(parser, agents=False)
+    parser.add_argument(
+        "--login",
+        action="append",
+        default=[],
+        metavar="AGENT",
+        help="an agent to log in once the client has started (repeatable; default agent-1)",
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds")
     add_wire_arguments(parser, server=True)
 
@@ -235,6 +264,8 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 int(port_text),
                 steps,
                 policy=policy,
+                targets=targets_of(args),
+                logins=tuple(args.login) or ("agent-1",),
                 trace=trace,
                 timeout=args.timeout,
                 on_listening=listening,

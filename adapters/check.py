@@ -14,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from adapters.options import add_channel_target, add_policy, policy_of
+from adapters.options import add_policy, add_processor_client, policy_of, targets_of
 from fsm.checker import UnreadableTrace, check_lines
 
 PROG = "telephony-fsm check"
@@ -28,9 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("trace", metavar="TRACE.jsonl", help="the trace (one JSON object per line)")
     add_policy(parser, "a policy the run used, repeatable (e.g. transfer_while_consult_ringing=true)")
-    add_channel_target(
-        parser, default=None, help="the channel target of interaction.created (default: the first one seen)"
-    )
+    add_processor_client(parser, agents=False)
     return parser
 
 
@@ -43,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         with open(args.trace, encoding="utf-8") as trace:
-            violations = check_lines(trace, channel_target=args.channel_target, policy=policy)
+            violations = check_lines(trace, policy=policy, targets=targets_of(args))
     except OSError as exc:
         print(f"{PROG}: cannot read {args.trace}: {exc.strerror}", file=sys.stderr)
         return 2

@@ -10,11 +10,19 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from adapters.options import add_channel_target, add_policy, add_trace, open_trace, policy_of
+from adapters.options import (
+    add_policy,
+    add_processor_client,
+    add_trace,
+    directory_of,
+    open_trace,
+    policy_of,
+    targets_of,
+)
 from adapters.runner import Runner
 from adapters.simulated import ScriptedSwitch, SimulatedSwitch
 from adapters.switch import Switch
-from fsm.engine import Engine, Targets
+from fsm.engine import Engine
 from fsm.policy import Policy
 
 if TYPE_CHECKING:
@@ -44,7 +52,7 @@ def _parser(only_run: bool = False) -> argparse.ArgumentParser:
         help="simulated: a small PBX applies commands at once; scripted: the input "
         "plays the switch and answers commands with result events",
     )
-    add_channel_target(run)
+    add_processor_client(run)
     add_policy(run)
     add_trace(run)
     run.set_defaults(subparser=run)
@@ -59,7 +67,7 @@ def _parser(only_run: bool = False) -> argparse.ArgumentParser:
         "Exit 0 only if no rule was broken and every agent request succeeded.",
     )
     demo.add_argument("--steps", metavar="FILE", help="play this session (JSONL steps) instead")
-    add_channel_target(demo)
+    add_processor_client(demo)
     add_policy(demo)
     add_trace(demo, "also write the trace (JSONL)")
     demo.add_argument(
@@ -137,7 +145,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         policy = policy_of(args, args.subparser)
         switch: Switch = SimulatedSwitch() if args.switch == "simulated" else ScriptedSwitch()
-        engine = Engine(policy, Targets(args.channel_target), switch_acknowledges=switch.acknowledges)
+        engine = Engine(
+            policy,
+            targets_of(args),
+            directory=directory_of(args, args.subparser),
+            switch_acknowledges=switch.acknowledges,
+        )
         with ExitStack() as stack:
             trace = open_trace(stack, args, args.subparser)
             # H-RUN-2: UTF-8 both ways whatever the locale; a byte that is not
@@ -182,7 +195,8 @@ def _demo(args: argparse.Namespace) -> int:
             colour=colour,
             trace=trace,
             policy=policy,
-            channel_target=args.channel_target,
+            targets=targets_of(args),
+            directory=directory_of(args, args.subparser),
         )
 
 
@@ -210,7 +224,8 @@ def _sip_demo(args: argparse.Namespace, policy: Policy, steps: list[Step] | None
             trace=trace,
             peers=peers,
             policy=policy,
-            channel_target=args.channel_target,
+            targets=targets_of(args),
+            directory=directory_of(args, args.subparser),
             config=SipConfig(port=args.sip_port, user="800"),
             hangup_after=args.hangup_after,
         )

@@ -21,6 +21,7 @@ from adapters.simulated import SimulatedSwitch
 from adapters.switch import Switch
 from fsm.checker import Violation
 from fsm.codec import loads
+from fsm.directory import DEFAULT_DIRECTORY, AgentDirectory
 from fsm.engine import Engine, Targets, describe
 from fsm.policy import Policy
 
@@ -73,26 +74,41 @@ class Demo:
         colour: bool = False,
         trace: IO[str] | None = None,
         policy: Policy | None = None,
-        channel_target: str = "session-1.channel-1",
+        targets: Targets | None = None,
+        directory: AgentDirectory = DEFAULT_DIRECTORY,
         switch: Switch | None = None,
     ) -> None:
         policy = policy or Policy()
+        targets = targets or Targets()
         switch = switch or SimulatedSwitch()
         self.screen = Screen(out, colour, trace)
-        self.engine = Engine(policy, Targets(channel_target), switch_acknowledges=switch.acknowledges)
+        self.engine = Engine(policy, targets, directory=directory, switch_acknowledges=switch.acknowledges)
         self.runner = Runner(self.engine, switch, trace=self.screen)  # type: ignore[arg-type]
-        self.bridge = ReferenceBridge(channel_target, policy)
+        logins = tuple(agent.agent for agent in directory.agents)
+        self.bridge = ReferenceBridge(targets, policy, logins=logins)
         self.inputs = 0
 
     def play(self, steps: list[Step]) -> int:
         self.runner.connected(1)  # the bridge and the client in one process: one connection
+        self.screen.say("head", f"\n== start-up and login of {', '.join(self.bridge.logins)}")
+        self._pump(self.bridge.start())
+        self.settle()
+        self.show_state()
         for number, step in enumerate(steps, start=1):
             caption = step.get("say") or _caption(step)
             self.screen.say("head", f"\n== {number}. {step['actor']}: {caption}")
             self.step(step)
             self.show_state()
+        self.screen.say("head", "\n== logout")
+        self._pump(self.bridge.logout())
+        self.settle()
+        self.show_state()
         self.report(self.bridge.finish())
         return self.summary(len(steps))
+
+    def settle(self) -> None:
+        """Wait for a switch that reports on its own (none here: the
+        simulated switch answers within each input)."""
 
     def step(self, step: Step) -> None:
         actor = step["actor"]
@@ -148,6 +164,14 @@ class Demo:
             self.screen.say("error", f"  VIOLATION {v.rule}: {v.explanation}")
 
     def show_state(self) -> None:
+        self.screen.say("state", f"  state: control {self.engine.control.target} {self.engine.control.state}")
+        for session in self.engine.sessions.values():
+            agent = self.engine.state.directory.get(session.agent)
+            device = self.engine.devices_by_end_point.get(agent.end_point) if agent is not None else None
+            shown = device.state if device is not None else "?"
+            self.screen.say(
+                "state", f"         session {session.target} agent {session.agent}: channel {shown}"
+            )
         for interaction in self.engine.interactions.values():
             self.screen.say("state", f"  state: interaction {interaction.id} {describe(interaction.state)}")
             for leg in interaction.legs.values():
@@ -199,7 +223,8 @@ def run_demo(
     colour: bool = False,
     trace: IO[str] | None = None,
     policy: Policy | None = None,
-    channel_target: str = "session-1.channel-1",
+    targets: Targets | None = None,
+    directory: AgentDirectory = DEFAULT_DIRECTORY,
 ) -> int:
-    demo = Demo(out, colour=colour, trace=trace, policy=policy, channel_target=channel_target)
+    demo = Demo(out, colour=colour, trace=trace, policy=policy, targets=targets, directory=directory)
     return demo.play(steps or DEMO_CALL)

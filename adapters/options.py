@@ -2,8 +2,9 @@
 
 ``run``, ``demo``, ``serve``, ``bridge`` and ``check`` take ``--policy``;
 ``run``, ``demo``, ``serve`` and ``bridge`` ``--trace``; ``run``, ``demo``,
-``serve`` and ``check`` ``--channel-target``; ``serve`` and ``bridge`` the
-wire options (spec/harness.md). Each is added here, and read back here: a
+``serve``, ``bridge`` and ``check`` ``--processor``, and ``run``, ``demo`` and
+``serve`` the agent directory (``--agent``, ``--agents``); ``serve`` and
+``bridge`` the wire options (spec/harness.md). Each is added here, and read back here: a
 bad value is a usage error (``parser.error``, exit 2) naming the option.
 """
 
@@ -13,14 +14,16 @@ import argparse
 from contextlib import ExitStack
 from typing import IO, Any
 
+from fsm.directory import DEFAULT_DIRECTORY, AgentDirectory, directory_from_pairs
 from fsm.errors import LocalProtocolError
+from fsm.outputs import Targets
 from fsm.policy import Policy
 
 # The wire options import adapters.transport (asyncio, ssl, sockets) when
 # they are used: ``telephony-fsm run`` imports none of it.
 
-#: The channel target of the one channel (D-NEW) unless one is given.
-DEFAULT_CHANNEL_TARGET = "session-1.channel-1"
+#: The processor's name unless one is given (harness.md).
+DEFAULT_PROCESSOR = "proc-1"
 
 
 def add_policy(parser: argparse.ArgumentParser, help: str | None = None) -> None:
@@ -55,12 +58,53 @@ def open_trace(stack: ExitStack, args: argparse.Namespace, parser: argparse.Argu
         parser.error(f"cannot write trace {args.trace}: {exc.strerror}")
 
 
-def add_channel_target(
-    parser: argparse.ArgumentParser,
-    default: str | None = DEFAULT_CHANNEL_TARGET,
-    help: str = "the channel target interactions are created on (D-NEW)",
-) -> None:
-    parser.add_argument("--channel-target", default=default, metavar="T", help=help)
+def add_processor_client(parser: argparse.ArgumentParser, *, agents: bool = True) -> None:
+    """``--processor NAME`` (F-TARGET: its control destination is
+    ``NAME.CONTROL``) and the agent directory (D-CTRL-2): ``--agent
+    NAME=END-POINT`` (repeatable) or ``--agents FILE``."""
+    parser.add_argument(
+        "--processor",
+        default=DEFAULT_PROCESSOR,
+        metavar="NAME",
+        help=f"the processor's name; its control destination is NAME.CONTROL (default {DEFAULT_PROCESSOR})",
+    )
+    if not agents:
+        return
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--agent",
+        action="append",
+        default=[],
+        metavar="NAME=END-POINT",
+        help="an agent of the directory, by login name and telephony end-point (repeatable; "
+        "default one agent, agent-1 at 1001)",
+    )
+    group.add_argument(
+        "--agents",
+        metavar="FILE",
+        help="the agent directory: a TOML or JSON list of {agent, name, end-point}",
+    )
+
+
+def targets_of(args: argparse.Namespace) -> Targets:
+    """The D-TARGET addressing of ``--processor``."""
+    processor: str = args.processor
+    return Targets(processor)
+
+
+def directory_of(args: argparse.Namespace, parser: argparse.ArgumentParser) -> AgentDirectory:
+    """The agent directory of ``--agent`` / ``--agents`` (a usage error, exit
+    2, naming the defect when it cannot be read)."""
+    from adapters.agents import load_directory
+
+    try:
+        if args.agents:
+            return load_directory(args.agents)
+        if args.agent:
+            return directory_from_pairs(args.agent)
+    except LocalProtocolError as exc:
+        parser.error(str(exc))
+    return DEFAULT_DIRECTORY
 
 
 # --------------------------------------------------------------------------

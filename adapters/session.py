@@ -39,6 +39,7 @@ DEMO_CALL: list[Step] = [
         "event": {
             "kind": "offered",
             "call": "c1",
+            "device": "1001",
             "ani": "5551000",
             "dnis": "800",
             "data": {"account": {"id": "42", "tier": "gold"}},

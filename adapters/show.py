@@ -23,13 +23,14 @@ def render(entry: dict[str, Any]) -> tuple[str, str]:
         return "bridge", f"bridge -> client  {headers.get('name')}  {headers.get('requestId')}{props}"
     if entry.get("from") == "switch":
         ev = dict(entry.get("event") or {})
-        kind, call = ev.pop("kind", "?"), ev.pop("call", "")
+        kind, call = ev.pop("kind", "?"), ev.pop("call", "") or ev.pop("device", "")
         return "switch", f"switch -> client  {kind} {call}{_props(ev)}"
     if entry.get("from") == "clock":
         return "switch", f"clock             +{entry.get('advance')} s"
     if entry.get("to") == "switch":
         command = dict(entry["command"])
-        op, call, cid = command.pop("op"), command.pop("call"), command.pop("id")
+        op, cid = command.pop("op"), command.pop("id")
+        call = command.pop("call", None) or command.pop("device", "")
         return "client", f"client -> switch  {op} {call} ({cid}){_props(command)}"
     if entry.get("to") == "bridge":
         message = entry["message"]

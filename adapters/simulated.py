@@ -5,7 +5,10 @@ and updates the simulator's own view of the calls. Its dial plan: a
 destination starting with ``busy`` fails with reason ``busy``; one starting
 with ``ring`` alerts and is never answered; any other answers at once. New
 legs are named ``sim-1``, ``sim-2``, ... Events played from outside (the
-customer and far parties) are applied with :meth:`observe`.
+customer and far parties) are applied with :meth:`observe`. It holds the
+agents' devices too: ``login`` / ``logout`` / ``ready`` / ``notready`` on an
+end-point report the ``agent`` event of its new state, and ``dial`` places
+a new leg on the device, by the same dial plan.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ class SimulatedSwitch:
 
     calls: dict[str, str] = attrs.field(factory=dict)
     legs_made: int = 0
+    #: the device each live call is on
+    call_devices: dict[str, str] = attrs.field(factory=dict)
+    #: each device's login state: its last agent event (loggedout when absent)
+    devices: dict[str, str] = attrs.field(factory=dict)
 
     @property
     def acknowledges(self) -> bool:
@@ -39,16 +46,50 @@ class SimulatedSwitch:
     def observe(self, event: SwitchEvent) -> None:
         if event.kind in ("ended", "failed"):
             self.calls.pop(event.call, None)
+            self.call_devices.pop(event.call, None)
         elif event.kind in _STATE_OF:
             self.calls[event.call] = _STATE_OF[event.kind]
+            if event.device:
+                self.call_devices[event.call] = event.device
+        elif event.kind == "agent":
+            self.devices[event.device] = event.state
 
     # -- helpers
     def _emit(
-        self, kind: str, call: str, *, destination: str = "", cause: str = "", reason: str = ""
+        self,
+        kind: str,
+        call: str,
+        *,
+        device: str = "",
+        destination: str = "",
+        cause: str = "",
+        reason: str = "",
     ) -> SwitchEvent:
-        event = SwitchEvent(kind=kind, call=call, destination=destination, cause=cause, reason=reason)
+        event = SwitchEvent(
+            kind=kind, call=call, device=device, destination=destination, cause=cause, reason=reason
+        )
         self.observe(event)
         return event
+
+    def _agent(self, device: str | None, state: str) -> list[SwitchEvent]:
+        if not device:
+            return []
+        event = SwitchEvent(kind="agent", device=device, state=state)
+        self.observe(event)
+        return [event]
+
+    def _new_leg(self, device: str, destination: str) -> list[SwitchEvent]:
+        """A new outbound leg on ``device``, then by the dial plan."""
+        self.legs_made += 1
+        leg = f"sim-{self.legs_made}"
+        events = [self._emit("dialing", leg, device=device, destination=destination)]
+        if destination.startswith("busy"):
+            events.append(self._emit("failed", leg, reason="busy"))
+        elif destination.startswith("ring"):
+            events.append(self._emit("alerting", leg))
+        else:
+            events += [self._emit("alerting", leg), self._emit("connected", leg)]
+        return events
 
     def _hold_if_talking(self, call: str) -> list[SwitchEvent]:
         return [self._emit("held", call)] if self.calls.get(call) == "TALKING" else []
@@ -63,9 +104,10 @@ class SimulatedSwitch:
 
     # -- commands
     def answer(self, command: Command) -> list[SwitchEvent]:
-        if self.calls.get(command.call) not in ("ALERTING", "DIALING"):
+        call = command.call or ""
+        if self.calls.get(call) not in ("ALERTING", "DIALING"):
             return []
-        return [self._emit("connected", command.call)]
+        return [self._emit("connected", call)]
 
     def reject(self, command: Command) -> list[SwitchEvent]:
         return self._end(command.call, "rejected")
@@ -74,34 +116,25 @@ class SimulatedSwitch:
         return self._end(command.call, "released")
 
     def hold(self, command: Command) -> list[SwitchEvent]:
-        return self._hold_if_talking(command.call)
+        return self._hold_if_talking(command.call or "")
 
     def retrieve(self, command: Command) -> list[SwitchEvent]:
-        return self._retrieve_if_held(command.call)
+        return self._retrieve_if_held(command.call or "")
 
     def consult(self, command: Command) -> list[SwitchEvent]:
-        events = self._hold_if_talking(command.call)
-        self.legs_made += 1
-        leg = f"sim-{self.legs_made}"
-        destination = command.destination or ""
-        events.append(self._emit("dialing", leg, destination=destination))
-        if destination.startswith("busy"):
-            events.append(self._emit("failed", leg, reason="busy"))
-        elif destination.startswith("ring"):
-            events.append(self._emit("alerting", leg))
-        else:
-            events += [self._emit("alerting", leg), self._emit("connected", leg)]
-        return events
+        call = command.call or ""
+        events = self._hold_if_talking(call)
+        return events + self._new_leg(self.call_devices.get(call, ""), command.destination or "")
 
     def transfer(self, command: Command) -> list[SwitchEvent]:
         return self._end(command.consult, "transferred") + self._end(command.call, "transferred")
 
     def conference(self, command: Command) -> list[SwitchEvent]:
-        return self._retrieve_if_held(command.call) + self._end(command.consult, "conferenced")
+        return self._retrieve_if_held(command.call or "") + self._end(command.consult, "conferenced")
 
     def alternate(self, command: Command) -> list[SwitchEvent]:
         other = command.other or ""
-        return self._hold_if_talking(command.call) + self._retrieve_if_held(other)
+        return self._hold_if_talking(command.call or "") + self._retrieve_if_held(other)
 
     def blindtransfer(self, command: Command) -> list[SwitchEvent]:
         return self._end(command.call, "transferred")
@@ -111,6 +144,23 @@ class SimulatedSwitch:
 
     def senddtmf(self, command: Command) -> list[SwitchEvent]:
         return []
+
+    def login(self, command: Command) -> list[SwitchEvent]:
+        return self._agent(command.device, "loggedin")
+
+    def logout(self, command: Command) -> list[SwitchEvent]:
+        return self._agent(command.device, "loggedout")
+
+    def ready(self, command: Command) -> list[SwitchEvent]:
+        return self._agent(command.device, "ready")
+
+    def notready(self, command: Command) -> list[SwitchEvent]:
+        return self._agent(command.device, "notready")
+
+    def dial(self, command: Command) -> list[SwitchEvent]:
+        if not command.device:
+            return []
+        return self._new_leg(command.device, command.destination or "")
 
 
 class ScriptedSwitch:
@@ -131,3 +181,4 @@ class ScriptedSwitch:
     answer = reject = release = hold = retrieve = consult = _nothing
     transfer = conference = alternate = _nothing
     blindtransfer = blindconference = senddtmf = _nothing
+    login = logout = ready = notready = dial = _nothing

@@ -259,19 +259,19 @@ class StateStore:
         self.close()
 
 
-def resume(saved: Saved, driver: Switch, channel_target: str) -> tuple[Engine, Switch]:
+def resume(saved: Saved, driver: Switch, targets: Targets) -> tuple[Engine, Switch]:
     """The engine and switch driver of a state file, for a process started
-    with ``driver`` (a fresh one of the kind it was asked for) on
-    ``channel_target``. Refuses a file written for another switch kind or
-    another channel."""
+    with ``driver`` (a fresh one of the kind it was asked for) for the
+    processor of ``targets``. Refuses a file written for another switch kind
+    or another processor. The agent directory is the one saved."""
     kind = switch_kind(driver)
     if saved.switch_kind != kind:
         raise StateError(f"the state file was written with the {saved.switch_kind} switch, not {kind}")
-    channel = saved.engine.get("channel")
-    if channel != channel_target:
-        raise StateError(f"the state file was written for channel target {channel!r}, not {channel_target!r}")
+    processor = saved.engine.get("processor")
+    if processor != targets.processor:
+        raise StateError(f"the state file was written for processor {processor!r}, not {targets.processor!r}")
     try:
-        engine = restore(saved.engine, Targets(channel_target))
+        engine = restore(saved.engine, targets)
         if saved.switch is not None:
             driver = converter.structure(saved.switch, type(driver))
     except Exception as exc:  # cattrs' errors (ClassValidationError, ...) or a bad format

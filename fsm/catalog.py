@@ -17,15 +17,35 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import attrs
 
 from fsm.errors import Refusal
-from fsm.machines import ALERTING, DIALING, ENDED, HELD, INITIALIZED, S_PRIMARY, STARTED, TALKING
-from fsm.messages import QUERY, REQUEST, Headers, copy_data, count_keys
+from fsm.machines import (
+    ALERTING,
+    C_STARTED,
+    DIALING,
+    ENDED,
+    HELD,
+    INITIALIZED,
+    S_PRIMARY,
+    STARTED,
+    TALKING,
+    top,
+)
+from fsm.machines import DISPOSED as DISPOSED_CHANNEL
+from fsm.machines import INACTIVE as INACTIVE_CHANNEL
+from fsm.machines import NOTREADY as NOTREADY_CHANNEL
+from fsm.machines import READY as READY_CHANNEL
+from fsm.machines import UNAVAILABLE as UNAVAILABLE_CHANNEL
+from fsm.messages import QUERY, REQUEST, WIRE, Headers, copy_data, count_keys, register_wire_names, wire_name
 from fsm.model import Conversation, Interaction, Pending
 from fsm.policy import Policy
+
+if TYPE_CHECKING:
+    from fsm.state import EngineState
+    from fsm.tree import Channel, ChannelGroup, Control, Device, Session
 
 
 @attrs.frozen(kw_only=True)
@@ -52,6 +72,43 @@ class DestinationProperties:
 @attrs.frozen(kw_only=True)
 class DtmfProperties:
     digits: str
+
+
+@attrs.frozen(kw_only=True)
+class SessionInitProperties:
+    """session.query.init (F-SESS-1; the booleans are optional, D-SESS-1)."""
+
+    name: str
+    chat: bool = False
+    email: bool = False
+    callback: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class ValidateLoginProperties:
+    """cti.request.validatelogin (D-CTRL-2)."""
+
+    agent: str
+    password: str | None = None
+    end_point: str | None = attrs.field(default=None, metadata={WIRE: "end-point"})
+
+
+@attrs.frozen(kw_only=True)
+class AgentProperties:
+    """cti.query.agent (D-CTRL-2)."""
+
+    agent: str
+
+
+@attrs.frozen(kw_only=True)
+class NotReadyProperties:
+    """channel.request.notready (D-CH-1: ``reason`` optional)."""
+
+    reason: str = ""
+
+
+for _cls in (SessionInitProperties, ValidateLoginProperties, AgentProperties, NotReadyProperties):
+    register_wire_names(_cls)
 
 
 #: Properties made of free key -> string pairs (setdata, complete).
@@ -88,7 +145,7 @@ class Guard:
 
     name: str
     rule: str
-    check: Callable[[GuardContext], str | None]
+    check: Callable[[Any], str | None]
 
 
 _DTMF = re.compile(r"[0-9*#A-D]+")
@@ -202,7 +259,154 @@ GUARDS: Final[dict[str, Guard]] = {
 }
 
 
-def first_refusal(guards: Iterable[Guard], context: GuardContext) -> Refusal | None:
+# --------------------------------------------------------------------------
+# Names this client invents where the family's pages are silent (D-CTRL-1,
+# D-SESS-2, D-CG-1, D-CH-1): swap them here for a bridge that differs.
+
+#: the one channel group id of a session (D-SESS-2)
+GROUP_ID: Final = "G1"
+#: the session's one state in its init response (D-SESS-2)
+SESSION_STATE: Final = "LOGGEDIN"
+#: end-points of the unsupported media channels: AGENT + suffix (D-CG-1)
+MEDIA_CHANNELS: Final = (("chat", "-chat"), ("email", "-email"))
+#: the capabilities a switch driver declares by default: all the telephony
+#: ones; chat and email are false, this client has no media channels (D-CTRL-1, D-UCH)
+CAPABILITIES: Final = {
+    "channel-groups-supported": True,
+    "telephony": True,
+    "consult": True,
+    "consulttransfer": True,
+    "consultconference": True,
+    "alternate": True,
+    "blindtransfer": True,
+    "blindconference": True,
+    "senddtmf": True,
+    "chat": False,
+    "email": False,
+}
+
+
+class TreeContext(NamedTuple):
+    """What a guard of a control, session, channel group or channel message
+    may look at: the engine's shared state, the destination (None for a
+    session not yet created), the channel's device and the properties."""
+
+    state: EngineState
+    dest: Control | Session | ChannelGroup | Channel | None
+    device: Device | None
+    properties: Any
+
+
+def _login_known(ctx: TreeContext) -> str | None:
+    """D-CTRL-2: the directory knows the agent, and the end-point when given."""
+    props = ctx.properties
+    agent = ctx.state.directory.get(props.agent)
+    if agent is None:
+        return f"agent {props.agent!r} is unknown (not in the agent directory)"
+    if props.end_point is not None and props.end_point != agent.end_point:
+        return f"end-point {props.end_point!r} is unknown for agent {props.agent!r}"
+    return None
+
+
+def _agent_known(ctx: TreeContext) -> str | None:
+    if ctx.state.directory.get(ctx.properties.agent) is None:
+        return f"agent {ctx.properties.agent!r} is unknown (not in the agent directory)"
+    return None
+
+
+def _same_agent(ctx: TreeContext) -> str | None:
+    """D-LIFE-5: a repeated session init names the session's agent."""
+    session = ctx.dest
+    assert session is not None
+    agent = getattr(session, "agent", None)
+    if agent is not None and ctx.properties.name != agent:
+        return f"{session.target} is agent {agent!r}'s session, not {ctx.properties.name!r}'s"
+    return None
+
+
+def _client_started(ctx: TreeContext) -> str | None:
+    status = ctx.state.control.state
+    if status != C_STARTED:
+        return f"client not started: its status is {status}"
+    return None
+
+
+def _session_agent_known(ctx: TreeContext) -> str | None:
+    if ctx.state.directory.get(ctx.properties.name) is None:
+        return f"agent {ctx.properties.name!r} is unknown (not in the agent directory)"
+    return None
+
+
+def _one_session_per_agent(ctx: TreeContext) -> str | None:
+    """This client keeps one session per agent: a second desktop's session
+    (D-SESS-1) is refused until interactions have a destination per session."""
+    name = ctx.properties.name
+    for session in ctx.state.sessions.values():
+        if session.agent == name:
+            return (
+                f"agent {name!r} is already logged in as session {session.target}; "
+                "this client does not support a second session of one agent"
+            )
+    return None
+
+
+def _supported_channel(ctx: TreeContext) -> str | None:
+    channel = ctx.dest
+    if getattr(channel, "supported", True):
+        return None
+    return f"{getattr(channel, 'type', '')} channels are not supported by this client (only dispose)"
+
+
+def _no_live_interaction(ctx: TreeContext) -> str | None:
+    device = ctx.device
+    if device is None:
+        return None
+    for interaction_id in device.interactions:
+        interaction = ctx.state.interactions[interaction_id]
+        if interaction.top in (ALERTING, DIALING, STARTED):
+            return f"the channel has a live interaction ({interaction.id} is {interaction.top})"
+    return None
+
+
+def _dial_destination_given(ctx: TreeContext) -> str | None:
+    if not ctx.properties.destination.strip():
+        return "the destination is empty; give the number to call"
+    return None
+
+
+#: Guards of control, session, channel group and channel messages.
+TREE_GUARDS: Final[dict[str, Guard]] = {
+    g.name: g
+    for g in (
+        Guard("login_known", "D-CTRL-2", _login_known),
+        Guard("agent_known", "D-CTRL-2", _agent_known),
+        Guard("same_agent", "D-LIFE-5", _same_agent),
+        Guard("client_started", "D-CTRL-3", _client_started),
+        Guard("session_agent_known", "D-SESS-1", _session_agent_known),
+        Guard("one_session_per_agent", "D-SESS-1", _one_session_per_agent),
+        Guard("supported_channel", "F-UCH-1", _supported_channel),
+        Guard("no_live_interaction", "D-CH-1", _no_live_interaction),
+        Guard("logout_no_live_interaction", "D-SESS-2", _no_live_interaction),
+        Guard("dial_destination_given", "D-TCH-1", _dial_destination_given),
+    )
+}
+
+#: kind -> the guards that a query creating a destination of that kind runs
+#: when its target names none yet (session.query.init, D-CTRL-3, D-SESS-1)
+CREATION_GUARDS: Final[dict[str, tuple[str, ...]]] = {
+    "session": ("client_started", "session_agent_known", "one_session_per_agent"),
+}
+
+
+def switch_refusal(spec: RequestSpec, status: str) -> Refusal | None:
+    """D-CTRL-3: a request whose row asks the switch is refused while the
+    client's status is not started, with the status as the reason."""
+    if spec.op is not None and status != C_STARTED:
+        return Refusal("D-CTRL-3", f"the client's status is {status}")
+    return None
+
+
+def first_refusal(guards: Iterable[Guard], context: Any) -> Refusal | None:
     """The refusal of the first of ``guards`` that refuses, in order; None
     when all pass. The engine (requests and queries) and the trace checker
     run a request's guards through this one function."""
@@ -328,6 +532,7 @@ COMMAND_LEGS: Final[dict[str, Callable[[Interaction, Conversation | None], Comma
 #: What a SUCCESS response's body holds: name -> builder (None: empty).
 RESPONSE_BODIES: Final[dict[str, Callable[[Interaction], dict[str, Any] | None]]] = {
     "consult_leg": _consult_leg,
+    "dialed": lambda i: _dialed(i),
 }
 
 
@@ -374,6 +579,106 @@ QUERY_ANSWERS: Final[dict[str, Callable[[Interaction | Conversation], dict[str, 
 
 
 # --------------------------------------------------------------------------
+# Control, session, channel group and channel: when a device request is done
+# (D-DONE: the agent event), and what their queries answer.
+
+
+def _device_reaches(*states: str) -> Callable[[Device], Outcome]:
+    def predicate(device: Device) -> Outcome:
+        if device.state in states:
+            return True
+        if device.state == DISPOSED_CHANNEL:
+            return Refusal("D-CH-1", "the switch removed the device")
+        if device.state == UNAVAILABLE_CHANNEL:
+            return Refusal("F-CH-1", "another agent logged into the device")
+        return None
+
+    predicate.__name__ = f"device_reaches_{'_'.join(states)}"
+    return predicate
+
+
+def _dial_named(device: Device) -> Outcome:
+    """dial: done when the switch names the new leg (D-TCH-1), which the
+    switch side reports itself."""
+    if device.state == DISPOSED_CHANNEL:
+        return Refusal("D-CH-1", "the switch removed the device")
+    return None
+
+
+DEVICE_DONE_WHEN: Final[dict[str, Callable[[Device], Outcome]]] = {
+    "channel_active": _device_reaches(NOTREADY_CHANNEL, READY_CHANNEL),
+    "channel_inactive": _device_reaches(INACTIVE_CHANNEL),
+    "channel_ready": _device_reaches(READY_CHANNEL),
+    "channel_notready": _device_reaches(NOTREADY_CHANNEL),
+    "dial_named": _dial_named,
+}
+
+
+def _capabilities(ctx: TreeContext) -> dict[str, Any]:
+    return dict(ctx.state.capabilities)
+
+
+def _agent(ctx: TreeContext) -> dict[str, Any]:
+    agent = ctx.state.directory.get(ctx.properties.agent)
+    assert agent is not None
+    return {"agent": agent.agent, "name": agent.name, "end-point": agent.end_point}
+
+
+def _session_init(ctx: TreeContext) -> dict[str, Any]:
+    """D-SESS-2: one channel group, by its id."""
+    return {"session-state": SESSION_STATE, "channel-groups": [{"id": GROUP_ID}]}
+
+
+def _group_init(ctx: TreeContext) -> dict[str, Any]:
+    """F-CG-1, D-CG-1: the group's channels, telephony first."""
+    group = ctx.dest
+    assert group is not None
+    channels = []
+    for target in getattr(group, "channels", ()):
+        channel = ctx.state.destinations[target]
+        channels.append({"end-point": channel.end_point, "type": channel.type})  # type: ignore[union-attr]
+    return {"channels": channels}
+
+
+def _channel_init(ctx: TreeContext) -> dict[str, Any]:
+    """D-CH-1: the device's state, and its interactions that are live or
+    that this channel already showed (they are then shown by it)."""
+    channel = ctx.dest
+    device = ctx.device
+    if device is None or not getattr(channel, "supported", False):
+        return {"channel-state": INACTIVE_CHANNEL, "ready-state": None}
+    assert channel is not None
+    state = device.state
+    ready = state.rpartition(".")[2] if state in (NOTREADY_CHANNEL, READY_CHANNEL) else None
+    listed = []
+    shown = channel.shown  # type: ignore[union-attr]
+    interactions = ctx.state.interactions
+    for interaction_id in device.interactions:
+        interaction = interactions[interaction_id]
+        if interaction.target.startswith(f"{channel.target}.") and (
+            interaction.top in (ALERTING, DIALING, STARTED) or interaction_id in shown
+        ):
+            shown[interaction_id] = None
+            listed.append(interaction.target.rpartition(".")[2])
+    return {"channel-state": top(state), "ready-state": ready, "interactions": listed}
+
+
+TREE_ANSWERS: Final[dict[str, Callable[[TreeContext], dict[str, Any]]]] = {
+    "capabilities": _capabilities,
+    "agent": _agent,
+    "session_init": _session_init,
+    "group_init": _group_init,
+    "channel_init": _channel_init,
+}
+
+
+#: What a dial's SUCCESS body holds: the new interaction's id, as placed in
+#: targets (D-BODY, D-TARGET).
+def _dialed(i: Interaction) -> dict[str, Any] | None:
+    return {"interactionid": i.target.rpartition(".")[2]}
+
+
+# --------------------------------------------------------------------------
 # The catalog.
 
 
@@ -414,6 +719,12 @@ class RequestSpec:
     #: the lifecycle trigger a query fires once answered (the init queries:
     #: init, S-LIFE-2); None: it changes nothing
     then: str | None = None
+    #: the event that follows its SUCCESS response (the status request:
+    #: cti.status, F-CTRL-2); None: none
+    then_event: str | None = None
+    #: the kind of destination it creates when its target names none yet
+    #: (session.query.init: "session", D-CTRL-3); None: it needs one
+    creates: str | None = None
 
     @property
     def short(self) -> str:
@@ -536,6 +847,77 @@ CATALOG: Final[dict[str, RequestSpec]] = {
             arguments=("digits",),
         ),
         _request("conversation.request.dispose", trigger="dispose", machine="lifecycle"),
+        # The processor control destination (F-CTRL-*, D-CTRL-*).
+        _request("cti.request.status", trigger="status", then_event="status"),
+        _query("cti.query.capabilities", answer="capabilities"),
+        _request(
+            "cti.request.validatelogin",
+            properties=ValidateLoginProperties,
+            trigger="validatelogin",
+            guards=("login_known",),
+        ),
+        _query("cti.query.agent", properties=AgentProperties, answer="agent", guards=("agent_known",)),
+        # Sessions, channel groups, channels (F-SESS-*, F-CG-1, F-CH-*, D-CH-1, F-TCH-1).
+        _query(
+            "session.query.init",
+            properties=SessionInitProperties,
+            answer="session_init",
+            then="init",
+            guards=("same_agent",),
+            creates="session",
+        ),
+        _request(
+            "session.request.logout",
+            trigger="logout",
+            guards=("logout_no_live_interaction",),
+            op="logout",
+            done="channel_inactive",
+        ),
+        _request("session.request.dispose", trigger="dispose", machine="lifecycle"),
+        _query("channelgroup.query.init", answer="group_init", then="init"),
+        _request("channelgroup.request.dispose", trigger="dispose", machine="lifecycle"),
+        _query("channel.query.init", answer="channel_init", then="init"),
+        _request(
+            "channel.request.activate",
+            trigger="activate",
+            guards=("supported_channel",),
+            op="login",
+            done="channel_active",
+        ),
+        _request(
+            "channel.request.deactivate",
+            trigger="deactivate",
+            guards=("supported_channel", "no_live_interaction"),
+            op="logout",
+            done="channel_inactive",
+        ),
+        _request(
+            "channel.request.ready",
+            trigger="ready",
+            guards=("supported_channel",),
+            op="ready",
+            done="channel_ready",
+        ),
+        _request(
+            "channel.request.notready",
+            properties=NotReadyProperties,
+            trigger="notready",
+            guards=("supported_channel",),
+            op="notready",
+            arguments=("reason",),
+            done="channel_notready",
+        ),
+        _request(
+            "channel.request.dial",
+            properties=DestinationProperties,
+            trigger="dial",
+            guards=("supported_channel", "dial_destination_given"),
+            op="dial",
+            arguments=("destination",),
+            done="dial_named",
+            body="dialed",
+        ),
+        _request("channel.request.dispose", trigger="dispose", machine="lifecycle"),
     )
 }
 
@@ -543,13 +925,17 @@ CATALOG: Final[dict[str, RequestSpec]] = {
 NO_PROPERTIES: Final = NoProperties()
 #: message name -> the body keys its attrs properties class takes
 PROPERTY_KEYS: Final[dict[str, frozenset[str]]] = {
-    spec.name: frozenset(field.name for field in attrs.fields(spec.properties))
+    spec.name: frozenset(wire_name(field) for field in attrs.fields(spec.properties))
     for spec in CATALOG.values()
     if attrs.has(spec.properties)
 }
 #: request name -> its request guards, in order (looked up once, not per message)
 GUARDS_OF: Final[dict[str, tuple[Guard, ...]]] = {
-    name: tuple(GUARDS[guard] for guard in spec.guards) for name, spec in CATALOG.items()
+    name: tuple((GUARDS | TREE_GUARDS)[guard] for guard in spec.guards) for name, spec in CATALOG.items()
+}
+#: kind -> the guards of creating a destination of that kind, looked up once
+CREATION_GUARDS_OF: Final[dict[str, tuple[Guard, ...]]] = {
+    kind: tuple(TREE_GUARDS[guard] for guard in names) for kind, names in CREATION_GUARDS.items()
 }
 
 #: Names of the events the client sends, for checkers and docs.
@@ -569,4 +955,27 @@ CONVERSATION_EVENTS: Final = (
     "conversation.held",
     "conversation.ended",
 )
-CHANNEL_EVENTS: Final = ("interaction.created",)
+CHANNEL_EVENTS: Final = (
+    "interaction.created",
+    "channel.activated",
+    "channel.deactivated",
+    "channel.ready",
+    "channel.notready",
+    "channel.unavailable",
+    "channel.available",
+    "channel.disposed",
+)
+#: channel machine trigger -> the event that reports its change on every
+#: initialized channel destination of the device (D-CH-1, F-CH-2)
+CHANNEL_EVENT_OF: Final = {
+    "agent_loggedin": "channel.activated",
+    "agent_loggedout": "channel.deactivated",
+    "agent_ready": "channel.ready",
+    "agent_notready": "channel.notready",
+    "agent_taken": "channel.unavailable",
+    "agent_free": "channel.available",
+    "agent_removed": "channel.disposed",
+}
+#: The events an unsupported channel may send (F-UCH-1).
+UNSUPPORTED_CHANNEL_EVENTS: Final = CHANNEL_EVENTS[1:3] + CHANNEL_EVENTS[5:]
+CONTROL_EVENTS: Final = ("cti.status",)

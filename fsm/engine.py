@@ -25,20 +25,32 @@ from typing import Any, Final
 import attrs
 
 from fsm import machines as m
-from fsm.catalog import GUARDS_OF, QUERY_ANSWERS, GuardContext, RequestSpec, first_refusal, read_properties
+from fsm.catalog import (
+    CAPABILITIES,
+    GUARDS_OF,
+    QUERY_ANSWERS,
+    GuardContext,
+    RequestSpec,
+    first_refusal,
+    read_properties,
+)
+from fsm.devices import Devices
+from fsm.directory import DEFAULT_DIRECTORY, AgentDirectory
 from fsm.errors import LocalProtocolError, RemoteProtocolError
 from fsm.execution import Execution
 from fsm.firing import Firing
 from fsm.intake import Defect, parse_switch_event, read_message
 from fsm.machines import LIFECYCLE
-from fsm.messages import QUERY, Headers, bound_data, count_keys
+from fsm.messages import QUERY, Headers, bound_data, count_keys, event
 from fsm.model import Conversation, Interaction, Request
 from fsm.outbox import Outbox
 from fsm.outputs import BridgeError, Output, SwitchError, Targets, ToBridge, ToSwitch, describe
 from fsm.policy import Policy
-from fsm.state import EngineState
+from fsm.processor import Processor
+from fsm.state import Destination, EngineState
 from fsm.switch_events import SwitchEvent
 from fsm.switching import Switching
+from fsm.tree import Channel, ChannelGroup, Control, Device, Session
 
 __all__ = [
     "BridgeError",
@@ -65,21 +77,34 @@ class Engine:
         policy: Policy | None = None,
         targets: Targets | None = None,
         *,
+        directory: AgentDirectory = DEFAULT_DIRECTORY,
+        capabilities: Mapping[str, bool] | None = None,
+        link_up: bool = True,
         switch_acknowledges: bool = False,
         state: EngineState | None = None,
         interaction_machine: m.StateMachine = m.INTERACTION,
     ) -> None:
         if state is None:
+            targets = targets or Targets()
+            control = Control(target=targets.control(), state=m.C_STARTED if link_up else m.C_STARTING)
             state = EngineState(
                 policy=policy or Policy(),
-                targets=targets or Targets(),
+                targets=targets,
+                control=control,
+                directory=directory,
+                capabilities=dict(capabilities if capabilities is not None else CAPABILITIES),
                 switch_acknowledges=switch_acknowledges,
             )
+            state.destinations[control.target] = control
+            for end_point in directory.end_points:  # D-NEW: followed from start-up
+                state.devices[end_point] = Device(end_point=end_point)
         self.state = state
         self.outbox = outbox = Outbox(state)
         firing = Firing(state, outbox, interaction_machine)
         self.execution = execution = Execution(state, outbox, firing, interaction_machine)
-        self.switching = Switching(state, outbox, firing, execution)
+        self.devices = devices = Devices(state, outbox)
+        self.switching = Switching(state, outbox, firing, execution, devices)
+        self.processor = Processor(state, outbox, execution, devices)
 
     # ------------------------------------------------------------------
     # What the engine knows, for adapters and tests (read through the state).
@@ -109,8 +134,20 @@ class Engine:
         return self.state.interactions
 
     @property
-    def destinations(self) -> dict[str, Interaction | Conversation]:
+    def destinations(self) -> dict[str, Destination]:
         return self.state.destinations
+
+    @property
+    def control(self) -> Control:
+        return self.state.control
+
+    @property
+    def sessions(self) -> dict[str, Session]:
+        return self.state.sessions
+
+    @property
+    def devices_by_end_point(self) -> dict[str, Device]:
+        return self.state.devices
 
     @property
     def calls(self) -> dict[str, Conversation]:
@@ -186,7 +223,27 @@ class Engine:
             raise LocalProtocolError(
                 f"clock advance {seconds:g} would bring the engine clock to 10^12 seconds or beyond", "D-BAD"
             )
-        self.execution.advance_to(end)
+        state = self.state
+        while True:  # the two kinds of deadline in time order (D-ASYNC)
+            first = state.deadlines[0][0] if state.deadlines else MAX_CLOCK
+            device_first = state.device_deadlines[0][0] if state.device_deadlines else MAX_CLOCK
+            if min(first, device_first) > end:
+                break
+            if first <= device_first:
+                self.execution.advance_to(first)
+            else:
+                self.devices.advance_to(device_first)
+        state.clock = end
+        return self.outbox.take()
+
+    def stop(self) -> list[Output]:
+        """The adapter shuts the client down: its status goes to stopping
+        and then stopped, each reported once the start-up exchange happened
+        (F-CTRL-3)."""
+        control = self.state.control
+        for trigger in ("stop", "stopped"):
+            if m.CONTROL.try_fire(control, trigger) is not None and control.reporting:
+                self.outbox.emit(event("cti.status", control.target, {"status": control.state, "reason": ""}))
         return self.outbox.take()
 
     # ------------------------------------------------------------------
@@ -218,6 +275,8 @@ class Engine:
         if dest is None:
             if target in self.state.disposed_targets:
                 self.outbox.refuse(headers, "D-LIFE-4", f"destination {target} was disposed")
+            elif spec.creates is not None:  # session.query.init to a new session (D-CTRL-3)
+                self.processor.create_session(headers, props)
             else:
                 self.outbox.refuse(headers, "D-TARGET", f"no destination {target!r} is known")
             return
@@ -237,17 +296,36 @@ class Engine:
                 "max_request_ids); only dispose is still accepted",
             )
             return
-        if type(dest) is Interaction:
+        kind = type(dest)
+        if _KIND_OF[kind] != spec.destination:
+            self.outbox.refuse(
+                headers, "D-TARGET", f"{target} is {_A_KIND[kind]}, not {_A_KIND_NAMED[spec.destination]}"
+            )
+            return
+        if isinstance(dest, Interaction):
             interaction = dest
-            if spec.destination != "interaction":
-                self.outbox.refuse(headers, "D-TARGET", f"{target} is an interaction, not a conversation")
-                return
-        else:
-            assert type(dest) is Conversation
-            if spec.destination != "conversation":
-                self.outbox.refuse(headers, "D-TARGET", f"{target} is a conversation, not an interaction")
-                return
+        elif isinstance(dest, Conversation):
             interaction = self.state.interactions[dest.interaction_id]
+        else:
+            if spec.kind == QUERY:
+                self.processor.query(headers, spec, props, dest)
+            else:
+                self.processor.request(headers, spec, props, dest)
+            return
+        self._interaction_message(headers, spec, properties, props, interaction, dest)
+
+    def _interaction_message(
+        self,
+        headers: Headers,
+        spec: RequestSpec,
+        properties: dict[str, Any],
+        props: Any,
+        interaction: Interaction,
+        dest: Interaction | Conversation,
+    ) -> None:
+        target = headers.target
+        request_id = headers.request_id
+        assert request_id is not None
         if spec.kind == QUERY:
             self._query(headers, spec, interaction, dest)
             return
@@ -299,6 +377,25 @@ class Engine:
         if spec.then is not None:
             LIFECYCLE.fire(dest, spec.then)
 
+
+#: destination class -> the first word of the names of its messages
+_KIND_OF: Final[dict[type, str]] = {
+    Interaction: "interaction",
+    Conversation: "conversation",
+    Control: "cti",
+    Session: "session",
+    ChannelGroup: "channelgroup",
+    Channel: "channel",
+}
+_A_KIND_NAMED: Final = {
+    "interaction": "an interaction",
+    "conversation": "a conversation",
+    "cti": "the control destination",
+    "session": "a session",
+    "channelgroup": "a channel group",
+    "channel": "a channel",
+}
+_A_KIND: Final = {cls: _A_KIND_NAMED[name] for cls, name in _KIND_OF.items()}
 
 #: The engine clock stays below this many seconds (D-BAD).
 MAX_CLOCK: Final = 1e12

@@ -29,6 +29,7 @@ from fsm.catalog import (
     RequestSpec,
     first_refusal,
     read_properties,
+    switch_refusal,
 )
 from fsm.errors import Refusal
 from fsm.firing import Firing
@@ -75,10 +76,12 @@ class Execution:
         the caller has just looked it up; a queued request looks it up again
         (it may have been disposed meanwhile)."""
         if dest is None:
-            dest = self.state.destinations.get(headers.target)
-            if dest is None:
+            found = self.state.destinations.get(headers.target)
+            if found is None:
                 self.outbox.refuse(headers, "D-LIFE-4", f"destination {headers.target} was disposed")
                 return
+            assert type(found) is Interaction or type(found) is Conversation
+            dest = found
         if spec.machine == "lifecycle":
             self.dispose(headers, interaction, dest)
             return
@@ -89,7 +92,12 @@ class Execution:
         else:
             conversation, machine, model = None, self.machine, interaction
         assert spec.trigger is not None
-        policy = self.state.policy
+        state = self.state
+        unreachable = switch_refusal(spec, state.control.state)
+        if unreachable is not None:
+            self.outbox.refuse_with(headers, unreachable)
+            return
+        policy = state.policy
         checked = machine.check(model.state, spec.trigger, policy)
         if isinstance(checked, Refusal):
             self.outbox.refuse_with(headers, _explain(machine, spec, model.state, checked))
@@ -317,18 +325,51 @@ class Execution:
         """D-LIFE-4: forget the destination; calls are not hung up."""
         self.outbox.respond(headers)
         LIFECYCLE.fire(dest, "dispose")
-        state = self.state
         if isinstance(dest, Conversation):
             assert dest.target is not None
-            state.forget_target(dest.target)
+            self.state.forget_target(dest.target)
             return
+        self._forget(interaction)
+
+    def drop(self, interaction: Interaction, reason: str) -> None:
+        """D-LIFE-4: the channel above ``interaction`` was torn down: its
+        requests are answered FAILURE and it is forgotten with its legs."""
+        pending = interaction.executing
+        if pending is not None:
+            if interaction.state == m.S_REQUESTED:
+                self.abandon(interaction, pending)
+                self.firing.fire(interaction, "consult_refused")
+            self.finish(interaction, Refusal("D-LIFE-4", reason))
+        LIFECYCLE.fire(interaction, "dispose")
+        self._forget(interaction)
+
+    def fail_all(self, refusal: Refusal) -> None:
+        """Every interaction request waiting on the switch is answered with
+        ``refusal`` at once (D-CTRL-3: the link went down)."""
+        state = self.state
+        for interaction_id in list(dict.fromkeys(state.awaited.values())):
+            interaction = state.interactions.get(interaction_id)
+            if interaction is None or interaction.executing is None:
+                continue
+            if interaction.state == m.S_REQUESTED:
+                self.abandon(interaction, interaction.executing)
+                self.firing.fire(interaction, "consult_refused")
+            self.finish(interaction, refusal)
+            self.pump(interaction)
+
+    def _forget(self, interaction: Interaction) -> None:
+        state = self.state
+        device = state.devices.get(interaction.device)
+        if device is not None:
+            device.interactions.pop(interaction.id, None)
         for leg in interaction.legs.values():
             if leg.target is not None and leg.lifecycle != m.DISPOSED:
                 LIFECYCLE.fire(leg, "dispose")
                 state.forget_target(leg.target)
             state.calls.pop(leg.call, None)
             bounded_add(state.disposed_calls, leg.call, state.policy.max_disposed)
-        state.forget_target(interaction.target)
+        if interaction.target:
+            state.forget_target(interaction.target)
         del state.interactions[interaction.id]
         state.index(interaction)
         for request in interaction.waiting:

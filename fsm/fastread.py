@@ -33,7 +33,12 @@ _ENVELOPE_KEYS: Final = frozenset({"header", "body"})
 _PROPERTY_BUILDERS: Final = {
     spec.name: builder(spec.properties)
     for spec in CATALOG.values()
-    if attrs.has(spec.properties) and spec.properties is not NoProperties
+    if attrs.has(spec.properties)
+    and spec.properties is not NoProperties
+    and all(  # required strings under their own names; others go to the general reader
+        f.type in (str, "str") and f.default is attrs.NOTHING and not f.metadata
+        for f in attrs.fields(spec.properties)
+    )
 }
 
 
@@ -109,7 +114,7 @@ def read_valid(raw: dict[str, Any], owned: bool) -> Valid | None:
         elif spec.properties is NoProperties:
             return None  # keys it does not take: ignored, by the general reader (D-ENV)
         else:
-            if body.keys() != PROPERTY_KEYS[name]:
+            if body.keys() != PROPERTY_KEYS[name] or name not in _PROPERTY_BUILDERS:
                 return None
             for value in body.values():
                 if type(value) is not str:
@@ -156,7 +161,7 @@ def read_plain_event(raw: dict[str, Any]) -> SwitchEvent | None:
         if key == "data":
             if not plain_data(value):
                 return None
-        elif key == "ok":
+        elif key == "ok" or key == "up":
             if type(value) is not bool:
                 return None
         elif type(value) is not str or not value.isascii():  # non-ASCII: the general reader looks

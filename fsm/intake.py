@@ -32,7 +32,7 @@ from fsm.messages import (
     unclean,
     usable_request_id,
 )
-from fsm.switch_events import EVENT_FIELDS, SwitchEvent
+from fsm.switch_events import AGENT_STATES, EVENT_FIELDS, SwitchEvent
 
 
 @attrs.frozen
@@ -195,11 +195,22 @@ def _read_body(headers: Headers, raw: dict[str, Any]) -> Valid:
 
 def parse_switch_event(raw: object) -> SwitchEvent:
     """Validate a decoded switch event; raise a D-BAD error naming the defect."""
-    if type(raw) is dict:
-        event = read_plain_event(raw)
-        if event is not None:
-            return event
-    return _read_event(raw)
+    event = read_plain_event(raw) if type(raw) is dict else None
+    if event is None:
+        event = _read_event(raw)
+    if event.kind in _CHECKED_KINDS:
+        if not event.device:
+            raise RemoteProtocolError(f"switch event {event.kind}: 'device' is empty", "D-BAD")
+        if event.kind == "agent" and event.state not in AGENT_STATES:
+            raise RemoteProtocolError(
+                f"switch event agent: unknown state {event.state!r} (known: {', '.join(AGENT_STATES)})",
+                "D-BAD",
+            )
+    return event
+
+
+#: the kinds whose required ``device`` (and ``state``) the reader checks (H-SW-1)
+_CHECKED_KINDS: Final = frozenset({"offered", "agent"})
 
 
 def _read_event(raw: object) -> SwitchEvent:

@@ -37,7 +37,9 @@ SUCCESS: Final = "SUCCESS"
 FAILURE: Final = "FAILURE"
 
 #: Python attribute name -> wire header key, where they differ.
-_WIRE_NAMES: Final = {"request_id": "requestId", "error_message": "errorMessage"}
+_WIRE_NAMES: Final = {"request_id": "requestId", "error_message": "errorMessage", "end_point": "end-point"}
+#: The metadata key of an attrs field whose wire name is not its Python name.
+WIRE: Final = "wire"
 
 
 @attrs.frozen(kw_only=True)
@@ -346,6 +348,23 @@ def unstructure_headers(headers: Headers) -> dict[str, str]:
 #: The project's one converter (design.md: "structured and unstructured by one
 #: cattrs converter").
 converter: Final = _build_converter()
+
+
+def wire_name(field: attrs.Attribute[Any]) -> str:
+    """The body key of a properties field: its ``wire`` metadata, else its name."""
+    name: str = field.metadata.get(WIRE, field.name)
+    return name
+
+
+def register_wire_names(cls: type[Any]) -> None:
+    """Structure ``cls`` from its wire names (fields with ``wire`` metadata,
+    ``end-point``), strictly, as the converter does every class (D-BAD)."""
+    renames: dict[str, Any] = {
+        f.name: override(rename=wire_name(f)) for f in attrs.fields(cls) if WIRE in f.metadata
+    }
+    converter.register_structure_hook(
+        cls, make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True, **renames)
+    )
 
 
 def _format(exc: BaseException, _: object) -> str:

@@ -94,8 +94,12 @@ class Interaction:
     """One interaction: its state, its data, its legs and its request queue."""
 
     id: str
+    #: its destination's target, under its channel (D-TARGET); empty while no
+    #: channel destination shows its device (D-NEW)
     target: str
     state: str
+    #: the end-point of the agent's device it is on (D-LEG)
+    device: str = ""
     lifecycle: str = SETUP
     #: interaction-data: strings or objects of the same kind (S-INIT-1)
     data: dict[str, Any] = attrs.field(factory=dict)

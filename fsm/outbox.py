@@ -69,7 +69,7 @@ class Outbox:
         text = f"{short} refused: {refusal.reason}" if prefix else refusal.reason
         self.out.append(build_to_bridge(response(headers, error=text), refusal))
 
-    def command(self, op: str, call: str, **extra: str) -> Command:
+    def command(self, op: str, call: str | None, **extra: str) -> Command:
         """A command to the switch, ``cmd-N`` counting from 1 (H-CMD)."""
         state = self.state
         state.commands_issued += 1

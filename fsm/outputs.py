@@ -73,15 +73,26 @@ def encode_id(client_id: str) -> str:
 
 @attrs.frozen
 class Targets:
-    """F-TARGET, D-TARGET: an interaction is ``CHANNEL.I`` (``I`` the primary call id,
-    encoded by :func:`encode_id`), a conversation its interaction's target
-    plus ``.V`` (the bridge's id, verbatim). Replace it to address
-    destinations another way."""
+    """F-TARGET, D-TARGET: the control destination is ``PROCESSOR.CONTROL``;
+    a session is ``S`` (the bridge's id), its channel group ``S.G``, a
+    channel ``S.G.C`` (``C`` the end-point, encoded by :func:`encode_id`), an
+    interaction ``S.G.C.I`` (``I`` the primary call id, encoded), a
+    conversation its interaction's target plus ``.V`` (the bridge's id,
+    verbatim). Replace it to address destinations another way."""
 
-    channel: str = "session-1.channel-1"
+    processor: str = "proc-1"
 
-    def interaction(self, interaction_id: str) -> str:
-        return f"{self.channel}.{encode_id(interaction_id)}"
+    def control(self) -> str:
+        return f"{self.processor}.CONTROL"
+
+    def group(self, session: str, group_id: str) -> str:
+        return f"{session}.{group_id}"
+
+    def channel(self, group: str, end_point: str) -> str:
+        return f"{group}.{encode_id(end_point)}"
+
+    def interaction(self, channel: str, interaction_id: str) -> str:
+        return f"{channel}.{encode_id(interaction_id)}"
 
     def conversation(self, interaction_target: str, bridge_id: str) -> str:
         return f"{interaction_target}.{bridge_id}"

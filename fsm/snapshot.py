@@ -14,14 +14,16 @@ from typing import Any
 
 import attrs
 
+from fsm.directory import Agent, AgentDirectory
 from fsm.engine import Engine, Targets
 from fsm.machines import DISPOSED, S_REQUESTED
 from fsm.messages import converter
 from fsm.model import Interaction
 from fsm.policy import Policy
 from fsm.state import EngineState
+from fsm.tree import Channel, ChannelGroup, Control, Device, Session
 
-FORMAT = "telephony-fsm/engine/1"
+FORMAT = "telephony-fsm/engine/2"
 
 
 @attrs.define(kw_only=True)
@@ -29,13 +31,21 @@ class SavedEngine:
     """What a snapshot holds (JSON-ready through cattrs)."""
 
     format: str = FORMAT
-    channel: str
+    processor: str
     switch_acknowledges: bool
     policy: Policy
     clock: float
     commands_issued: int
-    joinable_held: list[str]
-    joinable_other: list[str]
+    directory: list[Agent]
+    capabilities: dict[str, bool]
+    control: Control
+    sessions: list[Session]
+    groups: list[ChannelGroup]
+    channels: list[Channel]
+    devices: list[Device]
+    awaited_devices: dict[str, str]
+    joinable_held: dict[str, list[str]]
+    joinable_other: dict[str, list[str]]
     interactions: list[Interaction]
     disposed_targets: list[str]
     disposed_calls: list[str]
@@ -47,14 +57,23 @@ class SavedEngine:
 
 def snapshot(engine: Engine) -> dict[str, Any]:
     state = engine.state
+    live = state.destinations.values()
     saved = SavedEngine(
-        channel=state.targets.channel,
+        processor=state.targets.processor,
         switch_acknowledges=state.switch_acknowledges,
         policy=state.policy,
         clock=state.clock,
         commands_issued=state.commands_issued,
-        joinable_held=list(state.joinable_held),
-        joinable_other=list(state.joinable_other),
+        directory=list(state.directory.agents),
+        capabilities=dict(state.capabilities),
+        control=state.control,
+        sessions=list(state.sessions.values()),
+        groups=[d for d in live if type(d) is ChannelGroup],
+        channels=[d for d in live if type(d) is Channel],
+        devices=list(state.devices.values()),
+        awaited_devices=dict(state.awaited_devices),
+        joinable_held={device: list(ids) for device, ids in state.joinable_held.items()},
+        joinable_other={device: list(ids) for device, ids in state.joinable_other.items()},
         interactions=list(state.interactions.values()),
         disposed_targets=list(state.disposed_targets),
         disposed_calls=list(state.disposed_calls),
@@ -68,17 +87,21 @@ def snapshot(engine: Engine) -> dict[str, Any]:
 
 
 def restore(data: dict[str, Any], targets: Targets | None = None) -> Engine:
+    if data.get("format") != FORMAT:
+        raise ValueError(f"unknown snapshot format {data.get('format')!r}")
     saved: SavedEngine = converter.structure(data, SavedEngine)
-    if saved.format != FORMAT:
-        raise ValueError(f"unknown snapshot format {saved.format!r}")
     state = EngineState(
         policy=saved.policy,
-        targets=targets or Targets(saved.channel),
+        targets=targets or Targets(saved.processor),
+        control=saved.control,
+        directory=AgentDirectory(tuple(saved.directory)),
+        capabilities=saved.capabilities,
         switch_acknowledges=saved.switch_acknowledges,
         clock=saved.clock,
         commands_issued=saved.commands_issued,
-        joinable_held=dict.fromkeys(saved.joinable_held),
-        joinable_other=dict.fromkeys(saved.joinable_other),
+        awaited_devices=saved.awaited_devices,
+        joinable_held={device: dict.fromkeys(ids) for device, ids in saved.joinable_held.items()},
+        joinable_other={device: dict.fromkeys(ids) for device, ids in saved.joinable_other.items()},
         disposed_targets=dict.fromkeys(saved.disposed_targets),
         disposed_calls=dict.fromkeys(saved.disposed_calls),
         released=dict.fromkeys(saved.released),
@@ -86,9 +109,23 @@ def restore(data: dict[str, Any], targets: Targets | None = None) -> Engine:
         abandoned=saved.abandoned,
         abandoned_until=saved.abandoned_until,
     )
+    state.destinations[saved.control.target] = saved.control
+    for session in saved.sessions:
+        state.sessions[session.target] = session
+    tree: list[Session | ChannelGroup | Channel] = [*saved.sessions, *saved.groups, *saved.channels]
+    for dest in tree:
+        state.destinations[dest.target] = dest
+    for device in saved.devices:
+        state.devices[device.end_point] = device
+        pending = device.executing
+        if pending is not None and pending.deadline is not None:
+            heapq.heappush(
+                state.device_deadlines, (pending.deadline, device.end_point, pending.request.request_id)
+            )
     for interaction in saved.interactions:
         state.interactions[interaction.id] = interaction
-        state.destinations[interaction.target] = interaction
+        if interaction.target:
+            state.destinations[interaction.target] = interaction
         for leg in interaction.legs.values():
             state.calls[leg.call] = leg
             if leg.target is not None and leg.lifecycle != DISPOSED:

@@ -15,12 +15,21 @@ through the object.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import attrs
 
 from fsm import machines as m
+from fsm.directory import DEFAULT_DIRECTORY, AgentDirectory
 from fsm.model import Conversation, Interaction
 from fsm.outputs import Targets
 from fsm.policy import Policy
+from fsm.tree import Channel, ChannelGroup, Control, Device, Session
+
+__all__ = ["Destination", "EngineState", "bounded_add"]
+
+#: Every kind of destination the client has (spec: "Context").
+Destination = Interaction | Conversation | Control | Session | ChannelGroup | Channel
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -29,6 +38,12 @@ class EngineState:
 
     policy: Policy
     targets: Targets
+    #: the processor control destination (F-CTRL-1)
+    control: Control
+    #: the agent directory (D-CTRL-2)
+    directory: AgentDirectory = DEFAULT_DIRECTORY
+    #: what the switch driver declares it can do (D-CTRL-1)
+    capabilities: Mapping[str, bool] = attrs.field(factory=dict)
     #: True when the switch answers every command with a `result` event
     #: (the scripted switch); False when commands take effect at once and
     #: only their events report them (the simulated switch).
@@ -39,8 +54,16 @@ class EngineState:
     commands_issued: int = 0
     #: live interactions by id
     interactions: dict[str, Interaction] = attrs.field(factory=dict)
-    #: live destinations (interactions and conversations) by target
-    destinations: dict[str, Interaction | Conversation] = attrs.field(factory=dict)
+    #: live destinations of every kind by target
+    destinations: dict[str, Destination] = attrs.field(factory=dict)
+    #: live sessions by target
+    sessions: dict[str, Session] = attrs.field(factory=dict)
+    #: the agents' devices by end-point: every end-point of the directory (D-NEW)
+    devices: dict[str, Device] = attrs.field(factory=dict)
+    #: awaited device command id -> end-point
+    awaited_devices: dict[str, str] = attrs.field(factory=dict)
+    #: a heap of (deadline, end-point, requestId) of executing device requests
+    device_deadlines: list[tuple[float, str, str]] = attrs.field(factory=list)
     #: call legs of live interactions by call id
     calls: dict[str, Conversation] = attrs.field(factory=dict)
     #: disposed targets and calls, the newest last (D-LIFE-4, D-BOUND)
@@ -58,21 +81,29 @@ class EngineState:
     abandoned_until: dict[str, float] = attrs.field(factory=dict)
     #: consult commands still waiting for the switch to name their leg
     awaiting_leg: dict[str, str] = attrs.field(factory=dict)
-    #: STARTED.none interactions that a consult made on the phone may join,
-    #: those whose primary is held first; newest change last
-    joinable_held: dict[str, None] = attrs.field(factory=dict)
-    joinable_other: dict[str, None] = attrs.field(factory=dict)
+    #: STARTED.none interactions that a consult made on the phone may join, by
+    #: device, those whose primary is held first; newest change last
+    joinable_held: dict[str, dict[str, None]] = attrs.field(factory=dict)
+    joinable_other: dict[str, dict[str, None]] = attrs.field(factory=dict)
     #: a heap of (deadline, interaction id, requestId) of executing requests
     deadlines: list[tuple[float, str, str]] = attrs.field(factory=list)
 
     def index(self, interaction: Interaction) -> None:
-        """Keep the joinable index current after a state change."""
-        self.joinable_held.pop(interaction.id, None)
-        self.joinable_other.pop(interaction.id, None)
+        """Keep the joinable index of the interaction's device current after
+        a state change."""
+        device = interaction.device
+        for index in (self.joinable_held, self.joinable_other):
+            joinable = index.get(device)
+            if joinable is not None and interaction.id in joinable:
+                del joinable[interaction.id]
+                if not joinable:
+                    del index[device]
         if interaction.state == m.S_NONE and interaction.id in self.interactions:
             primary = interaction.leg("primary")
             held = primary is not None and primary.state == m.HELD
-            (self.joinable_held if held else self.joinable_other)[interaction.id] = None
+            (self.joinable_held if held else self.joinable_other).setdefault(device, {})[interaction.id] = (
+                None
+            )
 
     def forget_target(self, target: str) -> None:
         """A destination is disposed: remembered as such, within D-BOUND."""

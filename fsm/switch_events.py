@@ -1,8 +1,10 @@
 """What the switch reports (events) and what the engine asks of it (commands).
 
 The shapes are those of spec/harness.md ("Switch events", "Switch
-commands"). Only ``kind`` and ``call`` are required (``command`` and ``ok``
-for ``result``). They are read by :func:`fsm.intake.parse_switch_event`: a
+commands"). Each kind's required fields are in :data:`EVENT_FIELDS`
+(H-SW-1: ``call`` for the call events, ``device`` too for ``offered``,
+``device`` and ``state`` for ``agent``, ``up`` for ``link``, ``command`` and
+``ok`` for ``result``). They are read by :func:`fsm.intake.parse_switch_event`: a
 missing required field or a value of the wrong type is a D-BAD error that
 names the field, and the event changes nothing (H-SW-1, D-SWITCH). Unknown
 fields are ignored (H-SW-1); interaction data that breaks D-DATA is trimmed,
@@ -24,6 +26,12 @@ class SwitchEvent:
 
     kind: str
     call: str = ""
+    #: the end-point of the agent's device (``offered``, ``dialing``, ``agent``)
+    device: str = ""
+    #: the device's login state (``agent``): one of AGENT_STATES
+    state: str = ""
+    #: whether the link to the switch is up (``link``)
+    up: bool = False
     ani: str = ""
     dnis: str = ""
     #: interaction data: strings or objects of the same kind (S-INIT-1),
@@ -40,16 +48,21 @@ class SwitchEvent:
 
 #: kind -> (required fields, optional fields), harness.md "Switch events".
 EVENT_FIELDS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
-    "offered": (("call",), ("ani", "dnis", "data")),
-    "dialing": (("call",), ("destination",)),
+    "offered": (("call", "device"), ("ani", "dnis", "data")),
+    "dialing": (("call",), ("device", "destination")),
     "alerting": (("call",), ()),
     "connected": (("call",), ()),
     "held": (("call",), ()),
     "retrieved": (("call",), ()),
     "ended": (("call",), ("cause",)),
     "failed": (("call",), ("reason",)),
+    "agent": (("device", "state"), ()),
+    "link": (("up",), ("reason",)),
     "result": (("command", "ok"), ("call", "reason")),
 }
+#: The states an ``agent`` event reports (harness.md), each a trigger
+#: ``agent_STATE`` of the channel machine.
+AGENT_STATES: Final = ("loggedin", "loggedout", "ready", "notready", "taken", "free", "removed")
 
 
 def event_to_wire(event: SwitchEvent) -> dict[str, Any]:
@@ -76,11 +89,14 @@ class Command:
 
     id: str
     op: str
-    call: str
+    call: str | None = None
+    #: the end-point of a device command (login, logout, ready, notready, dial)
+    device: str | None = None
     destination: str | None = None
     digits: str | None = None
     consult: str | None = None
     other: str | None = None
+    reason: str | None = None
 
 
 #: Command field names, in order: the keys of its wire shape.

@@ -13,35 +13,74 @@ from __future__ import annotations
 
 from typing import Final
 
+import attrs
+
 from fsm import machines as m
 from fsm.catalog import CATALOG
+from fsm.devices import Devices
 from fsm.errors import Refusal
 from fsm.execution import Execution
 from fsm.firing import Firing
-from fsm.machines import CONVERSATION, COUPLING_CONDITIONS, LEG_COUPLING, LIFECYCLE, LegCoupling
+from fsm.machines import CONTROL, CONVERSATION, COUPLING_CONDITIONS, LEG_COUPLING, LIFECYCLE, LegCoupling
 from fsm.messages import DataValue, copy_data, event
 from fsm.model import Conversation, Interaction
 from fsm.outbox import Outbox
 from fsm.outputs import ToBridge, build_to_bridge, encode_id
 from fsm.state import EngineState, bounded_add
 from fsm.switch_events import SwitchEvent
+from fsm.tree import Channel, Device
+
+#: the empty index of a device with no joinable interaction
+_NONE: Final[dict[str, None]] = {}
 
 
 class Switching:
     """Applies switch events for the engine; calls only the layers below."""
 
-    __slots__ = ("execution", "firing", "outbox", "state")
+    __slots__ = ("devices", "execution", "firing", "outbox", "state")
 
-    def __init__(self, state: EngineState, outbox: Outbox, firing: Firing, execution: Execution) -> None:
+    def __init__(
+        self, state: EngineState, outbox: Outbox, firing: Firing, execution: Execution, devices: Devices
+    ) -> None:
         self.state = state
         self.outbox = outbox
         self.firing = firing
         self.execution = execution
+        self.devices = devices
+
+    def _link(self, ev: SwitchEvent) -> None:
+        """The link to the switch went down or came back (F-CTRL-3, D-CTRL-1):
+        the control's status follows, is reported once the start-up exchange
+        happened, and requests waiting on the switch fail at once (D-CTRL-3)."""
+        control = self.state.control
+        trigger = "link_up" if ev.up else "link_down"
+        before = control.state
+        checked = CONTROL.check(before, trigger)
+        if isinstance(checked, Refusal):
+            self.outbox.switch_error(checked.rule, f"link {'up' if ev.up else 'down'}: {checked.reason}")
+            return
+        CONTROL.fire(control, trigger)
+        control.reason = ev.reason
+        if control.state != before and control.reporting:
+            self.outbox.emit(
+                event("cti.status", control.target, {"status": control.state, "reason": ev.reason})
+            )
+        if not ev.up:
+            lost = Refusal("D-CTRL-3", f"{m.C_CTI_LOST}: the link to the switch is down")
+            self.execution.fail_all(lost)
+            self.devices.fail_all(lost)
 
     def switch_event(self, ev: SwitchEvent) -> None:
         """One switch event the engine has parsed."""
-        if ev.kind == "result":
+        kind = ev.kind
+        if kind == "result":
             self._result(ev)
+            return
+        if kind == "agent":
+            self.devices.agent_event(ev)
+            return
+        if kind == "link":
+            self._link(ev)
             return
         call = ev.call
         if call in self.state.disposed_calls or call in self.state.released:
@@ -63,19 +102,34 @@ class Switching:
             return
         self._leg_event(leg, ev.kind, ev.cause or ev.reason)
 
-    def _new_interaction(self, ev: SwitchEvent, state: str) -> None:
-        """D-NEW: a call that belongs to no interaction starts one."""
+    def _new_interaction(self, ev: SwitchEvent, state: str) -> Interaction | None:
+        """D-NEW: a call that belongs to no interaction starts one on its
+        device, announced on the device's initialized channel destination;
+        before that channel's init it is listed there instead (D-LIFE-3),
+        and while no channel destination shows the device it waits for one.
+        A call to an end-point no agent has is nobody's: ignored."""
+        device = self.state.devices.get(ev.device)
+        if device is None:
+            # D-NEW: logged by the adapter through this error; its later events are ignored
+            bounded_add(self.state.disposed_calls, ev.call, self.state.policy.max_disposed)
+            self.outbox.switch_error(
+                "D-NEW",
+                f"{ev.kind}: call {ev.call} on device {ev.device!r}, no agent's end-point: ignored",
+                refused=False,
+            )
+            return None
         if len(self.state.interactions) >= self.state.policy.max_interactions:
             self.outbox.switch_error(
                 "D-BOUND",
                 f"{ev.kind}: call {ev.call} refused, {len(self.state.interactions)} interactions "
                 "are live (policy max_interactions)",
             )
-            return
-        target = self.state.targets.interaction(ev.call)
-        if target in self.state.destinations or target in self.state.disposed_targets:
+            return None
+        channel_target = device.channels[0] if device.channels and device.state != m.UNAVAILABLE else ""
+        target = self.state.targets.interaction(channel_target, ev.call) if channel_target else ""
+        if target and (target in self.state.destinations or target in self.state.disposed_targets):
             self.outbox.switch_error("D-NEW", f"{ev.kind}: interaction {ev.call} already exists")
-            return
+            return None
         data: dict[str, DataValue] = {}
         for key in ("ani", "dnis", "destination"):
             value = getattr(ev, key)
@@ -86,42 +140,63 @@ class Switching:
             id=ev.call,
             target=target,
             state=state,
+            device=device.end_point,
             lifecycle=m.ABSENT,
             data=data,
             primary=ev.call,
         )
-        LIFECYCLE.fire(interaction, "create")
         leg = Conversation(call=ev.call, interaction_id=ev.call, role="primary", state=state)
         interaction.legs[ev.call] = leg
         self.state.interactions[interaction.id] = interaction
-        self.state.destinations[target] = interaction
+        device.interactions[interaction.id] = None
         self.state.calls[ev.call] = leg
-        self.outbox.emit(
-            event(
-                "interaction.created",
-                self.state.targets.channel,
-                {"interactionid": encode_id(interaction.id), "type": "telephony"},  # D-NEW, D-TARGET
+        if not target:
+            return interaction
+        LIFECYCLE.fire(interaction, "create")
+        self.state.destinations[target] = interaction
+        channel = self.state.destinations[channel_target]
+        if channel.lifecycle == m.INITIALIZED:  # S-LIFE-2 on the channel
+            assert type(channel) is Channel
+            channel.shown[interaction.id] = None
+            self.outbox.emit(
+                event(
+                    "interaction.created",
+                    channel_target,
+                    {"interactionid": encode_id(interaction.id), "type": "telephony"},  # D-NEW, D-TARGET
+                )
             )
-        )
+        return interaction
 
     def _new_dialing(self, ev: SwitchEvent) -> None:
-        """A new leg dialing: a pending consult's leg, a late leg of a failed
-        consult, a consult made on the phone, or a new outbound call."""
-        if self.state.awaiting_leg:
-            command_id = next(iter(self.state.awaiting_leg))
-            interaction = self.state.interactions[self.state.awaiting_leg[command_id]]
-            assert interaction.executing is not None and interaction.executing.command == command_id
-            self._name_consult(interaction, ev.call)
+        """A new leg dialing on a device, judged once in D-LEG's order: a
+        consult executing on an interaction of that device, a dial executing
+        on it, a late leg of a failed consult, a consult made on the phone,
+        or a new outbound call."""
+        end_point = ev.device
+        if not end_point:
+            self.outbox.switch_error("D-BAD", f"dialing: call {ev.call} is not known, and names no device")
             return
-        if self.state.abandoned_until and self._claimed_by_abandoned():
+        state = self.state
+        if state.awaiting_leg:
+            for command_id, interaction_id in state.awaiting_leg.items():
+                interaction = state.interactions[interaction_id]
+                if interaction.device == end_point:
+                    assert interaction.executing is not None and interaction.executing.command == command_id
+                    self._name_consult(interaction, ev.call)
+                    return
+        device = state.devices.get(end_point)
+        if device is not None and self.devices.dialing_for(device):
+            self._name_dial(device, ev)
+            return
+        if state.abandoned_until and self._claimed_by_abandoned(end_point):
             self._release_orphan(ev.call)
             return
-        joinable = self._joinable()
+        joinable = self._joinable(end_point)
         if joinable is None:
             self._new_interaction(ev, m.DIALING)
             return
         interaction = joinable
-        if len(interaction.legs) >= self.state.policy.max_legs:  # D-BOUND: from the switch too
+        if len(interaction.legs) >= state.policy.max_legs:  # D-BOUND: from the switch too
             self.outbox.switch_error(
                 "D-BOUND",
                 f"dialing {ev.call}: interaction {interaction.id} already has {len(interaction.legs)} "
@@ -134,13 +209,24 @@ class Switching:
         if announced:  # S-EVT-1; before init the leg is in the snapshot instead (D-LIFE-3)
             self.outbox.emit(event("interaction.consult", interaction.target, {"nativeid": ev.call}))
 
-    def _joinable(self) -> Interaction | None:
+    def _name_dial(self, device: Device, ev: SwitchEvent) -> None:
+        """D-TCH-1: the dial's new leg starts an interaction in DIALING,
+        announced before the dial's SUCCESS (D-ORDER)."""
+        interaction = self._new_interaction(ev, m.DIALING)
+        if interaction is None:
+            self.devices.finish(device, Refusal("D-BOUND", "the dialed call could not be taken"))
+        else:
+            self.devices.finish(device, interaction=interaction)
+        self.devices.pump(device)
+
+    def _joinable(self, end_point: str) -> Interaction | None:
         """The interaction a consult made on the phone joins (S-EVT-1, D-LEG):
-        the one STARTED interaction without a consult leg, whatever request
-        it executes, when there is exactly one; None when there are none or
-        several (the leg then starts a new interaction). From an index, not
-        a scan."""
-        held, other = self.state.joinable_held, self.state.joinable_other
+        the one STARTED interaction of the device without a consult leg,
+        whatever request it executes, when there is exactly one; None when
+        there are none or several (the leg then starts a new interaction).
+        From an index, not a scan."""
+        held = self.state.joinable_held.get(end_point, _NONE)
+        other = self.state.joinable_other.get(end_point, _NONE)
         if len(held) + len(other) != 1:
             return None
         return self.state.interactions[next(iter(held or other))]
@@ -165,12 +251,15 @@ class Switching:
         self.execution.finish(interaction)
         self.execution.pump(interaction)
 
-    def _claimed_by_abandoned(self) -> bool:
-        """Whether an abandoned consult claims a new leg now (D-ASYNC): the
-        oldest whose window is open and whose interaction has a live leg.
-        Claims that expired, or whose interaction has no live leg, are
-        dropped: they claim nothing any more."""
+    def _claimed_by_abandoned(self, end_point: str) -> bool:
+        """Whether an abandoned consult of the device claims a new leg now
+        (D-ASYNC): the oldest whose window is open and whose interaction has
+        a live leg. Claims that expired, or whose interaction has no live
+        leg, are dropped: they claim nothing any more."""
         for command, until in list(self.state.abandoned_until.items()):
+            claimant = self.state.interactions.get(self.state.abandoned.get(command, ""))
+            if claimant is not None and claimant.device != end_point and self.state.clock <= until:
+                continue  # another device's claim
             del self.state.abandoned_until[command]
             interaction = self.state.interactions.get(self.state.abandoned.get(command, ""))
             if (
@@ -223,6 +312,16 @@ class Switching:
             self.execution.pump(interaction)
 
     def _result(self, ev: SwitchEvent) -> None:
+        end_point = self.state.awaited_devices.get(ev.command)
+        if end_point is not None:
+            if self.devices.result(ev, end_point):  # names the dial's new leg (D-DONE)
+                if ev.call in self.state.calls or ev.call in self.state.released:
+                    self.outbox.switch_error("D-BAD", f"result: call {ev.call} is already known")
+                    return
+                self._name_dial(
+                    self.state.devices[end_point], attrs.evolve(ev, kind="dialing", device=end_point)
+                )
+            return
         interaction_id = self.state.awaited.get(ev.command)
         if interaction_id is None:
             if _issued(ev.command, self.state.commands_issued):

@@ -17,12 +17,15 @@ waits for a ``result`` event for each command.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
+from collections import deque
 from typing import IO, Any
 
 import attrs
 
+from adapters.bridge import ReferenceBridge, Send
 from adapters.runner import Runner
 from adapters.simulated import ScriptedSwitch, SimulatedSwitch
 from adapters.switch import Switch
@@ -32,9 +35,28 @@ from fsm.messages import EVENT, QUERY, REQUEST, RESPONSE
 from fsm.policy import Policy
 from fsm.snapshot import snapshot
 
-CH = "session-1.channel-1"
+#: the control destination, the agent's session and its telephony channel
+#: once logged in (harness.md: the login script of ``run``)
+CONTROL = "proc-1.CONTROL"
+SESSION = "S1"
+GROUP = "S1.G1"
+CH = "S1.G1.1001"
+#: the agent's end-point (the default agent directory: agent-1 at 1001)
+DEVICE = "1001"
 #: what one input caused: its output lines, without the done marker
 Out = list[dict[str, Any]]
+#: the commands an agent's login sends (login, ready): a test's own
+#: commands count on from there (H-CMD)
+LOGIN_COMMANDS = 2
+
+
+def cmd_id(n: int) -> str:
+    """The id of the ``n``-th command a test's inputs cause after the login (H-CMD)."""
+    return f"cmd-{n + LOGIN_COMMANDS}"
+
+
+#: the switch events that name the device when they start a call (H-SW-1)
+_DEVICE_KINDS = frozenset({"offered", "dialing"})
 
 
 class Driver:
@@ -49,6 +71,7 @@ class Driver:
         targets: Targets | None = None,
         trace: IO[str] | None = None,
         interaction_machine: StateMachine = INTERACTION,
+        login: bool = True,
         **settings: Any,
     ) -> None:
         self.switch_driver: Switch = ScriptedSwitch() if scripted else SimulatedSwitch()
@@ -62,6 +85,35 @@ class Driver:
         self.runner = Runner(self.engine, self.switch_driver, trace)
         self.inputs = 0
         self._numbers = itertools.count(1)
+        self.scripted = scripted
+        if login:
+            self.login()
+
+    def login(self, session: str = SESSION, agent: str = "agent-1", device: str = DEVICE) -> None:
+        """The start-up and an agent's login, as a bridge plays them
+        (harness.md): status, capabilities, session, channel group and
+        channel inits, activate, ready. A scripted switch is answered with
+        the agent events a switch would report."""
+        numbers = itertools.count(len(self.engine.sessions) * 10 + 1)
+
+        def send(name: str, target: str, properties: dict[str, Any] | None = None) -> Sent:
+            return self.message(name, target, properties, request_id=f"login-{next(numbers)}")
+
+        if not self.engine.control.reporting:
+            for name in ("cti.request.status", "cti.query.capabilities"):
+                assert "SUCCESS" == send(name, CONTROL).result
+        assert "SUCCESS" == send("session.query.init", session, {"name": agent}).result
+        group = f"{session}.G1"
+        assert "SUCCESS" == send("channelgroup.query.init", group).result
+        channel = f"{group}.{device}"
+        assert "SUCCESS" == send("channel.query.init", channel).result
+        for name, state in (("activate", "loggedin"), ("ready", "ready")):
+            sent = send(f"channel.request.{name}", channel)
+            if sent.result is None and self.scripted:
+                event = {"kind": "agent", "device": device, "state": state}
+                sent = sent.later(self.feed({"from": "switch", "event": event}))
+            expected = "SUCCESS"
+            assert expected == sent.result, f"{name}: {sent.outputs}"
 
     # -- inputs
 
@@ -78,7 +130,12 @@ class Driver:
         return self.runner.feed(line, self.inputs)[:-1]
 
     def switch(self, kind: str, call: str = "c1", **fields: Any) -> Out:
-        """A switch event."""
+        """A switch event; one that may start a call names the agent's
+        device unless ``device`` is given (None: left out)."""
+        if kind in _DEVICE_KINDS:
+            fields.setdefault("device", DEVICE)
+            if fields["device"] is None:
+                del fields["device"]
         return self.feed({"from": "switch", "event": {"kind": kind, "call": call, **fields}})
 
     def new_request_id(self) -> str:
@@ -161,6 +218,47 @@ class Driver:
     def rule(self, out: Out) -> str:
         """The rule ID behind the last FAILURE response in ``out``."""
         return rule(out)
+
+
+def logged_in(policy: Policy | None = None, **kwargs: Any) -> Engine:
+    """An engine with agent-1 logged in as session S1 (the Driver's login),
+    for a test or benchmark that feeds the engine directly."""
+    return Driver(policy, **kwargs).engine
+
+
+def with_device(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a switch event, naming the agent's device when its
+    kind may start a call (H-SW-1) and no device is given."""
+    if kind in _DEVICE_KINDS and "device" not in fields:
+        return {**fields, "device": DEVICE}
+    return fields
+
+
+def logged_in_bridge() -> ReferenceBridge:
+    """A reference bridge that has played the start-up and agent-1's login
+    with a real engine and the simulated switch (F-CTRL-2, F-SESS-1)."""
+    bridge = ReferenceBridge()
+    runner = Runner(Engine(), SimulatedSwitch())
+    queue = deque(bridge.start())
+    inputs = 0
+    while queue:
+        output = queue.popleft()
+        if isinstance(output, Send):
+            inputs += 1
+            for entry in runner.feed_item({"from": "bridge", "message": output.message}, inputs):
+                if entry.get("to") == "bridge":
+                    queue.extend(bridge.receive(entry["message"]))
+    assert bridge.all_ready
+    assert [] == bridge.violations
+    return bridge
+
+
+def login_trace() -> list[str]:
+    """The trace lines of the start-up and agent-1's login (to put before
+    hand-made trace lines that need the channel initialized)."""
+    buffer = io.StringIO()
+    Driver(trace=buffer)
+    return buffer.getvalue().splitlines()
 
 
 @attrs.frozen
@@ -291,4 +389,8 @@ def state(engine: Engine) -> dict[str, Any]:
         interaction["request_ids"] = {}
         for leg in interaction["legs"].values():
             leg["request_ids"] = {}
+    snap["control"]["request_ids"] = {}
+    for kind in ("sessions", "groups", "channels"):
+        for dest in snap[kind]:
+            dest["request_ids"] = {}
     return snap

@@ -49,7 +49,7 @@ SCENARIO_LINES = (ROOT / "adapters" / "scenarios" / "full-call.jsonl").read_text
 SCENARIO = [json.loads(line) for line in SCENARIO_LINES]
 
 ENGINE = Engine()
-ENGINE.receive_switch({"kind": "offered", "call": "c1"})
+ENGINE.receive_switch({"kind": "offered", "call": "c1", "device": "1001"})
 
 TARGETS = 5
 

@@ -203,8 +203,8 @@ LEG_EVENTS: Final[dict[tuple[str, str], str]] = {
 
 #: Switch event kinds: (required fields, optional string fields), harness.md.
 EVENT_KINDS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
-    "offered": (("call",), ("ani", "dnis")),
-    "dialing": (("call",), ("destination",)),
+    "offered": (("call", "device"), ("ani", "dnis")),
+    "dialing": (("call",), ("device", "destination")),
     "alerting": (("call",), ()),
     "connected": (("call",), ()),
     "held": (("call",), ()),
@@ -1475,6 +1475,8 @@ def _valid_event(ev: Any) -> bool:
             return False
     elif not isinstance(ev["call"], str) or not ev["call"]:
         return False
+    if kind == "offered" and (not isinstance(ev["device"], str) or not ev["device"]):
+        return False  # H-SW-1: an offered call names its device
     if any(key in ev and not isinstance(ev[key], str) for key in optional):
         return False
     # D-DATA: data that is an object is trimmed of what breaks it, not refused

@@ -21,11 +21,21 @@ from pathlib import Path
 from typing import IO, Any, TypeAlias
 
 from adapters.runner import Runner
-from fsm.engine import Targets
 from fsm.policy import Policy
-from tests.driver import CH, Driver, commands, events, messages, responses
+from tests.driver import (
+    CH,
+    CONTROL,
+    DEVICE,
+    GROUP,
+    SESSION,
+    Driver,
+    cmd_id,
+    commands,
+    events,
+    messages,
+    responses,
+)
 
-#: The channel target of the runs (the CLI default, D-NEW).
 #: The repository root (the CLI runs with it as working directory).
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,14 +84,38 @@ def offered(
         fields["dnis"] = dnis
     if data is not None:
         fields["data"] = data
-    return switch("offered", call, **fields)
+    return switch("offered", call, device=DEVICE, **fields)
 
 
 def dialing(call: str, destination: str | None = None) -> Entry:
-    """A new or known leg dialing (the agent dials on the phone)."""
-    return (
-        switch("dialing", call) if destination is None else switch("dialing", call, destination=destination)
-    )
+    """A new or known leg dialing on the agent's device (the agent dials on the phone)."""
+    if destination is None:
+        return switch("dialing", call, device=DEVICE)
+    return switch("dialing", call, device=DEVICE, destination=destination)
+
+
+def agent(state: str, device: str = DEVICE) -> Entry:
+    """The switch reports the device's login state."""
+    return {"from": "switch", "event": {"kind": "agent", "device": device, "state": state}}
+
+
+def login_lines(switch: str = "simulated") -> list[Entry]:
+    """The start-up and agent-1's login, as harness.md's script of ``run``
+    has them; a scripted switch's agent events after activate and ready."""
+    lines = [
+        request("cti.request.status", CONTROL, "login-1"),
+        query("cti.query.capabilities", CONTROL, "login-2"),
+        message(QUERY, "session.query.init", SESSION, "login-3", {"name": "agent-1"}),
+        query("channelgroup.query.init", GROUP, "login-4"),
+        query("channel.query.init", CH, "login-5"),
+        request("channel.request.activate", CH, "login-6"),
+    ]
+    if switch == "scripted":
+        lines.append(agent("loggedin"))
+    lines.append(request("channel.request.ready", CH, "login-7"))
+    if switch == "scripted":
+        lines.append(agent("ready"))
+    return lines
 
 
 def result(command: str, ok: bool = True, call: str | None = None, reason: str | None = None) -> Entry:
@@ -183,14 +217,18 @@ def run_cli_process(
     )
 
 
-def run_cli(lines: Sequence[Line], *args: str) -> list[Group]:
-    """Run ``telephony-fsm run *args`` as ONE subprocess fed all ``lines``;
-    return the outputs of each input (grouped by its done marker)."""
-    proc = run_cli_process(lines, *args)
+def run_cli(lines: Sequence[Line], *args: str, login: bool = True) -> list[Group]:
+    """Run ``telephony-fsm run *args`` as ONE subprocess fed all ``lines``,
+    after the login of :func:`login_lines` unless ``login`` is False;
+    return the outputs of each of ``lines`` (grouped by its done marker)."""
+    prelude: list[Line] = (
+        list(login_lines("scripted" if "scripted" in args else "simulated")) if login else []
+    )
+    proc = run_cli_process([*prelude, *lines], *args)
     clean_exit = 0
     assert clean_exit == proc.returncode, proc.stderr
     outputs = [json.loads(text) for text in proc.stdout.splitlines()]
-    return group_outputs(lines, outputs)
+    return group_outputs([*prelude, *lines], outputs)[len(prelude) :]
 
 
 def make_policy(policy: Policy | Sequence[str] | None = None) -> Policy:
@@ -206,12 +244,13 @@ def make_runner(
     switch: str = "simulated",
     policy: Policy | Sequence[str] | None = None,
     trace: IO[str] | None = None,
-    channel: str = CH,
+    login: bool = True,
 ) -> Runner:
-    """A runner as ``telephony-fsm run`` composes it (the test driver's)."""
+    """A runner as ``telephony-fsm run`` composes it (the test driver's),
+    with the agent logged in unless ``login`` is False."""
     if switch not in ("simulated", "scripted"):
         raise ValueError(f"unknown switch {switch!r}")
-    driver = Driver(make_policy(policy), scripted=switch == "scripted", targets=Targets(channel), trace=trace)
+    driver = Driver(make_policy(policy), scripted=switch == "scripted", trace=trace, login=login)
     return driver.runner
 
 
@@ -504,7 +543,7 @@ def scripted_setup() -> list[Line]:
         *inbound_setup(),
         request(ACCEPT, IT, "r4"),
         switch("connected", "c1"),
-        result("cmd-1"),
+        result(cmd_id(1)),
     ]
 
 
@@ -519,7 +558,7 @@ def scripted_timeout() -> list[Line]:
         clock(29.5),
         clock(0.5),
         query(INIT, IT, "r6"),
-        result("cmd-2", call="x9"),
+        result(cmd_id(2), call="x9"),
         switch("ended", "x9", cause="released"),
         request(CONSULT, IT, "r7", destination="201"),
         dialing("x10", "201"),
@@ -543,10 +582,10 @@ def serial() -> list[Line]:
         query(DATA, IT, "r8"),
         clock(25),
         switch("connected", "c1"),
-        result("cmd-1"),
+        result(cmd_id(1)),
         clock(25),
         dialing("x1", "200"),
-        result("cmd-2", call="x1"),
+        result(cmd_id(2), call="x1"),
         clock(5),
         switch("held", "c1"),
     ]

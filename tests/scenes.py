@@ -19,7 +19,7 @@ from fsm.engine import Engine
 from fsm.messages import SUCCESS
 from fsm.model import Conversation, Interaction
 from fsm.policy import Policy
-from tests.driver import Driver, Sent
+from tests.driver import CH, Driver, Sent
 
 __all__ = ["Driver", "Sent"]  # with the scenes below, for the tests that use them
 
@@ -61,7 +61,7 @@ class Scene:
 
     @property
     def target(self) -> str:
-        return self.engine.targets.interaction(self.interaction_id)
+        return self.engine.targets.interaction(CH, self.interaction_id)
 
     def leg(self, call: str) -> Conversation:
         return self.interaction.legs[call]

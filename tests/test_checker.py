@@ -19,13 +19,11 @@ from typing import Any
 import pytest
 
 from adapters.check import main
-from adapters.runner import Runner
-from adapters.simulated import SimulatedSwitch
 from fsm.checker import UnreadableTrace, Violation, Watcher, check_lines
-from fsm.engine import Engine, Targets
+from fsm.engine import Targets
 from fsm.errors import Refusal
 from fsm.policy import Policy
-from tests.driver import CH
+from tests.driver import CH, Driver, cmd_id
 from tests.scenario import (
     ACCEPT,
     CINIT,
@@ -73,17 +71,20 @@ RINGING = ("transfer_while_consult_ringing=true",)
 class SlashTargets(Targets):
     """Another D-TARGET rule: ``CHANNEL/INTERACTIONID``, conversations ``.../BRIDGEID``."""
 
-    def interaction(self, interaction_id: str) -> str:
-        return f"{self.channel}/{interaction_id}"
+    def interaction(self, channel: str, interaction_id: str) -> str:
+        return f"{channel}/{interaction_id}"
 
     def conversation(self, interaction_target: str, bridge_id: str) -> str:
         return f"{interaction_target}/{bridge_id}"
 
 
-def record(lines: Sequence[Line], switch_kind: str = "simulated", policy: Sequence[str] = ()) -> Trace:
-    """The trace ``telephony-fsm run --trace`` writes for ``lines``."""
+def record(
+    lines: Sequence[Line], switch_kind: str = "simulated", policy: Sequence[str] = (), *, login: bool = True
+) -> Trace:
+    """The trace ``telephony-fsm run --trace`` writes for ``lines``, after
+    the agent's login unless ``login`` is False."""
     buffer = io.StringIO()
-    feed_lines(make_runner(switch_kind, list(policy), buffer), lines)
+    feed_lines(make_runner(switch_kind, list(policy), buffer, login=login), lines)
     return [json.loads(text) for text in buffer.getvalue().splitlines()]
 
 
@@ -304,7 +305,7 @@ def pending_duplicate() -> list[Line]:
         request(ACCEPT, IT, "r4"),
         request(ACCEPT, IT, "r4"),
         switch("connected", "c1"),
-        result("cmd-1"),
+        result(cmd_id(1)),
     ]
 
 
@@ -389,7 +390,7 @@ def dispose_while_accept_executes() -> list[Line]:
         request("conversation.request.dispose", P, "r5"),
         request(SETDATA, IT, "r6", note="x"),
         switch("connected", "c1"),
-        result("cmd-1"),
+        result(cmd_id(1)),
     ]
 
 
@@ -439,7 +440,7 @@ def test_engine_traces_are_clean(name: str) -> None:
 
 def test_shipped_full_call_trace_is_clean() -> None:
     stdin = (ROOT / "adapters" / "scenarios" / "full-call.jsonl").read_text().splitlines()
-    trace = record(stdin)
+    trace = record(stdin, login=False)  # the file logs the agent in itself
     clean: Found = []
     assert clean == check(trace)
 
@@ -823,7 +824,7 @@ def test_leg_never_announced_is_not_created() -> None:
 
 def test_watcher_fed_message_by_message() -> None:
     """The reference bridge's use: one message at a time, then finish."""
-    watcher = Watcher("session-1.channel-1")
+    watcher = Watcher()
     found: list[Violation] = []
     for number, entry in enumerate(FULL[: asked(FULL, "r18") + 1], start=1):
         if entry.get("from") == "bridge":
@@ -858,7 +859,7 @@ def test_run_still_going() -> None:
 
 def test_connection_lost_forgets_what_was_pending() -> None:
     """A dropped connection: the pending accept will not be answered on it."""
-    watcher = Watcher(CH)
+    watcher = Watcher()
     for number, entry in enumerate(FULL[: asked(FULL, "r4") + 1], start=1):
         if entry.get("from") == "bridge":
             watcher.from_bridge(entry["message"], number)
@@ -871,9 +872,9 @@ def test_connection_lost_forgets_what_was_pending() -> None:
 
 def test_replaced_target_rule() -> None:
     """D-TARGET is replaceable: the watcher addresses destinations as the engine does."""
-    engine = Engine(Policy(), SlashTargets("chan"))
     buffer = io.StringIO()
-    it, conv = "chan/c1", "chan/c1/b1"
+    driver = Driver(targets=SlashTargets(), trace=buffer)
+    it, conv = f"{CH}/c1", f"{CH}/c1/b1"
     lines: list[Line] = [
         offered("c1"),
         query(INIT, it, "r1"),
@@ -881,11 +882,12 @@ def test_replaced_target_rule() -> None:
         query(CINIT, conv, "r3"),
         request(ACCEPT, it, "r4"),
     ]
-    feed_lines(Runner(engine, SimulatedSwitch(), buffer), lines)
+    feed_lines(driver.runner, lines)
     trace = buffer.getvalue().splitlines()
     nothing: list[Violation] = []
-    assert nothing == check_lines(trace, targets=engine.targets)
-    expected = [(4, "D-TARGET")]
+    assert nothing == check_lines(trace, targets=driver.engine.targets)
+    answered = 1 + next(n for n, text in enumerate(trace) if '"r1"' in text and "cti.response" in text)
+    expected = [(answered, "D-TARGET")]
     assert expected == [(v.line, v.rule) for v in check_lines(trace)][:1]
 
 
@@ -955,7 +957,7 @@ def test_check_command_unreadable_files(tmp_path: Path, capsys: pytest.CaptureFi
 def test_the_checker_modules_import_only_those_below_them() -> None:
     """fsm.checker: model, rules, state, events, watcher, trace; each imports
     only modules before it in that order (no circle, calls go down)."""
-    order = ["model", "rules", "state", "events", "watcher", "trace"]
+    order = ["model", "rules", "state", "tree", "events", "watcher", "trace"]
     package = Path(__file__).resolve().parent.parent / "fsm" / "checker"
     assert sorted([*order, "__init__"]) == sorted(p.stem for p in package.glob("*.py"))
     for index, name in enumerate(order):

@@ -9,13 +9,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from adapters.bridge import ReferenceBridge, Send
+from adapters.bridge import Send
 from adapters.demo import run_demo
 from adapters.session import DEMO_CALL
 from fsm.checker import Violation, check_lines
+from tests.driver import logged_in_bridge
 
 ROOT = Path(__file__).resolve().parent.parent
-CH = "session-1.channel-1"
+CH = "S1.G1.1001"
 
 
 def test_demo_full_call_is_clean_and_its_trace_passes_check() -> None:
@@ -25,7 +26,8 @@ def test_demo_full_call_is_clean_and_its_trace_passes_check() -> None:
     assert run_demo(out, trace=trace) == 0
     text = out.getvalue()
     assert "rule violations: 0" in text
-    assert f"agent requests: {len(DEMO_CALL) - 1}, failed: 0" in text
+    # the call's agent steps, and the login's activate and ready and the logout (D-CH-1, D-SESS-2)
+    assert f"agent requests: {len(DEMO_CALL) - 1 + 3}, failed: 0" in text
     assert "\x1b[" not in text  # plain when not a terminal
     assert check_lines(trace.getvalue().splitlines()) == []
     for step in ("consult", "alternate", "consultconference", "consulttransfer", "complete"):
@@ -36,9 +38,12 @@ def test_demo_shows_state_after_every_step() -> None:
     out = io.StringIO()
     run_demo(out)
     text = out.getvalue()
-    assert len(DEMO_CALL) == text.count("\n== ") - 1  # the steps, then the summary
+    assert len(DEMO_CALL) == text.count("\n== ") - 3  # the login, the steps, the logout, the summary
+    assert "state: control proc-1.CONTROL started" in text
+    assert "session S1 agent agent-1: channel ACTIVE.READY" in text
     assert "state: interaction c1 STARTED with a connected consult call" in text
     assert "state: no live interaction" in text.rsplit("== summary", 1)[0].rsplit("\n== ", 1)[1]
+    assert "session S1" not in text.rsplit("== logout", 1)[1]  # logged out and disposed
 
 
 def test_demo_exits_1_when_an_agent_request_fails() -> None:
@@ -113,7 +118,7 @@ def rules(violations: list[Any]) -> list[str]:
 
 def test_bridge_initializes_on_created_and_creates_listed_conversations() -> None:
     """S-INIT-6: init, then createconversation + conversation init per listed leg."""
-    bridge = ReferenceBridge()
+    bridge = logged_in_bridge()
     (init,) = sent(bridge.receive(created()))
     assert init["header"]["name"] == "interaction.query.init"
     body = {
@@ -131,7 +136,7 @@ def test_bridge_initializes_on_created_and_creates_listed_conversations() -> Non
 def test_bridge_queues_interaction_events_until_conversations_initialize() -> None:
     """S-INIT-6: events held while a listed conversation is not initialized,
     delivered afterwards in arrival order."""
-    bridge = ReferenceBridge()
+    bridge = logged_in_bridge()
     (init,) = sent(bridge.receive(created()))
     body = {
         "interaction-state": "ALERTING",
@@ -159,7 +164,7 @@ def test_bridge_queues_interaction_events_until_conversations_initialize() -> No
 
 def test_bridge_flags_event_before_init() -> None:
     """S-LIFE-2: an event on the interaction before its init was answered."""
-    bridge = ReferenceBridge()
+    bridge = logged_in_bridge()
     bridge.receive(created())
     early = {"header": {"type": "cti.event", "name": "interaction.started", "target": f"{CH}.c1"}, "body": {}}
     assert rules(bridge.receive(early)) == ["S-LIFE-2"]
@@ -167,7 +172,7 @@ def test_bridge_flags_event_before_init() -> None:
 
 def test_bridge_flags_missing_response_and_wrong_request_id() -> None:
     """S-REQ-1 (never answered) and S-REQ-2 (answer to no pending request)."""
-    bridge = ReferenceBridge()
+    bridge = logged_in_bridge()
     (init,) = sent(bridge.receive(created()))
     wrong = answer(init, {"interaction-state": "ALERTING", "interaction-data": {}, "conversations": {}})
     wrong["header"]["requestId"] = "{not-sent}"
@@ -198,7 +203,7 @@ def test_bridge_flags_bad_init_json() -> None:
         ),
     ]
     for body, rule in cases:
-        bridge = ReferenceBridge()
+        bridge = logged_in_bridge()
         (init,) = sent(bridge.receive(created()))
         assert rule in rules(bridge.receive(answer(init, body))), (body, rule)
 

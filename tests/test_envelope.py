@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 from hypothesis import given, settings
@@ -26,6 +26,7 @@ from tests.driver import (
     commands,
     error_message,
     events,
+    login_trace,
     messages,
     ok,
     responses,
@@ -249,7 +250,11 @@ def _trace(*client: dict[str, Any]) -> list[str]:
     }
     lines = [{"to": "bridge", "message": created}, {"from": "bridge", "message": asked}]
     lines += [{"to": "bridge", "message": m} for m in client]
-    return [json.dumps(x) for x in lines]
+    return [*LOGIN, *(json.dumps(x) for x in lines)]
+
+
+#: the agent's login, before the lines of each trace (the channel is initialized)
+LOGIN: Final = login_trace()
 
 
 _INIT_BODY = {
@@ -273,7 +278,9 @@ def test_checker_is_clean_on_a_well_formed_answer() -> None:
 
 def test_checker_reports_client_messages_in_the_old_envelope_as_d_bad() -> None:
     """D-BAD, F-ENV: a response written as {headers, properties, body}."""
-    found = [v for v in check_lines(_trace({"headers": _HEADER, "body": _INIT_BODY})) if v.line == 3]
+    found = [
+        v for v in check_lines(_trace({"headers": _HEADER, "body": _INIT_BODY})) if v.line == len(LOGIN) + 3
+    ]
     assert ["D-BAD"] == [v.rule for v in found]
     assert "the envelope is {header, body}" in found[0].explanation
 
@@ -298,7 +305,7 @@ def test_checker_judges_a_request_lost_in_a_drop_as_lost() -> None:
     trace's next {"connection": N} line comes is lost, not unanswered (S-REQ-1)."""
     unanswered = _trace()
     assert ["S-REQ-1"] == [v.rule for v in check_lines([json.dumps({"connection": 1}), *unanswered])]
-    lost = [json.dumps({"connection": 1}), *unanswered, json.dumps({"connection": 2})]
+    lost = [json.dumps({"connection": 1}), *unanswered, json.dumps({"connection": 2})]  # the login's too
     assert [] == check_lines(lost)
 
 

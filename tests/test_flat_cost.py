@@ -22,12 +22,13 @@ import pytest
 
 from adapters.simulated import SimulatedSwitch
 from adapters.switch import dispatch
-from fsm.engine import Engine, Output, ToBridge, ToSwitch
+from fsm.engine import Output, ToBridge, ToSwitch
 from fsm.machines import MACHINES
 from fsm.messages import QUERY, REQUEST, SUCCESS
 from fsm.switch_events import SwitchEvent
+from tests.driver import logged_in, with_device
 
-CHANNEL = "session-1.channel-1"
+CHANNEL = "S1.G1.1001"
 CROWD = 20_000
 FEW = 100
 #: create + dispose repeated; the smallest peak allocation is compared, so
@@ -40,14 +41,14 @@ class Calls:
     command's events fed back as ``telephony-fsm run`` feeds them."""
 
     def __init__(self) -> None:
-        self.engine = Engine()
+        self.engine = logged_in()
         self.switch = SimulatedSwitch()
         self.requests = 0
         #: interactions created beside the crowd, for fresh call ids
         self.extra = 0
 
     def outside(self, kind: str, call: str, **fields: Any) -> None:
-        event = SwitchEvent(kind=kind, call=call, **fields)
+        event = SwitchEvent(kind=kind, call=call, **with_device(kind, fields))
         self.switch.observe(event)
         self._drain(self.engine.receive_switch(event))
 

@@ -31,8 +31,9 @@ from fsm.messages import EVENT, FAILURE, RESPONSE, SUCCESS, Message
 from fsm.policy import Policy
 from fsm.switch_events import SwitchEvent
 from tests.benchmarks.flood import wire
+from tests.driver import logged_in, with_device
 
-CH = "session-1.channel-1"
+CH = "S1.G1.1001"
 #: tracemalloc growth allowed for "nothing grows" (bytes): far below one
 #: byte per flood item, well above allocator noise.
 FLAT = 64 * 1024
@@ -47,7 +48,7 @@ def target(call: str) -> str:
 
 
 def sw(engine: Engine, kind: str, call: str, **fields: Any) -> list[Output]:
-    return engine.receive_switch(SwitchEvent(kind=kind, call=call, **fields))
+    return engine.receive_switch(SwitchEvent(kind=kind, call=call, **with_device(kind, fields)))
 
 
 def to_bridge(outs: list[Output]) -> list[ToBridge]:
@@ -124,7 +125,7 @@ def test_100k_switch_events_before_init_are_folded_and_bounded() -> None:
     event 10,000 and 100,000 is ~0), and the later init snapshot is the
     state they left; no event about them is sent afterwards. Another
     interaction is served normally in between."""
-    engine = Engine()
+    engine = logged_in()
     live_call(engine, "c1", initialized=False)
     live_call(engine, "c2")
 
@@ -175,7 +176,7 @@ def test_requests_while_one_is_pending_are_refused_at_the_bound() -> None:
     requests are answered normally in between. When the call connects,
     the queued requests run in arrival order."""
     policy = Policy(max_request_ids=20_000)
-    engine = Engine(policy, switch_acknowledges=True)
+    engine = logged_in(policy, switch_acknowledges=True)
     sw(engine, "offered", "c1")
     assert SUCCESS == result(engine.receive_bridge(wire("interaction.query.init", target("c1"), "i")))
     accept = engine.receive_bridge(wire("interaction.request.accept", target("c1"), "acc"))
@@ -238,7 +239,7 @@ def test_endless_duplicates_and_malformed_messages_keep_nothing() -> None:
     are each answered FAILURE (D-DUP: the malformed message's requestId was
     seen at its first arrival, D-BAD then) or reported as a protocol error
     (D-BAD); state is unchanged and traced memory does not grow."""
-    engine = Engine()
+    engine = logged_in()
     live_call(engine, "c1")
     live_call(engine, "c2")
     assert SUCCESS == result(
@@ -280,7 +281,7 @@ def test_request_id_memory_is_bounded_by_max_request_ids() -> None:
     destination the engine refuses with D-BOUND naming the policy, and the
     record stops growing; other interactions are unaffected."""
     limit = 1_000
-    engine = Engine(Policy(max_request_ids=limit))
+    engine = logged_in(Policy(max_request_ids=limit))
     live_call(engine, "c1")
     live_call(engine, "c2")
     for i in range(limit - 1):  # the init query used one
@@ -314,7 +315,7 @@ def test_dispose_still_works_after_the_request_id_bound() -> None:
     requestId), every later message to it is refused D-BOUND, dispose
     included, so the interaction can never be forgotten and stays in
     memory."""
-    engine = Engine(Policy(max_request_ids=10))
+    engine = logged_in(Policy(max_request_ids=10))
     live_call(engine, "c1")
     for i in range(9):
         engine.receive_bridge(wire("interaction.request.setdata", target("c1"), f"r{i}", {"k": str(i)}))
@@ -340,7 +341,7 @@ def test_messages_at_the_maximum_frame_size() -> None:
     are accepted; one byte more is refused D-BOUND before decoding, as a
     protocol error naming the policy, and changes nothing. The default
     maximum (1 MiB) is used; the other interaction is still served."""
-    engine = Engine()
+    engine = logged_in()
     limit = engine.policy.max_frame_size
     assert 1 << 20 == limit
     live_call(engine, "c1")
@@ -363,7 +364,7 @@ def test_messages_at_the_maximum_frame_size() -> None:
 
 def test_oversized_text_and_a_small_limit() -> None:
     """D-BOUND: the bound holds for text input too, and follows the policy."""
-    engine = Engine(Policy(max_frame_size=300))
+    engine = logged_in(Policy(max_frame_size=300))
     live_call(engine, "c1")
     assert SUCCESS == result(engine.receive_bridge(sized_setdata("c1", "a", 300)))
     (out,) = engine.receive_bridge(sized_setdata("c1", "b", 301).decode())

@@ -37,7 +37,7 @@ CASES: list[tuple[type[Any], dict[str, Any]]] = [
     (ToBridge, {"message": Message(header=Headers(**_HEADERS)), "refusal": Refusal("D-BAD", "why")}),
     (ToSwitch, {"command": Command(id="cmd-1", op="answer", call="c1")}),
     (Command, {"id": "cmd-2", "op": "consult", "call": "c1", "destination": "200"}),
-    (SwitchEvent, {"kind": "offered", "call": "c1", "data": {"k": "v"}}),
+    (SwitchEvent, {"kind": "offered", "call": "c1", "device": "1001", "data": {"k": "v"}}),
     (SwitchEvent, {"kind": "result", "command": "cmd-1", "ok": True}),
 ]
 

@@ -18,6 +18,7 @@ import pytest
 from tests.driver import (
     CH,
     Driver,
+    cmd_id,
     commands,
     error_message,
     errors,
@@ -28,20 +29,42 @@ from tests.driver import (
     result,
     state,
 )
+from tests.scenario import login_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(stdin: bytes, *args: str) -> list[bytes]:
+#: the agent's login (tests.scenario.login_lines) as ``run`` reads it
+LOGIN = "".join(json.dumps(line) + "\n" for line in login_lines()).encode()
+
+
+def run_cli(stdin: bytes, *args: str, login: bool = True) -> list[bytes]:
+    """``run`` fed ``stdin`` after the agent's login (unless ``login`` is
+    False); the lines it wrote for ``stdin``."""
     done = subprocess.run(
         [sys.executable, "-m", "adapters.cli", "run", *args],
         cwd=ROOT,
-        input=stdin,
+        input=(LOGIN if login else b"") + stdin,
         capture_output=True,
         timeout=60,
     )
     assert 0 == done.returncode, done.stderr.decode("utf-8", "replace")
-    return done.stdout.splitlines()
+    lines = done.stdout.splitlines()
+    if login:
+        markers = [n for n, line in enumerate(lines) if line.startswith(b'{"done"')]
+        lines = lines[markers[len(login_lines()) - 1] + 1 :]
+    return lines
+
+
+def from_bridge(traced: list[Any]) -> list[Any]:
+    """The bridge's messages of a trace, less the login's."""
+    return [
+        t
+        for t in traced
+        if t.get("from") == "bridge"
+        and not str(t["message"]["header"].get("requestId", "")).startswith("login-")
+        and not str(t["message"]["header"].get("requestId", "")).startswith("login-")
+    ]
 
 
 def strict_json(line: bytes) -> Any:
@@ -67,11 +90,11 @@ def test_h_run_2_lone_surrogates_in_input_never_reach_an_output(tmp_path: Path) 
     is strict UTF-8 JSON; the trace passes check."""
     trace = tmp_path / "t.jsonl"
     lines = [
-        '{"from":"switch","event":{"kind":"offered","call":"c1"}}',
+        '{"from":"switch","event":{"kind":"offered","call":"c1","device":"1001","device":"1001"}}',
         '{"from":"bridge","message":{"header":{"type":"cti.query","name":"interaction.query.init",'
-        '"target":"session-1.channel-1.\\ud800","requestId":"r1"}}}',
+        '"target":"S1.G1.1001.\\ud800","requestId":"r1"}}}',
         '{"from":"bridge","message":{"header":{"type":"cti.query","name":"interaction.query.init",'
-        '"target":"session-1.channel-1.c1","requestId":"r\\udc00"}}}',
+        '"target":"S1.G1.1001.c1","requestId":"r\\udc00"}}}',
         '{"from":"switch","event":{"kind":"ended","call":"c1","cause":"\\udfff"}}',
     ]
     out = [strict_json(line) for line in run_cli("\n".join(lines).encode(), "--trace", str(trace))]
@@ -98,9 +121,9 @@ def test_d_bad_a_defect_outside_the_message_does_not_mark_the_message_malformed(
     structured target once it checked every trace)."""
     trace = tmp_path / "t.jsonl"
     lines = [
-        '{"from":"switch","event":{"kind":"offered","call":"c1"}}',
+        '{"from":"switch","event":{"kind":"offered","call":"c1","device":"1001","device":"1001"}}',
         '{"from":"bridge","message":{"header":{"type":"cti.query","name":"interaction.query.init",'
-        '"target":"session-1.channel-1.c1","requestId":"r1"}},"\\ud83d":1}',
+        '"target":"S1.G1.1001.c1","requestId":"r1"}},"\\ud83d":1}',
     ]
     out = [strict_json(line) for line in run_cli("\n".join(lines).encode(), "--trace", str(trace))]
     [answer] = [
@@ -108,7 +131,7 @@ def test_d_bad_a_defect_outside_the_message_does_not_mark_the_message_malformed(
     ]
     assert "SUCCESS" == answer["message"]["header"]["result"]
     traced = [strict_json(line) for line in trace.read_bytes().splitlines()]
-    [asked] = [t for t in traced if t.get("from") == "bridge"]
+    [asked] = from_bridge(traced)
     assert "malformed" not in asked
     checked = subprocess.run(
         [sys.executable, "-m", "adapters.cli", "check", str(trace)], cwd=ROOT, capture_output=True, text=True
@@ -121,7 +144,7 @@ def test_h_run_2_bytes_that_are_not_utf8_are_an_error_output_even_with_a_trace(t
     `error` output; the runner goes on, its trace stays valid."""
     trace = tmp_path / "t.jsonl"
     stdin = b'{"from":"bridge","message":"\xff"}\n{"from":"clock","advance":1}\n'
-    out = [strict_json(line) for line in run_cli(stdin, "--trace", str(trace))]
+    out = [strict_json(line) for line in run_cli(stdin, "--trace", str(trace), login=False)]
     assert [{"error": {"input": 1, "message": "input line is not UTF-8"}}, {"done": 1}, {"done": 2}] == out
     for line in trace.read_bytes().splitlines():
         strict_json(line)
@@ -134,7 +157,8 @@ def test_h_run_1_an_unusable_seq_is_an_error_and_the_line_number_stands_in(seq: 
     """H-RUN-1, H-RUN-2: a seq that is not a string or an integer within 2^53
     gives an error output; `done` names the line; nothing like {"done": NaN}."""
     out = [
-        strict_json(line) for line in run_cli(f'{{"seq": {seq}, "from": "clock", "advance": 0}}\n'.encode())
+        strict_json(line)
+        for line in run_cli(f'{{"seq": {seq}, "from": "clock", "advance": 0}}\n'.encode(), login=False)
     ]
     assert {"done": 1} == out[-1]
     assert "seq must be a string or an integer within 2^53" in out[0]["error"]["message"]
@@ -371,7 +395,7 @@ def test_d_cc_2_an_empty_conversation_id_is_refused() -> None:
     assert "D-CC-2" == d.rule(out)
     assert "empty" in error_message(out)
     assert ok(d.create("b1", "c1"))
-    assert [f"{CH}.c1", f"{CH}.c1.b1"] == sorted(d.engine.destinations)
+    assert [f"{CH}.c1", f"{CH}.c1.b1"] == sorted(t for t in d.engine.destinations if t.startswith(f"{CH}."))
 
 
 # -- the line protocol's own rules
@@ -417,7 +441,7 @@ def test_h_cmd_command_ids_count_from_one_and_a_failure_line_names_its_rule() ->
     d.init()
     accept = d.req("accept")
     refused = d.req("consult", destination="")
-    assert ["cmd-1"] == [c["id"] for c in commands(accept)]
+    assert [cmd_id(1)] == [c["id"] for c in commands(accept)]
     assert [o for o in accept if "rule" in o] == []
     [line] = [o for o in refused if o.get("to") == "bridge"]
     assert {"to", "message", "rule"} == set(line)

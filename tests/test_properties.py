@@ -56,15 +56,15 @@ from fsm import machines as m
 from fsm.catalog import CATALOG, FreeProperties, NoProperties
 from fsm.codec import dumps
 from fsm.engine import Engine, Targets
-from fsm.messages import MAX_REQUEST_ID
+from fsm.messages import MAX_REQUEST_ID, wire_name
 from fsm.policy import Policy
 from fsm.snapshot import restore, snapshot
 from fsm.table import reachable
 from tests import refmodel as ref
-from tests.driver import Driver
+from tests.driver import DEVICE, Driver, cmd_id
 from tests.driver import state as state_less_ids
 
-CH = "session-1.channel-1"
+CH = "S1.G1.1001"
 UNKNOWN_INTERACTION = f"{CH}.nosuch"
 UNKNOWN_CONVERSATION = f"{CH}.nosuch.b0"
 
@@ -98,7 +98,7 @@ def _load_checker(policy: Policy) -> Checker | None:
         return None
     check_lines = importlib.import_module("fsm.checker").check_lines
     accepted = inspect.signature(check_lines).parameters
-    options = {"policy": policy, "channel_target": CH}
+    options = {"policy": policy}
 
     def check(trace: list[str], end_of_run: bool) -> list[Any]:
         kwargs = {k: v for k, v in {**options, "end_of_run": end_of_run}.items() if k in accepted}
@@ -160,7 +160,6 @@ class Harness:
         driver = Driver(
             policy,
             scripted=scripted,
-            targets=Targets(CH),
             trace=self.trace,
             interaction_machine=interaction_machine,
         )
@@ -179,7 +178,8 @@ class Harness:
         )
         self.check_lines = _load_checker(policy)
         self.lineno = 0
-        self.read_to = 0
+        #: the model starts after the agent's login (the Driver's), which it does not follow
+        self.read_to = len(self.trace.getvalue())
         self.failed = False
         self.states: dict[tuple[str, ...], tuple[str, str]] = {}
         #: well-formed messages a destination registered, to repeat (D-DUP)
@@ -387,7 +387,7 @@ HEADER_DEFECTS: dict[str, tuple[str, Any]] = {
     "target-number": ("target", 4),
     "kind-mismatch": ("type", "cti.query"),
     # values no output may hold (D-BAD): the defect is named, the echo writable
-    "target-surrogate": ("target", "session-1.channel-1.\ud800"),
+    "target-surrogate": ("target", "S1.G1.1001.\ud800"),
     "name-surrogate": ("name", "interaction.request.\udfff"),
     "extra-nan": ("extra", math.nan),
     "extra-infinity": ("extra", -math.inf),
@@ -454,7 +454,7 @@ BAD_LINES = (
     '{"from": "switch", "event": {"kind": "teleport", "call": "c1"}}',
     '{"from": "switch", "event": {"kind": "result", "command": "cmd-1"}}',
     '{"from": "switch", "event": {"kind": "result", "command": "cmd-1", "ok": "yes"}}',
-    '{"from": "switch", "event": {"kind": "offered", "call": "c9", "data": "not an object"}}',
+    '{"from": "switch", "event": {"kind": "offered", "call": "c9", "device": "1001", "data": "no object"}}',
     # values no output may hold (H-RUN-2, D-BAD)
     '{"from": "clock", "advance": NaN}',
     '{"from": "clock", "advance": Infinity}',
@@ -463,7 +463,7 @@ BAD_LINES = (
     '{"from": "clock", "advance": 1' + "0" * 400 + "}",  # no float holds it
     '{"from": "bridge", "message": "\udcff"}',
     '{"from": "switch", "event": {"kind": "connected", "call": "\\ud800"}}',
-    '{"from": "switch", "event": {"kind": "offered", "call": "c\\udc00x"}}',
+    '{"from": "switch", "event": {"kind": "offered", "call": "c\\udc00x", "device": "1001"}}',
 )
 
 
@@ -589,7 +589,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         """A call arrives, with data the engine keeps whole or trims (D-DATA:
         too deep, too many keys, values that are not strings); the checker
         judges every init answer's data."""
-        ev: Json = {"kind": "offered", "call": self.h.fresh("c")}
+        ev: Json = {"kind": "offered", "call": self.h.fresh("c"), "device": DEVICE}
         if ani:
             ev["ani"] = ani
         if data != "none":
@@ -606,7 +606,7 @@ class ProtocolMachine(RuleBasedStateMachine):
     def agent_dials(self, destination: str) -> None:
         """The agent dials on the phone: a consult made on the phone
         (S-EVT-1) or a new outbound interaction (D-NEW)."""
-        ev: Json = {"kind": "dialing", "call": self.h.fresh("p")}
+        ev: Json = {"kind": "dialing", "call": self.h.fresh("p"), "device": DEVICE}
         if destination:
             ev["destination"] = destination
         self.h.switch_event(ev)
@@ -926,7 +926,7 @@ class ScriptedMachine(ProtocolMachine):
     @rule(destination=st.sampled_from(("200", "")))
     def consult_leg_dialing(self, destination: str) -> None:
         """The switch names a pending consult's leg by its dialing event."""
-        ev: Json = {"kind": "dialing", "call": self.h.fresh("x")}
+        ev: Json = {"kind": "dialing", "call": self.h.fresh("x"), "device": DEVICE}
         if destination:
             ev["destination"] = destination
         self.h.switch_event(ev)
@@ -975,7 +975,7 @@ def consult_with_setdata_queued() -> tuple[Harness, str]:
     queued behind it (r3)."""
     h = Harness(scripted=True, policy=Policy(), log=lambda text: None)
     it = f"{CH}.c1"
-    h.switch_event({"kind": "offered", "call": "c1"})
+    h.switch_event({"kind": "offered", "call": "c1", "device": "1001"})
     h.send("interaction.query.init", it)
     h.switch_event({"kind": "connected", "call": "c1"})
     h.send("interaction.request.consult", it, {"destination": "200"})
@@ -1005,7 +1005,15 @@ def test_data_full_from_the_switch_refuses_a_new_key(name: str) -> None:
     agrees. The thorough profile found the model without the bound."""
     h = Harness(scripted=True, policy=Policy(), log=lambda text: None)
     it = f"{CH}.c1"
-    h.switch_event({"kind": "offered", "call": "c1", "ani": "5551000", "data": OFFERED_DATA["too-many-keys"]})
+    h.switch_event(
+        {
+            "kind": "offered",
+            "call": "c1",
+            "device": "1001",
+            "ani": "5551000",
+            "data": OFFERED_DATA["too-many-keys"],
+        }
+    )
     h.send("interaction.query.init", it)
     if name == "complete":
         h.switch_event({"kind": "failed", "call": "c1"})
@@ -1045,7 +1053,7 @@ def test_alternate_with_both_legs_held_acts_on_the_leg_that_talked_last() -> Non
     became TALKING last, for the active leg), replayed with every check."""
     h = Harness(scripted=False, policy=Policy(), log=lambda text: None)
     it = f"{CH}.c1"
-    h.switch_event({"kind": "offered", "call": "c1"})
+    h.switch_event({"kind": "offered", "call": "c1", "device": "1001"})
     h.send("interaction.query.init", it)
     h.send("interaction.request.accept", it)
     h.send("interaction.request.consult", it, {"destination": "200"})  # c1 held, sim-1 talking
@@ -1053,7 +1061,7 @@ def test_alternate_with_both_legs_held_acts_on_the_leg_that_talked_last() -> Non
     h.switch_event({"kind": "held", "call": "c1"})
     h.switch_event({"kind": "held", "call": "sim-1"})
     out = h.send("interaction.request.alternate", it)
-    assert [{"id": "cmd-3", "op": "alternate", "call": "sim-1", "other": "c1"}] == [
+    assert [{"id": cmd_id(3), "op": "alternate", "call": "sim-1", "other": "c1"}] == [
         o["command"] for o in out if o.get("to") == "switch"
     ]
     assert ["SUCCESS"] == [o["message"]["header"]["result"] for o in out if o.get("to") == "bridge"]
@@ -1133,12 +1141,14 @@ HOSTILE_NUMBERS: st.SearchStrategy[Any] = st.sampled_from(
 
 FUZZ_IT = f"{CH}.c1"
 FUZZ_P = f"{FUZZ_IT}.b1"
+#: every kind of destination, and unknown ones
+FUZZ_TARGETS = (FUZZ_IT, FUZZ_P, UNKNOWN_INTERACTION, "proc-1.CONTROL", "S1", "S2", "S1.G1", CH)
 
 
 def _fields(spec_properties: Any) -> list[str]:
     if spec_properties in (NoProperties, FreeProperties):
         return []
-    return [a.name for a in attrs.fields(spec_properties)]
+    return [wire_name(a) for a in attrs.fields(spec_properties)]
 
 
 @st.composite
@@ -1148,10 +1158,25 @@ def fuzzed_bridge_input(draw: st.DrawFn) -> Json:
     headers: dict[str, Any] = {
         "type": spec.kind,
         "name": name,
-        "target": draw(st.sampled_from((FUZZ_IT, FUZZ_P, UNKNOWN_INTERACTION))),
+        "target": draw(
+            st.sampled_from((FUZZ_IT, FUZZ_P, UNKNOWN_INTERACTION, "proc-1.CONTROL", "S1", "S2", CH))
+        ),
         "requestId": f"f{draw(st.integers(0, 30))}",
     }
-    defaults = {"destination": "200", "id": "b2", "nativeid": "c1", "digits": "12"}
+    defaults = {
+        "destination": "200",
+        "id": "b2",
+        "nativeid": "c1",
+        "digits": "12",
+        "name": "agent-1",
+        "agent": "agent-1",
+        "password": "secret",
+        "end-point": "1001",
+        "reason": "break",
+        "chat": False,
+        "email": False,
+        "callback": False,
+    }
     props: dict[str, Any] = {f: defaults[f] for f in _fields(spec.properties)}
     if spec.properties is FreeProperties:
         props = {"k1": "a"}
@@ -1228,7 +1253,7 @@ def _msg(kind: str, name: str, target: str, rid: str, **props: str) -> Json:
 
 #: An inbound call c1, initialized, its primary created as b1, accepted.
 FUZZ_SETUP: tuple[Json, ...] = (
-    {"from": "switch", "event": {"kind": "offered", "call": "c1"}},
+    {"from": "switch", "event": {"kind": "offered", "call": "c1", "device": "1001"}},
     _msg("cti.query", "interaction.query.init", FUZZ_IT, "s1"),
     _msg("cti.request", "interaction.request.createconversation", FUZZ_IT, "s2", id="b1", nativeid="c1"),
     _msg("cti.query", "conversation.query.init", FUZZ_P, "s3"),

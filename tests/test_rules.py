@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 
 from adapters.simulated import SimulatedSwitch
-from fsm.engine import Engine, Targets, ToBridge
+from fsm.engine import Targets, ToBridge
 from fsm.snapshot import snapshot
 from tests.driver import (
     CH,
+    DEVICE,
     Driver,
     body,
+    cmd_id,
     commands,
     error_message,
     errors,
@@ -420,7 +422,7 @@ def test_s_cons_1_consult_needs_started_and_holds_primary() -> None:
     d.conv_init()
     d.req("accept")
     out = d.req("consult", destination="200")
-    assert commands(out) == [{"id": "cmd-2", "op": "consult", "call": "c1", "destination": "200"}]
+    assert commands(out) == [{"id": cmd_id(2), "op": "consult", "call": "c1", "destination": "200"}]
     assert "conversation.held" in event_names(out)
     assert responses(out)[0]["body"] == {"nativeid": "sim-1"}
 
@@ -456,7 +458,7 @@ def test_s_xfer_1_d_xfer_1_transfer_ends_both_legs() -> None:
     d = Driver()
     d.consulting_call()
     out = d.req("consulttransfer")
-    assert commands(out) == [{"id": "cmd-3", "op": "transfer", "call": "c1", "consult": "sim-1"}]
+    assert commands(out) == [{"id": cmd_id(3), "op": "transfer", "call": "c1", "consult": "sim-1"}]
     assert ok(out)
     assert "interaction.ended" in event_names(out)
     assert d.init()["interaction-state"] == "ENDED"
@@ -506,10 +508,10 @@ def test_s_alt_1_active_leg_is_last_talking() -> None:
     d = Driver()
     d.consulting_call()  # consult connected last: it is active
     first = d.req("alternate")
-    assert commands(first) == [{"id": "cmd-3", "op": "alternate", "call": "sim-1", "other": "c1"}]
+    assert commands(first) == [{"id": cmd_id(3), "op": "alternate", "call": "sim-1", "other": "c1"}]
     assert ok(first)
     second = d.req("alternate")
-    assert commands(second) == [{"id": "cmd-4", "op": "alternate", "call": "c1", "other": "sim-1"}]
+    assert commands(second) == [{"id": cmd_id(4), "op": "alternate", "call": "c1", "other": "sim-1"}]
 
 
 def test_d_alt_1_alternate_needs_connected_consult() -> None:
@@ -590,7 +592,7 @@ def test_d_async_timeout_then_late_leg_released() -> None:
     d.create("b1", "c1")
     accept = d.req("accept")
     assert responses(accept) == []
-    d.switch("result", "", command="cmd-1", ok=True)
+    d.switch("result", "", command=cmd_id(1), ok=True)
     d.switch("connected")
     out = d.req("consult", destination="200")
     assert responses(out) == []
@@ -599,7 +601,7 @@ def test_d_async_timeout_then_late_leg_released() -> None:
     assert "FAILURE" == result(late)
     assert "D-ASYNC" == d.rule(late)
     released = d.switch("dialing", "x9")
-    assert commands(released) == [{"id": "cmd-3", "op": "release", "call": "x9"}]
+    assert commands(released) == [{"id": cmd_id(3), "op": "release", "call": "x9"}]
 
 
 def test_d_async_switch_refusal_fails_the_request() -> None:
@@ -608,7 +610,7 @@ def test_d_async_switch_refusal_fails_the_request() -> None:
     d.switch("offered")
     d.init()
     d.req("accept")
-    out = d.switch("result", "", command="cmd-1", ok=False, reason="no such call")
+    out = d.switch("result", "", command=cmd_id(1), ok=False, reason="no such call")
     assert "FAILURE" == result(out)
     assert "no such call" in error_message(out)
 
@@ -632,9 +634,9 @@ def test_d_serial_a_waiting_request_keeps_the_properties_it_was_sent_with() -> N
     """D-SERIAL: a request that waits its turn runs with the properties it
     arrived with, whether it came as bytes or as an object its sender still
     holds and changes afterwards."""
-    engine = Engine()
-    engine.receive_switch({"kind": "offered", "call": "c1"})
-    target = "session-1.channel-1.c1"
+    engine = Driver().engine  # logged in; fed directly below
+    engine.receive_switch({"kind": "offered", "call": "c1", "device": DEVICE})
+    target = f"{CH}.c1"
 
     def message(name: str, rid: str, **properties: str) -> dict[str, Any]:
         kind = "cti.query" if ".query." in name else "cti.request"
@@ -783,7 +785,7 @@ def test_d_bound_pending_requests_and_message_size() -> None:
 
 def test_d_bound_engine_refuses_oversized_bytes() -> None:
     """D-BOUND: raw bytes beyond max_frame_size are refused before parsing."""
-    d = Driver(max_frame_size=64)
+    d = Driver(max_frame_size=64, login=False)  # the login's messages are longer
     out = d.engine.receive_bridge(b"{" + b" " * 100 + b"}")
     assert len(out) == 1
     assert out[0].rule == "D-BOUND"  # type: ignore[union-attr]
@@ -798,12 +800,12 @@ def test_d_target_unknown_target_refused_and_rule_replaceable() -> None:
     assert "D-TARGET" == d.rule(out)
 
     class Slash(Targets):
-        def interaction(self, interaction_id: str) -> str:
-            return f"{self.channel}/{interaction_id}"
+        def interaction(self, channel: str, interaction_id: str) -> str:
+            return f"{channel}/{interaction_id}"
 
-    s = Driver(targets=Slash("chan"))
+    s = Driver(targets=Slash())
     s.switch("offered")
-    assert s.init("chan/c1")["interaction-state"] == "ALERTING"
+    assert s.init(f"{CH}/c1")["interaction-state"] == "ALERTING"
 
 
 def test_d_wire_codec_is_tested_in_test_framing() -> None:
@@ -827,7 +829,7 @@ def test_s_alt_1_held_active_leg_hands_over_to_the_talking_one() -> None:
     d.conv("retrieve", "b2")  # consult the last TALKING again
     d.conv("hold", "b2")  # ... and held while the primary talks
     out = d.req("alternate")
-    assert [{"id": "cmd-7", "op": "alternate", "call": "c1", "other": "sim-1"}] == commands(out)
+    assert [{"id": cmd_id(7), "op": "alternate", "call": "c1", "other": "sim-1"}] == commands(out)
     assert ok(out)
 
 
@@ -843,7 +845,7 @@ def test_s_alt_1_both_held_the_leg_that_talked_last_is_active() -> None:
     d.switch("held", "c1")  # ... and is held while the consult still talks
     d.switch("held", "sim-1")  # both held: the consult was TALKING last
     out = d.req("alternate")
-    assert [{"id": "cmd-3", "op": "alternate", "call": "sim-1", "other": "c1"}] == commands(out)
+    assert [{"id": cmd_id(3), "op": "alternate", "call": "sim-1", "other": "c1"}] == commands(out)
     assert ok(out)
     assert ["conversation.talking"] == event_names(out)
     assert isinstance(d.switch_driver, SimulatedSwitch)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.driver import CH, commands, responses
+from tests.driver import CH, cmd_id, commands, responses
 from tests.scenario import (
     ACCEPT,
     ALTERNATE,
@@ -147,7 +147,7 @@ def test_inbound_call_accepted_completed_and_disposed() -> None:
         accept,
         responses=[success(ACCEPT, IT, "r4")],
         events=[("interaction.started", IT), ("conversation.talking", P)],
-        commands=[cmd("cmd-1", "answer", "c1")],
+        commands=[cmd(cmd_id(1), "answer", "c1")],
     )
     # harness.md: a command is written before the events it causes.
     assert index_of(accept, is_command("answer")) < index_of(accept, is_message("conversation.talking"))
@@ -195,7 +195,7 @@ def test_rejected_call() -> None:
         reject,
         responses=[success(REJECT, IT, "r4")],
         events=[("interaction.ended", IT), ("conversation.ended", P, {"cause": "rejected"})],
-        commands=[cmd("cmd-1", "reject", "c1")],
+        commands=[cmd(cmd_id(1), "reject", "c1")],
     )
     expect(init, responses=[success(INIT, IT, "r5", body=init_body("ENDED", CUSTOMER))])
     expect(accept, responses=[Failure(ACCEPT, IT, "r6", "accept refused", "ENDED", "ALERTING")])
@@ -272,14 +272,14 @@ def test_full_call_consult_alternate_conference_consult_transfer() -> None:
         accept,
         responses=[success(ACCEPT, IT, "r4")],
         events=[("interaction.started", IT), ("conversation.talking", P)],
-        commands=[cmd("cmd-1", "answer", "c1")],
+        commands=[cmd(cmd_id(1), "answer", "c1")],
     )
     # S-CONS-1: hold the primary, call 200; SUCCESS names the new leg.
     expect(
         consult1,
         responses=[success(CONSULT, IT, "r5", properties={"nativeid": "sim-1"})],
         events=[("conversation.held", P)],
-        commands=[cmd("cmd-2", "consult", "c1", destination="200")],
+        commands=[cmd(cmd_id(2), "consult", "c1", destination="200")],
     )
     expect(create1, responses=[success(CREATE, IT, "r6")])
     expect(cinit1, responses=[success(CINIT, K1, "r7", body=conv_body("TALKING", "sim-1", "consult"))])
@@ -290,19 +290,19 @@ def test_full_call_consult_alternate_conference_consult_transfer() -> None:
         alt1,
         responses=[success(ALTERNATE, IT, "r9")],
         events=[("conversation.held", K1), ("conversation.talking", P)],
-        commands=[cmd("cmd-3", "alternate", "sim-1", other="c1")],
+        commands=[cmd(cmd_id(3), "alternate", "sim-1", other="c1")],
     )
     expect(
         alt2,
         responses=[success(ALTERNATE, IT, "r10")],
         events=[("conversation.held", P), ("conversation.talking", K1)],
-        commands=[cmd("cmd-4", "alternate", "c1", other="sim-1")],
+        commands=[cmd(cmd_id(4), "alternate", "c1", other="sim-1")],
     )
     expect(
         conference,
         responses=[success(CONFERENCE, IT, "r11")],
         events=[("conversation.talking", P), ("conversation.ended", K1, {"cause": "conferenced"})],
-        commands=[cmd("cmd-5", "conference", "c1", consult="sim-1")],
+        commands=[cmd(cmd_id(5), "conference", "c1", consult="sim-1")],
     )
     body = init_body("STARTED", CUSTOMER, primary="c1")
     expect(init_after_conf, responses=[success(INIT, IT, "r12", body=body)])
@@ -310,7 +310,7 @@ def test_full_call_consult_alternate_conference_consult_transfer() -> None:
         consult2,
         responses=[success(CONSULT, IT, "r13", properties={"nativeid": "sim-2"})],
         events=[("conversation.held", P)],
-        commands=[cmd("cmd-6", "consult", "c1", destination="300")],
+        commands=[cmd(cmd_id(6), "consult", "c1", destination="300")],
     )
     expect(create2, responses=[success(CREATE, IT, "r14")])
     expect(cinit2, responses=[success(CINIT, K2, "r15", body=conv_body("TALKING", "sim-2", "consult"))])
@@ -323,7 +323,7 @@ def test_full_call_consult_alternate_conference_consult_transfer() -> None:
             ("interaction.ended", IT),
             ("conversation.ended", P, {"cause": "transferred"}),
         ],
-        commands=[cmd("cmd-7", "transfer", "c1", consult="sim-2")],
+        commands=[cmd(cmd_id(7), "transfer", "c1", consult="sim-2")],
     )
     expect(
         complete,
@@ -349,7 +349,7 @@ def test_consult_to_busy_number_leaves_primary_held() -> None:
         consult,
         responses=[success(CONSULT, IT, "r5", properties={"nativeid": "sim-1"})],
         events=[("conversation.held", P)],
-        commands=[cmd("cmd-2", "consult", "c1", destination="busy-1")],
+        commands=[cmd(cmd_id(2), "consult", "c1", destination="busy-1")],
     )
     # D-CC-3: a known leg that already ENDED can still be created.
     expect(create, responses=[success(CREATE, IT, "r6")])
@@ -360,7 +360,7 @@ def test_consult_to_busy_number_leaves_primary_held() -> None:
     expect(
         consult2,
         responses=[success(CONSULT, IT, "r11", properties={"nativeid": "sim-2"})],
-        commands=[cmd("cmd-3", "consult", "c1", destination="200")],
+        commands=[cmd(cmd_id(3), "consult", "c1", destination="200")],
     )
 
 
@@ -375,8 +375,8 @@ def test_consult_to_busy_number_with_reconnect_policy_retrieves_primary() -> Non
         responses=[success(CONSULT, IT, "r5", properties={"nativeid": "sim-1"})],
         events=[("conversation.held", P), ("conversation.talking", P)],
         commands=[
-            cmd("cmd-2", "consult", "c1", destination="busy-1"),
-            cmd("cmd-3", "retrieve", "c1"),
+            cmd(cmd_id(2), "consult", "c1", destination="busy-1"),
+            cmd(cmd_id(3), "retrieve", "c1"),
         ],
     )
     expect(create, responses=[success(CREATE, IT, "r6")])
@@ -388,7 +388,7 @@ def test_consult_to_busy_number_with_reconnect_policy_retrieves_primary() -> Non
         consult2,
         responses=[success(CONSULT, IT, "r11", properties={"nativeid": "sim-2"})],
         events=[("conversation.held", P)],
-        commands=[cmd("cmd-4", "consult", "c1", destination="200")],
+        commands=[cmd(cmd_id(4), "consult", "c1", destination="200")],
     )
 
 
@@ -421,7 +421,7 @@ def test_consulttransfer_refused_while_consult_rings() -> None:
         consult,
         responses=[success(CONSULT, IT, "r5", properties={"nativeid": "sim-1"})],
         events=[("conversation.held", P)],
-        commands=[cmd("cmd-2", "consult", "c1", destination="ring-1")],
+        commands=[cmd(cmd_id(2), "consult", "c1", destination="ring-1")],
     )
     expect(create, responses=[success(CREATE, IT, "r6")])
     expect(cinit, responses=[success(CINIT, K1, "r7", body=conv_body("ALERTING", "sim-1", "consult"))])
@@ -440,7 +440,7 @@ def test_consulttransfer_refused_while_consult_rings() -> None:
             ("interaction.ended", IT),
             ("conversation.ended", P, {"cause": "transferred"}),
         ],
-        commands=[cmd("cmd-3", "transfer", "c1", consult="sim-1")],
+        commands=[cmd(cmd_id(3), "transfer", "c1", consult="sim-1")],
     )
     expect(init2, responses=[success(INIT, IT, "r11", body=init_body("ENDED", CUSTOMER))])
 
@@ -458,7 +458,7 @@ def test_consulttransfer_while_consult_rings_allowed_by_policy() -> None:
             ("interaction.ended", IT),
             ("conversation.ended", P, {"cause": "transferred"}),
         ],
-        commands=[cmd("cmd-3", "transfer", "c1", consult="sim-1")],
+        commands=[cmd(cmd_id(3), "transfer", "c1", consult="sim-1")],
     )
     expect(init, responses=[success(INIT, IT, "r9", body=init_body("ENDED", CUSTOMER))])
 
@@ -476,7 +476,7 @@ def test_customer_hangs_up_during_consult() -> None:
         consult,
         responses=[success(CONSULT, IT, "r5", properties={"nativeid": "sim-1"})],
         events=[("conversation.held", P)],
-        commands=[cmd("cmd-2", "consult", "c1", destination="200")],
+        commands=[cmd(cmd_id(2), "consult", "c1", destination="200")],
     )
     expect(create, responses=[success(CREATE, IT, "r6")])
     expect(cinit, responses=[success(CINIT, K1, "r7", body=conv_body("TALKING", "sim-1", "consult"))])
@@ -488,7 +488,7 @@ def test_customer_hangs_up_during_consult() -> None:
         release,
         responses=[success(RELEASE, K1, "r11")],
         events=[("interaction.ended", IT), ("conversation.ended", K1, {"cause": "released"})],
-        commands=[cmd("cmd-3", "release", "sim-1")],
+        commands=[cmd(cmd_id(3), "release", "sim-1")],
     )
     expect(complete, responses=[success(COMPLETE, IT, "r12")], events=[("interaction.completed", IT)])
     assert_answered_once(lines, groups)
@@ -556,7 +556,7 @@ def test_consult_made_on_the_phone() -> None:
             ("interaction.ended", IT),
             ("conversation.ended", P, {"cause": "transferred"}),
         ],
-        commands=[cmd("cmd-2", "transfer", "c1", consult="p1")],
+        commands=[cmd(cmd_id(2), "transfer", "c1", consult="p1")],
     )
 
 
@@ -665,7 +665,7 @@ def test_requests_before_init_are_refused() -> None:
         accept2,
         responses=[success(ACCEPT, IT, "r9")],
         events=[("interaction.started", IT), ("conversation.talking", P)],
-        commands=[cmd("cmd-1", "answer", "c1")],
+        commands=[cmd(cmd_id(1), "answer", "c1")],
     )
     expect(offer2, events=[("interaction.created", CH, {"interactionid": "c2", "type": "telephony"})])
     expect(dispose2, responses=[success(DISPOSE, it2, "r1")])
@@ -699,7 +699,7 @@ def test_duplicate_request_ids() -> None:
         hold,
         responses=[success(HOLD, P, "r4")],
         events=[("conversation.held", P)],
-        commands=[cmd("cmd-2", "hold", "c1")],
+        commands=[cmd(cmd_id(2), "hold", "c1")],
     )
     expect(data, responses=[success(DATA, IT, "r5", body={"interaction-data": CUSTOMER})])
     assert_answered_once(lines, groups)
@@ -714,11 +714,11 @@ def test_duplicate_of_a_pending_request_leaves_the_original_alone() -> None:
         request(ACCEPT, IT, "r4"),
         request(ACCEPT, IT, "r4"),
         switch("connected", "c1"),
-        result("cmd-1"),
+        result(cmd_id(1)),
     ]
     groups = run_cli(lines, *SCRIPTED)
     accept, dup, connected, ack = groups[4:]
-    expect(accept, commands=[cmd("cmd-1", "answer", "c1")])
+    expect(accept, commands=[cmd(cmd_id(1), "answer", "c1")])
     expect(dup, responses=[Failure(ACCEPT, IT, "r4", "duplicate requestId")])
     expect(
         connected,
@@ -806,7 +806,7 @@ def test_scripted_consult_times_out_and_a_late_leg_is_released() -> None:
     groups = run_cli(lines, *SCRIPTED)
     expect_setup(groups)
     accept, connected, ack = groups[4:7]
-    expect(accept, commands=[cmd("cmd-1", "answer", "c1")])
+    expect(accept, commands=[cmd(cmd_id(1), "answer", "c1")])
     expect(
         connected,
         responses=[success(ACCEPT, IT, "r4")],
@@ -814,14 +814,14 @@ def test_scripted_consult_times_out_and_a_late_leg_is_released() -> None:
     )
     expect(ack)
     consult, held, tick, deadline, init, late, late_end, consult2, named = groups[7:]
-    expect(consult, commands=[cmd("cmd-2", "consult", "c1", destination="200")])
+    expect(consult, commands=[cmd(cmd_id(2), "consult", "c1", destination="200")])
     expect(held, events=[("conversation.held", P)])
     expect(tick)
     expect(deadline, responses=[Failure(CONSULT, IT, "r5", "30 seconds")])
     expect(init, responses=[success(INIT, IT, "r6", body=init_body("STARTED", CUSTOMER, primary="c1"))])
-    expect(late, commands=[cmd("cmd-3", "release", "x9")])
+    expect(late, commands=[cmd(cmd_id(3), "release", "x9")])
     expect(late_end)  # D-ASYNC: the released leg's later events are ignored, with no output
-    expect(consult2, commands=[cmd("cmd-4", "consult", "c1", destination="201")])
+    expect(consult2, commands=[cmd(cmd_id(4), "consult", "c1", destination="201")])
     expect(named, responses=[success(CONSULT, IT, "r7", properties={"nativeid": "x10"})])
     assert_answered_once(lines, groups)
 
@@ -837,7 +837,7 @@ def test_scripted_consult_leg_dialing_after_timeout_is_released() -> None:
     ]
     timeout, dial = run_cli(lines, *SCRIPTED)[8:]
     expect(timeout, responses=[Failure(CONSULT, IT, "r5", "consult refused")])
-    expect(dial, commands=[cmd("cmd-3", "release", "x9")])
+    expect(dial, commands=[cmd(cmd_id(3), "release", "x9")])
 
 
 def test_scripted_consult_refused_by_the_switch() -> None:
@@ -846,13 +846,13 @@ def test_scripted_consult_refused_by_the_switch() -> None:
     lines: list[Line] = [
         *scripted_setup(),
         request(CONSULT, IT, "r5", destination="200"),
-        result("cmd-2", ok=False, reason="no trunk"),
+        result(cmd_id(2), ok=False, reason="no trunk"),
         request(CONSULT, IT, "r6", destination="201"),
-        result("cmd-3", call="x1"),
+        result(cmd_id(3), call="x1"),
     ]
     refused, consult2, named = run_cli(lines, *SCRIPTED)[8:]
     expect(refused, responses=[Failure(CONSULT, IT, "r5", "no trunk")])
-    expect(consult2, commands=[cmd("cmd-3", "consult", "c1", destination="201")])
+    expect(consult2, commands=[cmd(cmd_id(3), "consult", "c1", destination="201")])
     expect(named, responses=[success(CONSULT, IT, "r6", properties={"nativeid": "x1"})])
 
 
@@ -868,7 +868,7 @@ def test_requests_wait_for_the_pending_one() -> None:
     groups = run_cli(lines, *SCRIPTED)
     expect_setup(groups)
     accept, reject, consult, hold, data, tick, connected, ack, tick2, named, late, tick3, held = groups[4:]
-    expect(accept, commands=[cmd("cmd-1", "answer", "c1")])
+    expect(accept, commands=[cmd(cmd_id(1), "answer", "c1")])
     expect(reject)
     expect(consult)
     expect(hold)
@@ -878,7 +878,7 @@ def test_requests_wait_for_the_pending_one() -> None:
         connected,
         responses=[success(ACCEPT, IT, "r4"), Failure(REJECT, IT, "r5", "reject refused", "ALERTING")],
         events=[("interaction.started", IT), ("conversation.talking", P)],
-        commands=[cmd("cmd-2", "consult", "c1", destination="200")],
+        commands=[cmd(cmd_id(2), "consult", "c1", destination="200")],
     )
     # In arrival order: accept's response, then reject's, then consult's command.
     order = [
@@ -892,7 +892,7 @@ def test_requests_wait_for_the_pending_one() -> None:
     expect(
         named,
         responses=[success(CONSULT, IT, "r6", properties={"nativeid": "x1"})],
-        commands=[cmd("cmd-3", "hold", "c1")],
+        commands=[cmd(cmd_id(3), "hold", "c1")],
     )
     assert index_of(named, is_message(CONSULT)) < index_of(named, is_command("hold"))
     expect(late)
@@ -936,7 +936,19 @@ def trace_of(lines: list[Line], tmp_path: Path) -> tuple[list[Group], list[dict[
     path = tmp_path / "trace.jsonl"
     groups = run_cli(lines, "--trace", str(path))
     trace = [json.loads(text) for text in path.read_text(encoding="utf-8").splitlines()]
-    return groups, trace
+    return groups, after_login(trace)
+
+
+def after_login(trace: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trace after the login (tests.scenario.login_lines): from the line
+    after the last login message's response."""
+    last = max(
+        n
+        for n, entry in enumerate(trace)
+        if entry.get("to") == "bridge"
+        and str(entry["message"]["header"].get("requestId", "")).startswith("login-")
+    )
+    return trace[last + 1 :]
 
 
 def test_trace_holds_inputs_outputs_and_simulated_switch_events(tmp_path: Path) -> None:
@@ -964,7 +976,10 @@ def test_trace_holds_inputs_outputs_and_simulated_switch_events(tmp_path: Path) 
     wanted = [
         {"from": "switch", "event": {"kind": "connected", "call": "c1"}},
         {"from": "switch", "event": {"kind": "held", "call": "c1"}},
-        {"from": "switch", "event": {"kind": "dialing", "call": "sim-1", "destination": "200"}},
+        {
+            "from": "switch",
+            "event": {"kind": "dialing", "call": "sim-1", "device": "1001", "destination": "200"},
+        },
         {"from": "switch", "event": {"kind": "alerting", "call": "sim-1"}},
         {"from": "switch", "event": {"kind": "connected", "call": "sim-1"}},
     ]
@@ -984,9 +999,9 @@ def test_trace_writes_simulated_events_after_the_command_that_caused_them(tmp_pa
         request(CONSULT, IT, "r5", destination="200"),
     ]
     _, trace = trace_of(lines, tmp_path)
-    answer = trace.index({"to": "switch", "command": cmd("cmd-1", "answer", "c1")})
+    answer = trace.index({"to": "switch", "command": cmd(cmd_id(1), "answer", "c1")})
     connected = trace.index({"from": "switch", "event": {"kind": "connected", "call": "c1"}})
-    consult = trace.index({"to": "switch", "command": cmd("cmd-2", "consult", "c1", destination="200")})
+    consult = trace.index({"to": "switch", "command": cmd(cmd_id(2), "consult", "c1", destination="200")})
     held = trace.index({"from": "switch", "event": {"kind": "held", "call": "c1"}})
     assert (answer < connected, consult < held) == (True, True)
 

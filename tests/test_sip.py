@@ -278,7 +278,7 @@ def test_serve_with_the_sip_softphone_against_the_bridge_process(tmp_path: Path)
     finally:
         cast.close()
     assert (0, 0) == (bridge_code, serve_code), (bridge_err, serve_err)
-    assert "3 agent requests, 0 failed, 0 rule violations, 1 connections" in bridge_err
+    assert "6 agent requests, 0 failed, 0 rule violations, 1 connections" in bridge_err
     for trace in ("bridge.jsonl", "serve.jsonl"):
         lines = (tmp_path / trace).read_text().splitlines()
         assert [] == check_lines(lines), trace

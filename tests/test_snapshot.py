@@ -23,7 +23,7 @@ from adapters.runner import Runner
 from adapters.simulated import ScriptedSwitch, SimulatedSwitch
 from fsm.engine import ToBridge
 from fsm.snapshot import restore, snapshot
-from tests.driver import responses
+from tests.driver import cmd_id, responses
 from tests.scenario import (
     CONSULT,
     DATA,
@@ -159,7 +159,7 @@ def test_restored_engine_keeps_pending_request_and_deadline() -> None:
     expected_response = [("r5", "FAILURE")]
     assert expected_response == timed_out
     second = [e["command"] for e in actual[1] if e.get("to") == "switch"]
-    expected_command = [{"id": "cmd-3", "op": "consult", "call": "c1", "destination": "201"}]
+    expected_command = [{"id": cmd_id(3), "op": "consult", "call": "c1", "destination": "201"}]
     assert expected_command == second
 
 
@@ -179,7 +179,9 @@ def test_returned_responses_do_not_change_after_later_input() -> None:
     message (nor that of an earlier data query), since an adapter may queue
     or log it before writing it."""
     engine = make_runner().engine
-    engine.receive_switch({"kind": "offered", "call": "c1", "ani": "5551000", "data": {"acct": {"id": "1"}}})
+    engine.receive_switch(
+        {"kind": "offered", "call": "c1", "device": "1001", "ani": "5551000", "data": {"acct": {"id": "1"}}}
+    )
     (init,) = engine.receive_bridge(query(INIT, IT, "r1")["message"])
     (data,) = engine.receive_bridge(query(DATA, IT, "r2")["message"])
     assert isinstance(init, ToBridge) and isinstance(data, ToBridge)
@@ -201,9 +203,9 @@ def test_restored_engine_judges_a_new_outbound_leg_as_the_original_does() -> Non
 
     engine = Eng()
     for event in (
-        {"kind": "offered", "call": "c1"},
+        {"kind": "offered", "call": "c1", "device": "1001"},
         {"kind": "connected", "call": "c1"},
-        {"kind": "offered", "call": "c2"},
+        {"kind": "offered", "call": "c2", "device": "1001"},
         {"kind": "connected", "call": "c2"},
         {"kind": "held", "call": "c1"},
         {"kind": "retrieved", "call": "c1"},  # c1 changed last
@@ -211,11 +213,11 @@ def test_restored_engine_judges_a_new_outbound_leg_as_the_original_does() -> Non
         engine.receive_switch(event)
     copy = restore_engine(json.loads(json.dumps(take(engine))))
     for each in (engine, copy):
-        each.receive_switch({"kind": "dialing", "call": "p9"})
+        each.receive_switch({"kind": "dialing", "call": "p9", "device": "1001"})
         assert each.interactions["c1"].consult is None
         assert "DIALING" == each.interactions["p9"].state
     copy = restore_engine(json.loads(json.dumps(take(engine))))
     for each in (engine, copy):
         each.receive_switch({"kind": "ended", "call": "c2"})
-        each.receive_switch({"kind": "dialing", "call": "p10"})
+        each.receive_switch({"kind": "dialing", "call": "p10", "device": "1001"})
         assert "p10" == each.interactions["c1"].consult

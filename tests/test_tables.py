@@ -25,10 +25,13 @@ from fsm import machines as m
 from fsm.catalog import (
     CATALOG,
     COMMAND_LEGS,
+    DEVICE_DONE_WHEN,
     DONE_WHEN,
     GUARDS,
     QUERY_ANSWERS,
     RESPONSE_BODIES,
+    TREE_ANSWERS,
+    TREE_GUARDS,
     GuardContext,
     RequestSpec,
 )
@@ -57,6 +60,7 @@ from fsm.messages import FAILURE, SUCCESS
 from fsm.model import Conversation
 from fsm.policy import Policy
 from fsm.snapshot import snapshot
+from tests.driver import CH
 from tests.scenes import (
     CONSULT_CALL,
     CONSULT_ID,
@@ -142,7 +146,16 @@ def test_every_edge_guard_is_used() -> None:
 def _machine_of(spec: RequestSpec) -> StateMachine:
     if spec.machine == "lifecycle":
         return LIFECYCLE
+    if spec.destination == "cti":
+        return CONTROL
+    if spec.destination in ("session", "channel"):
+        return CHANNEL  # the device's machine (D-CH-1)
     return INTERACTION if spec.destination == "interaction" else CONVERSATION
+
+
+#: the kinds of destination above the interactions (their guards, answers
+#: and completions are tables of their own in the catalog)
+TREE = ("cti", "session", "channelgroup", "channel")
 
 
 @pytest.mark.parametrize("spec", list(CATALOG.values()), ids=list(CATALOG))
@@ -162,9 +175,10 @@ def test_catalog_trigger_exists_in_its_machine(spec: RequestSpec) -> None:
 @pytest.mark.parametrize("spec", list(CATALOG.values()), ids=list(CATALOG))
 def test_catalog_guards_exist(spec: RequestSpec) -> None:
     """Each request guard the catalog names is a known guard with a rule ID."""
+    guards = TREE_GUARDS if spec.destination in TREE else GUARDS
     expected: list[str] = []
-    assert expected == [name for name in spec.guards if name not in GUARDS]
-    assert all(GUARDS[name].rule for name in spec.guards)
+    assert expected == [name for name in spec.guards if name not in guards]
+    assert all(guards[name].rule for name in spec.guards)
 
 
 @pytest.mark.parametrize("spec", list(CATALOG.values()), ids=list(CATALOG))
@@ -172,12 +186,13 @@ def test_catalog_completion_and_body_exist(spec: RequestSpec) -> None:
     """The completion (``done``), response body (``body``), query answer
     (``answer``) and lifecycle trigger (``then``) a catalog row names
     resolve; a completion belongs to a request that asks the switch."""
-    assert spec.done is None or spec.done in DONE_WHEN, spec.done
+    tree = spec.destination in TREE
+    assert spec.done is None or spec.done in (DEVICE_DONE_WHEN if tree else DONE_WHEN), spec.done
     assert spec.body is None or spec.body in RESPONSE_BODIES, spec.body
     assert spec.done is None or spec.op is not None, "a completion without a switch operation"
     # a query: what it answers, and the lifecycle trigger it fires
     assert (spec.kind == "cti.query") == (spec.answer is not None), spec.answer
-    assert spec.answer is None or spec.answer in QUERY_ANSWERS, spec.answer
+    assert spec.answer is None or spec.answer in (TREE_ANSWERS if tree else QUERY_ANSWERS), spec.answer
     assert spec.then is None or spec.then in LIFECYCLE.triggers, spec.then
 
 
@@ -805,7 +820,7 @@ def test_creation_allowed_refuses() -> None:
     driver = played()
     driver.switch("offered", INBOUND_CALL)
     driver.switch("ended", INBOUND_CALL)
-    target = driver.engine.targets.interaction(INBOUND_CALL)
+    target = driver.engine.targets.interaction(CH, INBOUND_CALL)
     init = driver.succeed("interaction.query.init", target).response()
     assert init is not None
     no_conversations: dict[str, object] = {}

@@ -52,7 +52,7 @@ from fsm.errors import LocalProtocolError
 from fsm.policy import Policy
 from fsm.switch_events import SwitchEvent
 from tests.driver import CH
-from tests.scenario import ACCEPT, INIT, assert_failure, itarget, query, request, success
+from tests.scenario import ACCEPT, INIT, assert_failure, itarget, login_lines, query, request, success
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -674,7 +674,7 @@ def test_connect_with_backoff_succeeds_once_the_bridge_listens() -> None:
 # serve against a bridge played here.
 
 IT1 = itarget("c1")
-OFFERED = {"kind": "offered", "call": "c1", "ani": "5551000"}
+OFFERED = {"kind": "offered", "call": "c1", "device": "1001", "ani": "5551000"}
 
 
 async def answer(conn: FramedConnection, msg: dict[str, Any], events: list[Any]) -> dict[str, Any]:
@@ -686,6 +686,25 @@ async def answer(conn: FramedConnection, msg: dict[str, Any], events: list[Any])
         if got["header"].get("requestId") == msg["header"]["requestId"]:
             return got
         events.append(got)
+
+
+async def log_in(conn: FramedConnection, events: asyncio.Queue[object] | None = None) -> None:
+    """The bridge's start-up and agent-1's login (tests.scenario.login_lines);
+    with ``events``, the scripted switch's agent events are put there."""
+    scripted = events is not None
+    for line in login_lines("scripted" if scripted else "simulated"):
+        if line["from"] == "switch":
+            assert events is not None
+            await events.put(line["event"])
+            continue
+        message = line["message"]
+        if scripted and message["header"]["name"] in ("channel.request.activate", "channel.request.ready"):
+            await conn.send(message)  # answered once the agent event has come
+            continue
+        await answer(conn, message, [])
+    if scripted:
+        while (got := await conn.recv()) is not None and got["header"].get("requestId") != "login-7":
+            pass
 
 
 async def switch_events(queue: asyncio.Queue[object]) -> AsyncIterator[object]:
@@ -715,6 +734,7 @@ def test_serve_answers_a_bridge() -> None:
         events: asyncio.Queue[object] = asyncio.Queue()
 
         async def bridge(conn: FramedConnection) -> None:
+            await log_in(conn)
             await events.put(OFFERED)  # the customer calls
             created = await conn.recv()
             assert isinstance(created, dict)
@@ -739,10 +759,14 @@ def test_serve_answers_a_bridge() -> None:
     assert expected == seen
     lines = [json.loads(line) for line in trace.getvalue().splitlines()]
     assert [1] == connections(trace.getvalue())
-    first = [{"connection": 1}, {"from": "switch", "event": OFFERED}]  # events from outside: once connected
-    assert first == lines[:2]
-    answer_once = [{"to": "switch", "command": {"id": "cmd-1", "op": "answer", "call": "c1"}}]
-    assert answer_once == [line for line in lines if line.get("to") == "switch"]
+    assert {"connection": 1} == lines[0]  # events from outside: once connected
+    from_switch = [
+        line for line in lines if line.get("from") == "switch" and line["event"]["kind"] != "agent"
+    ]
+    assert [{"from": "switch", "event": OFFERED}] == from_switch[:1]
+    answer_once = [{"to": "switch", "command": {"id": "cmd-3", "op": "answer", "call": "c1"}}]
+    calls = [line for line in lines if line.get("to") == "switch" and "call" in line["command"]]
+    assert answer_once == calls
 
 
 class LossWatch(logging.Handler):
@@ -773,6 +797,7 @@ def test_serve_reconnects_keeping_its_engine() -> None:
         logging.getLogger("telephony_fsm.serve").addHandler(watch)
 
         async def first_bridge(conn: FramedConnection) -> None:
+            await log_in(conn)
             await events.put(OFFERED)
             first.append(await conn.recv())
             first.append(await answer(conn, query(INIT, IT1, "r1")["message"], first))
@@ -788,7 +813,7 @@ def test_serve_reconnects_keeping_its_engine() -> None:
 
         async def outage() -> asyncio.Server:
             await watch.lost.wait()
-            await events.put({"kind": "offered", "call": "c2"})  # while the bridge is away
+            await events.put({"kind": "offered", "call": "c2", "device": "1001"})  # while the bridge is away
             while '"interactionid":"c2"' not in trace.getvalue():
                 await asyncio.sleep(0.01)
             return await serve(HOST, port, second_bridge)  # the bridge is back
@@ -824,7 +849,7 @@ def test_serve_reconnects_keeping_its_engine() -> None:
     three = 3
     assert three == len(second)  # nothing else: no event, no second execution
     commands = [json.loads(line) for line in trace.getvalue().splitlines() if '"to":"switch"' in line]
-    once = ["answer"]
+    once = ["login", "ready", "answer"]
     assert once == [line["command"]["op"] for line in commands]
     assert [1, 2] == connections(trace.getvalue())
 
@@ -837,6 +862,7 @@ def test_serve_times_out_a_request_the_switch_never_completes() -> None:
         events: asyncio.Queue[object] = asyncio.Queue()
 
         async def bridge(conn: FramedConnection) -> None:
+            await log_in(conn, events)
             await events.put(OFFERED)
             await conn.recv()
             await answer(conn, query(INIT, IT1, "r1")["message"], [])

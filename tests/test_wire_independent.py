@@ -23,7 +23,7 @@ import pytest
 from fsm.checker import check_lines
 
 ROOT = Path(__file__).resolve().parents[1]
-CH = "session-1.channel-1"
+CH = "S1.G1.1001"
 TIMEOUT = 20.0
 
 pytestmark = pytest.mark.e2e
@@ -56,6 +56,10 @@ def recv_frame(sock: socket.socket) -> dict[str, Any] | None:
     assert {"header", "body"} == set(message), f"not the envelope {{header, body}}: {message}"
     assert isinstance(message["header"], dict) and isinstance(message["body"], dict), message
     return message
+
+
+def event(name: str, target: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"header": {"type": "cti.event", "name": name, "target": target}, "body": body or {}}
 
 
 def response(request: dict[str, Any], body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -112,14 +116,32 @@ def test_a_plain_socket_client_talks_to_the_reference_bridge(tmp_path: Path) -> 
                 "header": {"type": "cti.event", "name": "interaction.created", "target": CH},
                 "body": {"interactionid": "c1", "type": "telephony"},
             }
-            send_frame(sock, created)
             seen: list[str] = []
             data: dict[str, str] = {"ani": "5551000"}
+            # what a client written from the pages answers in the start-up and the login
+            login_answers: dict[str, dict[str, Any]] = {
+                "session.query.init": {"session-state": "LOGGEDIN", "channel-groups": [{"id": "G1"}]},
+                "channelgroup.query.init": {"channels": [{"end-point": "1001", "type": "telephony"}]},
+                "channel.query.init": {"channel-state": "INACTIVE", "ready-state": None, "interactions": []},
+            }
             while (message := recv_frame(sock)) is not None:
                 name = message["header"]["name"]
                 seen.append(name)
                 assert "cti.query" == message["header"]["type"] or "cti.request" == message["header"]["type"]
-                if name == "interaction.query.init":
+                if name == "cti.request.status":
+                    send_frame(sock, response(message))
+                    status = {"status": "started", "reason": ""}
+                    send_frame(sock, event("cti.status", "proc-1.CONTROL", status))
+                elif name in login_answers:
+                    send_frame(sock, response(message, login_answers[name]))
+                elif name == "channel.request.activate":
+                    send_frame(sock, event("channel.activated", CH))
+                    send_frame(sock, response(message))
+                elif name == "channel.request.ready":
+                    send_frame(sock, event("channel.ready", CH))
+                    send_frame(sock, response(message))
+                    send_frame(sock, created)
+                elif name == "interaction.query.init":
                     send_frame(
                         sock,
                         response(
@@ -137,17 +159,11 @@ def test_a_plain_socket_client_talks_to_the_reference_bridge(tmp_path: Path) -> 
                 elif name == "interaction.request.setdata":
                     send_frame(sock, response(message))
                     data.update(message["body"])
-                    send_frame(
-                        sock,
-                        {
-                            "header": {
-                                "type": "cti.event",
-                                "name": "interaction.datachanged",
-                                "target": f"{CH}.c1",
-                            },
-                            "body": {"interaction-data": dict(message["body"])},
-                        },
-                    )
+                    changed = {"interaction-data": dict(message["body"])}
+                    send_frame(sock, event("interaction.datachanged", f"{CH}.c1", changed))
+                elif name == "session.request.logout":
+                    send_frame(sock, event("channel.deactivated", CH))
+                    send_frame(sock, response(message))
                 else:
                     send_frame(sock, response(message))
         code = bridge.wait(TIMEOUT)
@@ -155,11 +171,20 @@ def test_a_plain_socket_client_talks_to_the_reference_bridge(tmp_path: Path) -> 
     finally:
         bridge.kill()
     expected = [
+        "cti.request.status",  # F-CTRL-2
+        "cti.query.capabilities",
+        "session.query.init",  # F-SESS-1
+        "channelgroup.query.init",
+        "channel.query.init",
+        "channel.request.activate",  # D-CH-1
+        "channel.request.ready",
         "interaction.query.init",
         "interaction.request.createconversation",
         "conversation.query.init",
         "interaction.request.setdata",
         "interaction.request.dispose",
+        "session.request.logout",  # D-SESS-2
+        "session.request.dispose",
     ]
     assert expected == seen
     assert {"note": "vip"} == {"note": data["note"]}
@@ -172,7 +197,9 @@ def test_the_adapter_talks_to_a_plain_socket_bridge(tmp_path: Path) -> None:
     reads frames built here, and ends when the bridge closes the connection
     (--exit-on-close)."""
     events = tmp_path / "switch.jsonl"
-    events.write_text(json.dumps({"from": "switch", "event": {"kind": "offered", "call": "c1"}}) + "\n")
+    events.write_text(
+        json.dumps({"from": "switch", "event": {"kind": "offered", "call": "c1", "device": "1001"}}) + "\n"
+    )
     with socket.create_server(("127.0.0.1", 0)) as server:
         server.settimeout(TIMEOUT)
         port = server.getsockname()[1]
@@ -200,10 +227,42 @@ def test_the_adapter_talks_to_a_plain_socket_bridge(tmp_path: Path) -> None:
             conn, _ = server.accept()
             with conn:
                 conn.settimeout(TIMEOUT)
-                created = recv_frame(conn)
-                assert created is not None
-                assert {"type": "cti.event", "name": "interaction.created", "target": CH} == created["header"]
-                assert {"interactionid": "c1", "type": "telephony"} == created["body"]
+                numbers = iter(range(100, 200))
+                seen_events: list[dict[str, Any]] = []
+
+                def ask(name: str, target: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+                    """Send a query or request; its response (events before it are kept)."""
+                    kind = "cti.query" if ".query." in name else "cti.request"
+                    rid = f"{{00000000-0000-4000-8000-{next(numbers):012d}}}"
+                    header = {"type": kind, "name": name, "target": target, "requestId": rid}
+                    send_frame(conn, {"header": header, "body": body or {}})
+                    while (answer := recv_frame(conn)) is not None:
+                        if answer["header"]["type"] == "cti.event":
+                            seen_events.append(answer)
+                            continue
+                        assert rid == answer["header"]["requestId"]
+                        assert "SUCCESS" == answer["header"]["result"], answer
+                        return answer
+                    raise AssertionError(f"no answer to {name}")
+
+                ask("cti.request.status", "proc-1.CONTROL")  # F-CTRL-2
+                ask("cti.query.capabilities", "proc-1.CONTROL")
+                ask("session.query.init", "S1", {"name": "agent-1"})
+                ask("channelgroup.query.init", "S1.G1")
+                listed = ask("channel.query.init", CH)["body"]["interactions"]
+                ask("channel.request.activate", CH)
+                ask("channel.request.ready", CH)
+                if "c1" not in listed:  # offered after the channel's init: announced (D-NEW)
+                    created = next(
+                        (e for e in seen_events if e["header"]["name"] == "interaction.created"), None
+                    )
+                    if created is None:
+                        created = recv_frame(conn)
+                    assert created is not None
+                    assert {"type": "cti.event", "name": "interaction.created", "target": CH} == created[
+                        "header"
+                    ]
+                    assert {"interactionid": "c1", "type": "telephony"} == created["body"]
                 header = {
                     "type": "cti.query",
                     "name": "interaction.query.init",

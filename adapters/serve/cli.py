@@ -11,12 +11,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 
 from adapters.options import (
-    add_channel_target,
     add_policy,
+    add_processor_client,
     add_trace,
     add_wire_arguments,
+    directory_of,
     open_trace,
     policy_of,
+    targets_of,
     wire_options,
 )
 from adapters.serve.events import read_switch_events
@@ -46,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="sip: where a destination that is not a SIP URI is dialled (the far ends)",
     )
-    add_channel_target(parser)
+    add_processor_client(parser)
     add_policy(parser)
     add_trace(parser)
     parser.add_argument("--switch-events", metavar="FILE", help="switch events, JSONL ('-': stdin)")
@@ -77,6 +79,7 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.switch == "sip" and args.state:
         parser.error("--state cannot be used with --switch sip: live SIP calls cannot be saved and resumed")
     wire = wire_options(args, parser, server=False)
+    directory = directory_of(args, parser)
     with ExitStack() as stack:
         store: StateStore | None = None
         if args.state:
@@ -94,12 +97,13 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             events = read_switch_events(args.switch_events) if args.switch_events else None
             switch: str | Switch = args.switch
             if args.switch == "sip":
-                switch = stack.enter_context(_softphone(args, parser))
+                switch = stack.enter_context(_softphone(args, parser, directory.agents[0].end_point))
             return await run_serve(
                 host,
                 int(port_text),
                 switch=switch,
-                channel_target=args.channel_target,
+                targets=targets_of(args),
+                directory=directory,
                 policy=policy,
                 trace=trace,
                 switch_events=events,
@@ -112,13 +116,13 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         try:
             return asyncio.run(main_async())
-        except StateError as exc:  # written for another switch or channel
+        except StateError as exc:  # written for another switch or processor
             parser.error(f"--state: {exc}")
 
 
 @contextlib.contextmanager
-def _softphone(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Iterator[Switch]:
-    """The SIP softphone of ``--switch sip``, closed at the end."""
+def _softphone(args: argparse.Namespace, parser: argparse.ArgumentParser, device: str) -> Iterator[Switch]:
+    """The SIP softphone of ``--switch sip`` (the first agent's device), closed at the end."""
     from adapters.sip import ua
 
     if ua.MISSING:
@@ -128,7 +132,9 @@ def _softphone(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Ite
     host, _, port = args.sip_listen.rpartition(":")
     if not host or not port.isdigit() or not 0 <= int(port) < 65536:
         parser.error(f"--sip-listen takes HOST:PORT, got {args.sip_listen!r}")
-    phone = SipSoftphone(SipConfig(host=host, port=int(port), user=args.sip_user, domain=args.sip_domain))
+    phone = SipSoftphone(
+        SipConfig(host=host, port=int(port), user=args.sip_user, domain=args.sip_domain, device=device)
+    )
     logger.info("SIP softphone %s; destinations dialled at %s", phone.uri, args.sip_domain)
     try:
         yield phone

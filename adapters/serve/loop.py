@@ -22,6 +22,7 @@ from adapters.transport import (
     backoff_delays,
     connect_with_backoff,
 )
+from fsm.directory import DEFAULT_DIRECTORY, AgentDirectory
 from fsm.engine import Engine, Targets
 from fsm.errors import LocalProtocolError
 from fsm.policy import Policy
@@ -44,7 +45,8 @@ async def run_serve(
     port: int,
     *,
     switch: str | Switch = "simulated",
-    channel_target: str = "session-1.channel-1",
+    targets: Targets | None = None,
+    directory: AgentDirectory = DEFAULT_DIRECTORY,
     policy: Policy | None = None,
     trace: IO[str] | None = None,
     switch_events: AsyncIterable[object] | None = None,
@@ -76,7 +78,8 @@ async def run_serve(
             host,
             port,
             switch=switch,
-            channel_target=channel_target,
+            targets=targets or Targets(),
+            directory=directory,
             policy=policy,
             trace=trace,
             switch_events=switch_events,
@@ -95,7 +98,8 @@ async def _run_serve(
     port: int,
     *,
     switch: str | Switch,
-    channel_target: str,
+    targets: Targets,
+    directory: AgentDirectory,
     policy: Policy | None,
     trace: IO[str] | None,
     switch_events: AsyncIterable[object] | None,
@@ -111,14 +115,14 @@ async def _run_serve(
     driver = make_switch(switch) if isinstance(switch, str) else switch
     saved = store.load() if store is not None else None
     if saved is None:
-        engine = Engine(policy, Targets(channel_target), switch_acknowledges=driver.acknowledges)
+        engine = Engine(policy, targets, directory=directory, switch_acknowledges=driver.acknowledges)
         adapter = Adapter(
             Runner(engine, driver, trace),
             max_held=policy.max_queued_events,
             store=store,
         )
     else:
-        engine, driver = resume(saved, driver, channel_target)
+        engine, driver = resume(saved, driver, targets)
         if engine.policy != policy:
             logger.warning("the state file's policy is kept; the policy given now differs and is ignored")
         logger.info("resumed from %s after input %d", store.path if store else "", saved.inputs)

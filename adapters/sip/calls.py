@@ -144,6 +144,7 @@ class Line:
             SwitchEvent(
                 kind="offered",
                 call=leg.name,
+                device=self.config.device,
                 ani=ua.user_of(info.remoteUri),
                 dnis=ua.request_user(message) or ua.user_of(info.localUri),
                 data=ua.data_of(message),

@@ -23,6 +23,8 @@ from adapters.demo import Demo
 from adapters.session import Step
 from adapters.sip.softphone import SipConfig, SipSoftphone
 from fsm.codec import dumps, loads
+from fsm.directory import DEFAULT_DIRECTORY, AgentDirectory
+from fsm.outputs import Targets
 from fsm.policy import Policy
 from fsm.switch_events import event_to_wire
 
@@ -160,12 +162,13 @@ class SipDemo(Demo):
         trace: IO[str] | None = None,
         peers: IO[str] | None = None,
         policy: Policy | None = None,
-        channel_target: str = "session-1.channel-1",
+        targets: Targets | None = None,
+        directory: AgentDirectory = DEFAULT_DIRECTORY,
         quiet: float = 0.5,
         limit: float = 15.0,
     ) -> None:
         super().__init__(
-            out, colour=colour, trace=trace, policy=policy, channel_target=channel_target, switch=phone
+            out, colour=colour, trace=trace, policy=policy, targets=targets, directory=directory, switch=phone
         )
         self.phone = phone
         self.cast = cast
@@ -254,11 +257,13 @@ def run_sip_demo(
     trace: IO[str] | None = None,
     peers: IO[str] | None = None,
     policy: Policy | None = None,
-    channel_target: str = "session-1.channel-1",
+    targets: Targets | None = None,
+    directory: AgentDirectory = DEFAULT_DIRECTORY,
     config: SipConfig | None = None,
     hangup_after: float = 1.0,
 ) -> int:
     config = config or SipConfig(port=0, user="800")
+    config.device = directory.agents[0].end_point
     phone = SipSoftphone(config)
     try:
         cast = CastProcess(phone.uri, hangup_after=hangup_after)
@@ -275,6 +280,7 @@ def run_sip_demo(
         trace=trace,
         peers=peers,
         policy=policy,
-        channel_target=channel_target,
+        targets=targets,
+        directory=directory,
     )
     return demo.play(steps or SIP_CALL)

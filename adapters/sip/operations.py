@@ -21,6 +21,8 @@ None; raising :class:`~adapters.sip.calls.Failed` fails it with that reason.
 | blindtransfer | REFER to the destination; BYE once it reports 200 |
 | blindconference | INVITE the destination and mix it into the leg |
 | senddtmf | RFC 4733 telephone-events |
+| dial | INVITE the destination from the agent's device |
+| login, logout, ready, notready | no SIP yet: the softphone keeps the state, reported as `agent` events |
 """
 
 from __future__ import annotations
@@ -80,8 +82,37 @@ def consult(line: Line, command: Command) -> Operation:
     call = line.dial(destination)
     leg = line.new_leg([call], outbound=True, state="dialing")
     # its dialing event, then the result naming the same leg (harness.md: either order)
-    line.events.append(SwitchEvent(kind="dialing", call=leg.name, destination=destination))
+    line.events.append(
+        SwitchEvent(kind="dialing", call=leg.name, device=line.config.device, destination=destination)
+    )
     return leg.name
+
+
+def dial(line: Line, command: Command) -> Operation:
+    """An outbound call from the agent's device (D-TCH-1): INVITE the destination."""
+    destination = command.destination or ""
+    if not destination:
+        raise Failed("dial needs a destination")
+    leg = line.new_leg([line.dial(destination)], outbound=True, state="dialing")
+    line.events.append(
+        SwitchEvent(kind="dialing", call=leg.name, device=line.config.device, destination=destination)
+    )
+    return leg.name
+    yield  # a generator, like every operation
+
+
+def _agent_state(state: str) -> Callable[[Line, Command], Operation]:
+    """login / logout / ready / notready: the softphone keeps the agent's
+    state itself (no registrar yet) and reports it as the switch would."""
+
+    def operation(line: Line, command: Command) -> Operation:
+        line.events.append(
+            SwitchEvent(kind="agent", device=command.device or line.config.device, state=state)
+        )
+        return None
+        yield  # a generator, like every operation
+
+    return operation
 
 
 def alternate(line: Line, command: Command) -> Operation:
@@ -189,7 +220,13 @@ OPERATIONS: Final[dict[str, Callable[[Line, Command], Operation]]] = {
         blindtransfer,
         blindconference,
         senddtmf,
+        dial,
     )
+} | {
+    "login": _agent_state("loggedin"),
+    "logout": _agent_state("loggedout"),
+    "ready": _agent_state("ready"),
+    "notready": _agent_state("notready"),
 }
 
 

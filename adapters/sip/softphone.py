@@ -60,6 +60,7 @@ class SipSoftphone:
 
     answer = reject = release = hold = retrieve = consult = _start
     transfer = conference = alternate = blindtransfer = blindconference = senddtmf = _start
+    login = logout = ready = notready = dial = _start
 
     # -- the adapter's loop
     def poll(self, wait_ms: int = 0) -> list[SwitchEvent]:

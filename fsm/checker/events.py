@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from fsm.catalog import CHANNEL_EVENTS, CONVERSATION_EVENTS, INTERACTION_EVENTS, RequestSpec
+from fsm.catalog import CONVERSATION_EVENTS, INTERACTION_EVENTS, RequestSpec
 from fsm.checker.model import (
     ANY_LEG,
     CONVERSATION_MOVES,
@@ -34,12 +34,14 @@ from fsm.checker.rules import (
     message_body,
 )
 from fsm.checker.state import TraceState
+from fsm.checker.tree import TREE_KINDS, TreeJudge
 from fsm.errors import Refusal
 from fsm.machines import DIALING, ENDED, INTERACTION, STARTED, join_words
 
 INIT: Final = "interaction.query.init"
 CONVERSATION_INIT: Final = "conversation.query.init"
 DATA: Final = "interaction.query.data"
+CREATED: Final = "interaction.created"
 
 #: The D-EVT-2 events: one per top-level state change, named after the new state.
 STATE_EVENTS: Final = {f"interaction.{s.lower()}": s for s in TOP_STATES}
@@ -54,8 +56,9 @@ class EventJudge:
     """Judges the client's events and SUCCESS answers, and applies what they
     tell to the facts of a :class:`TraceState`."""
 
-    def __init__(self, state: TraceState, reevaluate: Callable[[str], None]) -> None:
+    def __init__(self, state: TraceState, reevaluate: Callable[[str], None], tree: TreeJudge) -> None:
         self.state = state
+        self.tree = tree
         #: called with an interaction's target when what is known of it
         #: changed: the requests waiting there are judged again
         self.reevaluate = reevaluate
@@ -71,13 +74,24 @@ class EventJudge:
         if not isinstance(name, str) or not name or not isinstance(target, str) or not target:
             return [*found, Refusal("S-EVT-0", "an event carries a name and a target")]
         props = message_body(message)
-        if name in CHANNEL_EVENTS and self.state.channel_target in (None, target):
+        if name == CREATED:
             return found + self._created(target, props)
         return found + self._destination_event(name, target, props)
 
     def _created(self, channel: str, props: dict[str, str]) -> list[Finding]:
-        """D-NEW: a new interaction, addressed ``CHANNEL.INTERACTIONID`` (D-TARGET)."""
-        self.state.channel_target = channel
+        """D-NEW: a new interaction, addressed ``CHANNEL.INTERACTIONID`` (D-TARGET),
+        announced on an initialized telephony channel (S-LIFE-2, F-UCH-1)."""
+        dest = self.state.destinations.get(channel)
+        if dest is None or dest.kind != "channel":
+            return [Refusal("D-NEW", f"interaction.created on {channel}, which is no channel destination")]
+        if dest.disposed:
+            return [Refusal("D-LIFE-4", f"interaction.created on {channel}, which was disposed")]
+        if not dest.initialized:
+            return [
+                Refusal("S-LIFE-2", f"interaction.created on {channel} before its init query was answered")
+            ]
+        if dest.channel_type not in ("", "telephony"):
+            return [Refusal("F-UCH-1", f"interaction.created on an unsupported {dest.channel_type} channel")]
         found: list[Finding] = []
         if props.get("type") != "telephony":
             found.append(
@@ -86,11 +100,8 @@ class EventJudge:
         interaction_id = props.get("interactionid")
         if not interaction_id:
             return [*found, Refusal("D-NEW", "interaction.created names no interactionid")]
-        target = self.state.target_rule(channel).interaction(interaction_id)
-        if target in self.state.destinations:
+        if not self.tree.add_interaction(channel, interaction_id):
             return [*found, Refusal("D-NEW", f"interaction {interaction_id} was already created")]
-        self.state.destinations[target] = Destination(target=target, kind="interaction", group=target)
-        self.state.interactions[target] = InteractionFacts(target=target)
         return found
 
     def _destination_event(self, name: str, target: str, props: dict[str, str]) -> list[Finding]:
@@ -99,6 +110,8 @@ class EventJudge:
             return [Refusal("D-LIFE-4", f"{name} on {target}, which was disposed")]
         if dest is None or not dest.initialized:
             return [Refusal("S-LIFE-2", f"{name} on {target} before its init query was answered")]
+        if dest.kind in TREE_KINDS:
+            return self.tree.event(dest, name)
         facts = self.state.interactions[dest.group]
         if dest.kind == "interaction":
             found = self._interaction_event(facts, name, props)
@@ -247,8 +260,7 @@ class EventJudge:
                 facts.promote_consult()  # D-PRIMARY-LOSS
         elif spec.trigger == "createconversation":
             bridge_id = asked.properties["id"]
-            rule = self.state.target_rule(self.state.channel_target or "")
-            target = rule.conversation(facts.target, bridge_id)
+            target = self.state.targets.conversation(facts.target, bridge_id)
             register(self.state.destinations, facts, bridge_id, asked.properties["nativeid"], target)
         elif spec.trigger == "consult":
             nativeid = message_body(message).get("nativeid")

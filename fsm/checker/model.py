@@ -76,28 +76,17 @@ CONVERSATION_MOVES: Final = _conversation_moves()
 
 class TargetRule(Protocol):
     """D-TARGET, replaceable: how destinations are addressed (the engine's
-    ``Targets`` has this shape)."""
+    :class:`fsm.outputs.Targets` has this shape, and is the default)."""
 
-    @property
-    def channel(self) -> str: ...
+    def control(self) -> str: ...
 
-    def interaction(self, interaction_id: str) -> str: ...
+    def group(self, session: str, group_id: str) -> str: ...
+
+    def channel(self, group: str, end_point: str) -> str: ...
+
+    def interaction(self, channel: str, interaction_id: str) -> str: ...
 
     def conversation(self, interaction_target: str, bridge_id: str) -> str: ...
-
-
-@attrs.frozen
-class DottedTargets:
-    """The default D-TARGET rule: ``CHANNEL.INTERACTIONID``, and a
-    conversation is its interaction's target plus ``.BRIDGEID``."""
-
-    channel: str
-
-    def interaction(self, interaction_id: str) -> str:
-        return f"{self.channel}.{interaction_id}"
-
-    def conversation(self, interaction_target: str, bridge_id: str) -> str:
-        return f"{interaction_target}.{bridge_id}"
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -158,10 +147,14 @@ class Destination:
     """The lifecycle (S-LIFE-1) of one destination, as the messages tell it."""
 
     target: str
-    #: "interaction" or "conversation"
+    #: the first word of its messages' names: "interaction", "conversation",
+    #: "cti" (the control destination), "session", "channelgroup", "channel"
     kind: str
-    #: the target of the interaction it belongs to (itself for an interaction)
+    #: the target of the interaction it belongs to (itself for an interaction
+    #: and for the destinations above interactions)
     group: str
+    #: a channel's type (D-CG-1): telephony, chat or email
+    channel_type: str = ""
     #: the leg of a conversation destination
     nativeid: str | None = None
     #: init queries received and not answered yet

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import attrs
 
-from fsm.checker.model import Destination, DottedTargets, InteractionFacts, TargetRule, tracked_legs
+from fsm.checker.model import Destination, InteractionFacts, TargetRule, tracked_legs
 from fsm.errors import Refusal
+from fsm.outputs import Targets
 from fsm.policy import Policy
 
 
@@ -39,10 +40,7 @@ class TraceState:
     the D-TARGET addressing rule, as the engine's ``Targets`` does."""
 
     policy: Policy = attrs.field(factory=Policy)
-    targets: TargetRule | None = None
-    #: D-NEW: where interaction.created comes; learnt from the first one
-    #: when not given
-    channel_target: str | None = None
+    targets: TargetRule = attrs.field(factory=Targets)
     destinations: dict[str, Destination] = attrs.field(factory=dict)
     #: the facts of each interaction, by its target (its conversations'
     #: ``group``)
@@ -51,9 +49,8 @@ class TraceState:
     #: event is in it (harness.md, "Traces")
     shows_switch: bool = False
 
-    def target_rule(self, channel: str) -> TargetRule:
-        """D-TARGET: ``targets`` when given, else the dotted default."""
-        return self.targets if self.targets is not None else DottedTargets(channel)
+    #: a status response was sent: cti.status may follow (D-CTRL-1)
+    status_answered: bool = False
 
     def tracked(self, facts: InteractionFacts) -> set[str]:
         """The call legs of ``facts`` that have a conversation destination."""

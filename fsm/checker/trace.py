@@ -45,7 +45,6 @@ def watch_entry(watcher: Watcher, entry: dict[str, Any], line: int) -> list[Viol
 def check_lines(
     lines: Iterable[str],
     *,
-    channel_target: str | None = None,
     policy: Policy | None = None,
     targets: TargetRule | None = None,
     end_of_run: bool = True,
@@ -55,7 +54,7 @@ def check_lines(
     not reported). Violations come in line order. Raises
     :class:`UnreadableTrace` for a line that is not a JSON object (blank
     lines are skipped)."""
-    watcher = Watcher(channel_target, policy, targets)
+    watcher = Watcher(policy, targets)
     found: list[Violation] = []
     last = 0
     for number, text in enumerate(lines, start=1):

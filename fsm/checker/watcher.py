@@ -41,33 +41,31 @@ from fsm.checker.rules import (
     state_refusal,
 )
 from fsm.checker.state import TraceState, Violation
+from fsm.checker.tree import TREE_INITS, TREE_KINDS, TreeJudge
 from fsm.errors import Refusal
 from fsm.intake import Defect, echo_of, read_message
 from fsm.machines import CONVERSATION, INTERACTION
 from fsm.messages import EVENT, FAILURE, REQUEST, RESPONSE, SUCCESS
+from fsm.outputs import Targets
 from fsm.policy import Policy
+
+#: every init query (S-LIFE-2)
+_INITS = frozenset({INIT, CONVERSATION_INIT, *TREE_INITS})
 
 
 class Watcher:
     """Follows every destination of one run from its messages, and reports
-    the rules they break. ``channel_target`` is where interaction.created
-    comes (D-NEW; default: where the first one comes). ``policy`` gives the
-    deployment choices the rules depend on (D-XFER-1:
-    ``transfer_while_consult_ringing``). ``targets`` replaces the D-TARGET
-    addressing rule, as the engine's ``Targets`` does."""
+    the rules they break. ``policy`` gives the deployment choices the rules
+    depend on (D-XFER-1: ``transfer_while_consult_ringing``). ``targets`` is
+    the D-TARGET addressing rule, the engine's ``Targets`` (its processor
+    names the control destination, F-TARGET)."""
 
-    def __init__(
-        self,
-        channel_target: str | None = None,
-        policy: Policy | None = None,
-        targets: TargetRule | None = None,
-    ) -> None:
-        if channel_target is None and targets is not None:
-            channel_target = targets.channel
+    def __init__(self, policy: Policy | None = None, targets: TargetRule | None = None) -> None:
         #: what the messages showed of every destination, shared with the
         #: judge of events, which may ask for a group to be judged again
-        self.state = TraceState(policy=policy or Policy(), targets=targets, channel_target=channel_target)
-        self._events = EventJudge(self.state, self.reevaluate)
+        self.state = TraceState(policy=policy or Policy(), targets=targets or Targets())
+        self._tree = TreeJudge(self.state)
+        self._events = EventJudge(self.state, self.reevaluate, self._tree)
         self._awaiting: dict[tuple[str, str], list[Asked]] = {}
         self._queues: dict[str, list[Asked]] = {}
         self._answered: dict[tuple[str, str], int] = {}
@@ -134,7 +132,7 @@ class Watcher:
             init_before=dest is not None and (dest.initialized or dest.init_asked > 0),
             remembered=self._remembers(headers.target),
         )
-        if dest is not None and fits and spec.name in (INIT, CONVERSATION_INIT):
+        if dest is not None and fits and spec.name in _INITS:
             dest.init_asked += 1
         self._ask(asked)
         return found
@@ -250,6 +248,8 @@ class Watcher:
         spec = asked.spec
         if spec is None or spec.trigger is None or spec.machine != "state" or asked.group is None:
             return None
+        if spec.destination in TREE_KINDS:
+            return None
         facts = self.state.interactions[asked.group]
         if spec.destination == "conversation":
             nativeid = self.state.destinations[asked.target].nativeid
@@ -307,7 +307,7 @@ class Watcher:
                 self._apply(asked, message)
             return found
         dest = self.state.destinations.get(asked.target)
-        if dest is not None and asked.spec is not None and asked.spec.name in (INIT, CONVERSATION_INIT):
+        if dest is not None and asked.spec is not None and asked.spec.name in _INITS:
             dest.init_asked = max(0, dest.init_asked - 1)
         if result == SUCCESS:
             found += self._judge(asked, message)
@@ -394,6 +394,11 @@ class Watcher:
             ]
         dest = self.state.destinations.get(asked.target)
         what = f"{spec.short} (line {asked.line}) answered SUCCESS"
+        if dest is None and spec.creates is not None:
+            return self._tree.judge_answer(spec, message, what)  # a new session (D-CTRL-3)
+        if dest is None and self._tree.learn(spec, asked.target):
+            dest = self.state.destinations.get(asked.target)
+            asked.group = asked.target
         if dest is None or dest.kind != spec.destination:
             return [
                 Refusal("D-TARGET", f"{what}, but {asked.target} names no {spec.destination} destination")
@@ -409,7 +414,7 @@ class Watcher:
                     "there: a repeated requestId is refused as duplicate, never executed",
                 )
             ]
-        needs_init = spec.name not in (INIT, CONVERSATION_INIT) and spec.trigger != "dispose"
+        needs_init = spec.name not in _INITS and spec.trigger != "dispose"
         if needs_init and not (asked.init_before and dest.initialized):
             return [Refusal("D-LIFE-5", f"{what}, but {asked.target} was not initialized when it arrived")]
         if asked.queued and not asked.opened and spec.trigger != "dispose":
@@ -424,11 +429,17 @@ class Watcher:
         found: list[Finding] = []
         if not asked.held and asked.refusal is not None:
             found.append(Refusal(asked.refusal.rule, f"{what}, but {asked.refusal.reason}"))
+        if dest.kind in TREE_KINDS:
+            return found + self._tree.judge_answer(spec, message, what)
         facts = self.state.interactions[dest.group]
         return found + self._events.judge_answer(spec, facts, dest, message, what)
 
     def _apply(self, asked: Asked, message: dict[str, Any]) -> None:
         """What a SUCCESS response tells about its destination."""
         dest = self.state.destinations.get(asked.target)
-        if asked.spec is not None and dest is not None and dest.kind == asked.spec.destination:
+        spec = asked.spec
+        if spec is not None and spec.destination in TREE_KINDS:
+            if dest is None or dest.kind == spec.destination:
+                self._tree.apply_answer(spec, asked.target, message)
+        elif spec is not None and dest is not None and dest.kind == spec.destination:
             self._events.apply_answer(asked, self.state.interactions[dest.group], dest, message)

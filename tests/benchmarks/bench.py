@@ -28,11 +28,11 @@ from pathlib import Path
 from adapters.runner import Runner
 from adapters.simulated import SimulatedSwitch
 from fsm import codec
-from fsm.engine import Engine
 from tests.benchmarks import floor as fl
 from tests.benchmarks import growth, throughput
 from tests.benchmarks.report import FULL, QUICK, Report, Row, Sizes
 from tests.benchmarks.workload import Checker, Writer, demo_lines, play
+from tests.driver import logged_in
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.floor_run:
         template = json.loads(Path(args.floor_run).read_text(encoding="utf-8"))
-        fl.run_lines(sys.stdin, sys.stdout, template)
+        fl.run_lines(sys.stdin, sys.stdout, template["call"], template["login"])
         return 0
     sizes = QUICK if args.quick else FULL
     if args.profile:
@@ -145,7 +145,7 @@ def profile(path: str, sizes: Sizes) -> None:
             calls = [[*writer.live_call(f"p{i}"), writer.dispose(f"p{i}")] for i in range(sizes.mix_calls)]
         for steps in calls:
             checker.check_all(steps)
-        engine = Engine()
+        engine = logged_in()
 
         def work() -> None:
             for steps in calls:
@@ -157,7 +157,7 @@ def profile(path: str, sizes: Sizes) -> None:
 
         def work() -> None:
             with open(os.devnull, "w", encoding="utf-8") as sink:
-                Runner(Engine(), SimulatedSwitch()).run(io.StringIO(text), sink)
+                Runner(logged_in(), SimulatedSwitch()).run(io.StringIO(text), sink)
 
     gc.collect()
     profiler.runcall(work)

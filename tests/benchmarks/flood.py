@@ -53,8 +53,9 @@ from fsm.engine import BridgeError, Engine, Output, SwitchError, ToBridge, ToSwi
 from fsm.messages import FAILURE, RESPONSE, SUCCESS, to_wire
 from fsm.policy import Policy
 from fsm.switch_events import SwitchEvent, command_to_wire
+from tests.driver import logged_in, with_device
 
-CHANNEL: Final = "session-1.channel-1"
+CHANNEL: Final = "S1.G1.1001"
 OTHERS: Final = 100
 BASELINE_REQUESTS: Final = 1_000
 MIB: Final = 1 << 20
@@ -123,7 +124,7 @@ def _label(rule: str, message: str) -> str:
 class Bench:
     """One engine, its simulated switch, and the 100 other interactions."""
 
-    engine: Engine = attrs.field(factory=lambda: Engine(Policy()))
+    engine: Engine = attrs.field(factory=lambda: logged_in(Policy()))
     switch: SimulatedSwitch = attrs.field(factory=SimulatedSwitch)
     #: calls whose commands the switch leaves unanswered (a pending request)
     withheld: set[str] = attrs.field(factory=set)
@@ -158,7 +159,7 @@ class Bench:
         return self.drain(self.engine.receive_bridge(raw))
 
     def outside(self, kind: str, call: str, **fields: Any) -> list[Output]:
-        event = SwitchEvent(kind=kind, call=call, **fields)
+        event = SwitchEvent(kind=kind, call=call, **with_device(kind, fields))
         self.switch.observe(event)
         return self.drain(self.engine.receive_switch(event))
 

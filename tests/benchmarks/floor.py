@@ -162,17 +162,25 @@ def feed_line(floor: Floor, line: str) -> None:
         floor.switch(item["event"])
 
 
-def run_lines(stdin: IO[str], stdout: IO[str], template: Sequence[Sequence[Wire]]) -> None:
+def run_lines(
+    stdin: IO[str],
+    stdout: IO[str],
+    template: Sequence[Sequence[Wire]],
+    prefix: Sequence[Sequence[Wire]] = (),
+) -> None:
     """The floor of ``telephony-fsm run``: the same loop, decode, a table
-    lookup, and the same output lines (those of the demo call's line in the
-    same place, ``template``), flushed per input line as `run` does."""
+    lookup, and the same output lines (those of the login's line, ``prefix``,
+    then of the demo call's line in the same place, ``template``), flushed
+    per input line as `run` does."""
     floor = Floor()
     period = len(template)
     write, flush = stdout.write, stdout.flush
+    first = len(prefix)
     for lineno, line in enumerate(stdin, start=1):
         if line.strip():
             feed_line(floor, line)
-            for entry in template[(lineno - 1) % period]:
+            outputs = prefix[lineno - 1] if lineno <= first else template[(lineno - 1 - first) % period]
+            for entry in outputs:
                 write(dumps(entry, floats=False) + "\n")
         write(dumps({"done": lineno}, floats=False) + "\n")
         flush()

@@ -27,6 +27,7 @@ from tests.benchmarks.report import (
     rss,
 )
 from tests.benchmarks.workload import Checker, Step, Wire, Writer, play
+from tests.driver import logged_in
 
 # --------------------------------------------------------------------------
 # 3 and 4 (RSS). Create and dispose an interaction with two conversations
@@ -67,7 +68,7 @@ def bench_growth(sizes: Sizes, report: Report) -> None:
     progress(f"3. create + dispose beside {', '.join(f'{n:,}' for n in sizes.live)} live interactions")
     scripts = _rep_scripts(sizes)
     gc.disable()
-    engines = {n: Engine() for n in sizes.live}
+    engines = {n: logged_in() for n in sizes.live}
     floors = {n: fl.Floor() for n in sizes.live}
     for n in sizes.live:
         if n != top:
@@ -237,7 +238,7 @@ def bench_traced_memory(sizes: Sizes, report: Report) -> None:
 
 class _EngineGrower:
     def __init__(self) -> None:
-        self.engine, self.writer = Engine(), Writer(prefix="t")
+        self.engine, self.writer = logged_in(), Writer(prefix="t")
 
     def grow(self, start: int, stop: int) -> None:
         grow_engine(self.engine, self.writer, start, stop)

@@ -22,7 +22,17 @@ from fsm.codec import dumps
 from fsm.engine import Engine
 from tests.benchmarks import floor as fl
 from tests.benchmarks.report import ROOT, Report, Row, Sizes, check_live, median, ns, progress
-from tests.benchmarks.workload import BenchError, Checker, Wire, Writer, demo_lines, encode_wire, play
+from tests.benchmarks.workload import (
+    BenchError,
+    Checker,
+    Wire,
+    Writer,
+    demo_lines,
+    encode_wire,
+    login_lines,
+    play,
+)
+from tests.driver import logged_in
 
 # --------------------------------------------------------------------------
 # 1. A bridge request, bytes in to bytes out, through the sans-IO API.
@@ -47,7 +57,7 @@ def bench_requests(sizes: Sizes, report: Report) -> None:
     writer, checker = Writer(prefix="m"), Checker()
     calls = [writer.mix_call(f"m{i}") for i in range(sizes.warmup_calls + sizes.mix_calls)]
     outputs = [checker.check_all(steps) for steps in calls]
-    engine, floor = Engine(), fl.Floor()
+    engine, floor = logged_in(), fl.Floor()
     by_kind: dict[str, tuple[list[int], list[int]]] = {k: ([], []) for k in REQUEST_KINDS}
     per_call: tuple[list[int], list[int]] = ([], [])
     gc.collect()
@@ -122,9 +132,18 @@ def _missed(*checks: tuple[str, bool]) -> str:
 # 5. The demo's call, as `run` processes it (in process, outputs encoded).
 
 
+def login_template() -> list[list[Wire]]:
+    """The outputs of each line of the login (done markers aside), checked."""
+    runner = Runner(Engine(), SimulatedSwitch())
+    template = [runner.feed(line, n)[:-1] for n, line in enumerate(login_lines(), start=1)]
+    if '"FAILURE"' in dumps(template):
+        raise BenchError("the login no longer succeeds")
+    return template
+
+
 def demo_template() -> list[list[Wire]]:
     """The outputs of each line of the demo's call (done markers aside), checked."""
-    runner = Runner(Engine(), SimulatedSwitch())
+    runner = Runner(logged_in(), SimulatedSwitch())
     template = [runner.feed(line, n)[:-1] for n, line in enumerate(demo_lines(1), start=1)]
     text = dumps(template)
     if '"FAILURE"' in text or '"error"' in text:
@@ -140,7 +159,7 @@ def bench_full_calls(sizes: Sizes, report: Report) -> None:
     progress(f"5. the demo's call: {sizes.demo_calls} calls through the run line protocol, in process")
     template = demo_template()
     period = len(template)
-    runner = Runner(Engine(), SimulatedSwitch())
+    runner = Runner(logged_in(), SimulatedSwitch())
     floor = fl.Floor()
     total = sizes.warmup_calls + sizes.demo_calls
     lines = list(demo_lines(total))
@@ -188,13 +207,17 @@ def bench_run(sizes: Sizes, report: Report) -> None:
     period = len(template)
     count = sizes.run_calls * period
     progress(f"2. telephony-fsm run: {count:,} input lines x {sizes.run_repeats}")
-    expected_lines = sizes.run_calls * (sum(len(t) for t in template) + period)
+    login = login_template()
+    expected_lines = sizes.run_calls * (sum(len(t) for t in template) + period) + sum(
+        len(t) + 1 for t in login
+    )
     with tempfile.TemporaryDirectory(prefix="telephony-fsm-bench-") as tmp:
         folder = Path(tmp)
         inputs, empty, template_file = folder / "in.jsonl", folder / "empty.jsonl", folder / "template.json"
-        inputs.write_text("".join(line + "\n" for line in demo_lines(sizes.run_calls)), encoding="utf-8")
+        lines = [*login_lines(), *demo_lines(sizes.run_calls)]
+        inputs.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
         empty.write_text("", encoding="utf-8")
-        template_file.write_text(json.dumps(template), encoding="utf-8")
+        template_file.write_text(json.dumps({"login": login, "call": template}), encoding="utf-8")
         real = [sys.executable, "-m", "adapters.cli", "run"]
         floor = [sys.executable, "-m", "tests.benchmarks.bench", "--floor-run", str(template_file)]
         start_real = median(_wall(real, empty, folder / "out", 0) for _ in range(3))
@@ -204,8 +227,8 @@ def bench_run(sizes: Sizes, report: Report) -> None:
             walls_real.append(_wall(real, inputs, folder / "out", expected_lines))
             walls_floor.append(_wall(floor, inputs, folder / "out", expected_lines))
     wall_real, wall_floor = median(walls_real), median(walls_floor)
-    steady = count / (wall_real - start_real)
-    steady_floor = count / (wall_floor - start_floor)
+    steady = (count + len(login)) / (wall_real - start_real)
+    steady_floor = (count + len(login)) / (wall_floor - start_floor)
     report.rows.append(
         Row(
             "2",

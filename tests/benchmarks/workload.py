@@ -28,8 +28,9 @@ from fsm.engine import BridgeError, Engine, Output, SwitchError, ToBridge, ToSwi
 from fsm.intake import parse_switch_event
 from fsm.messages import FAILURE, QUERY, REQUEST, SUCCESS, to_wire, wire_bytes
 from fsm.switch_events import command_to_wire, event_to_wire
+from tests.driver import logged_in, with_device
 
-CHANNEL: Final = "session-1.channel-1"
+CHANNEL: Final = "S1.G1.1001"
 BRIDGE: Final = "bridge"
 SWITCH: Final = "switch"
 DEMO: Final = Path(__file__).resolve().parents[2] / "adapters" / "scenarios" / "full-call.jsonl"
@@ -62,7 +63,7 @@ class Step:
 
 def switch_event(kind: str, call: str, **fields: Any) -> bytes:
     """A switch event as ``event_to_wire`` writes it."""
-    return dumps({"kind": kind, "call": call, **fields}).encode()
+    return dumps({"kind": kind, "call": call, **with_device(kind, fields)}).encode()
 
 
 class Writer:
@@ -223,11 +224,23 @@ def outside(kind: str, call: str, **fields: Any) -> Step:
     return Step(kind, ((SWITCH, switch_event(kind, call, **fields)),))
 
 
+def demo_items() -> tuple[list[Any], list[Any]]:
+    """The shipped full call's inputs: the login (up to the offer), and the call."""
+    items = [json.loads(line) for line in DEMO.read_text(encoding="utf-8").splitlines() if line.strip()]
+    offer = next(n for n, item in enumerate(items) if item.get("from") == "switch")
+    return items[:offer], items[offer:]
+
+
+def login_lines() -> list[str]:
+    """The login of the shipped full call, as ``run`` input lines."""
+    return [dumps(item) for item in demo_items()[0]]
+
+
 def demo_lines(calls: int, first: int = 1) -> Iterator[str]:
     """The demo's call as ``telephony-fsm run`` input lines, ``calls`` times,
     call i (from ``first``) named ``c<i>`` with consult legs ``sim-<2i-1>``
     and ``sim-<2i>`` (the simulated switch names legs in order)."""
-    template = [json.loads(line) for line in DEMO.read_text(encoding="utf-8").splitlines() if line.strip()]
+    template = demo_items()[1]
     for i in range(first, first + calls):
         names = {"c1": f"c{i}", "sim-1": f"sim-{2 * i - 1}", "sim-2": f"sim-{2 * i}"}
         for item in template:
@@ -299,7 +312,7 @@ class Checker:
     module docstring. :meth:`check` returns the wire outputs of each input."""
 
     def __init__(self, legs_made: int = 0) -> None:
-        self.engine = Engine()
+        self.engine = logged_in()
         self.switch = SimulatedSwitch(legs_made=legs_made)
 
     def check(self, step: Step) -> list[list[Wire]]:
