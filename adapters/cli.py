@@ -67,6 +67,13 @@ def _parser(only_run: bool = False) -> argparse.ArgumentParser:
         "Exit 0 only if no rule was broken and every agent request succeeded.",
     )
     demo.add_argument("--steps", metavar="FILE", help="play this session (JSONL steps) instead")
+    demo.add_argument(
+        "--agent-count",
+        type=int,
+        metavar="N",
+        help="N agents (agent-1 at 1001 ... agent-N at 1000+N), logged in on one connection, each "
+        "playing the call, their steps interleaved",
+    )
     add_processor_client(demo)
     add_policy(demo)
     add_trace(demo, "also write the trace (JSONL)")
@@ -175,7 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from adapters.demo import run_demo
-    from adapters.session import DEMO_CALL, BadSession, load_steps
+    from adapters.session import DEMO_CALL, BadSession, agents_call, load_steps
+    from fsm.directory import Agent, AgentDirectory
 
     policy = policy_of(args, args.subparser)
     steps = DEMO_CALL
@@ -184,6 +192,17 @@ def _demo(args: argparse.Namespace) -> int:
             steps = load_steps(Path(args.steps))
         except BadSession as exc:
             args.subparser.error(str(exc))
+    directory = directory_of(args, args.subparser)
+    if args.agent_count is not None:
+        if not 1 <= args.agent_count <= 100:
+            args.subparser.error("--agent-count takes a number from 1 to 100")
+        if args.agent or args.agents or args.switch == "sip":
+            args.subparser.error(
+                "--agent-count gives the agents itself: not with --agent, --agents or --switch sip"
+            )
+        count = args.agent_count
+        directory = AgentDirectory(tuple(Agent(f"agent-{k}", f"{1000 + k}") for k in range(1, count + 1)))
+        steps = agents_call(count, steps)
     colour = args.colour == "always" or (args.colour == "auto" and sys.stdout.isatty())
     if args.switch == "sip":
         return _sip_demo(args, policy, steps if args.steps else None, colour)
@@ -196,7 +215,7 @@ def _demo(args: argparse.Namespace) -> int:
             trace=trace,
             policy=policy,
             targets=targets_of(args),
-            directory=directory_of(args, args.subparser),
+            directory=directory,
         )
 
 

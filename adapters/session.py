@@ -71,6 +71,33 @@ DEMO_CALL: list[Step] = [
 ]
 
 
+def agents_call(count: int, steps: list[Step] | None = None) -> list[Step]:
+    """``count`` agents' copies of ``steps`` (the demo's call), interleaved
+    step by step: agent k (agent-k at end-point 1000+k) gets call ``c<k>``
+    on its own device, and its agent steps name that interaction."""
+    steps = steps or DEMO_CALL
+    copies: list[list[Step]] = []
+    for k in range(1, count + 1):
+        call, device = f"c{k}", f"{1000 + k}"
+        copy: list[Step] = []
+        for step in steps:
+            step = dict(step)
+            if step["actor"] == "customer":
+                event = dict(step["event"])
+                if event.get("call") == "c1":
+                    event["call"] = call
+                if "device" in event:
+                    event["device"] = device
+                step["event"] = event
+            elif step["actor"] == "agent":
+                step["interaction"] = call
+            if "say" in step:
+                step["say"] = f"agent-{k}: {step['say']}"
+            copy.append(step)
+        copies.append(copy)
+    return [step for group in zip(*copies, strict=True) for step in group]
+
+
 class BadSession(ValueError):
     """A step file that cannot be played, with the line and the reason."""
 

@@ -341,12 +341,12 @@ def _one_session_per_agent(ctx: TreeContext) -> str | None:
     """This client keeps one session per agent: a second desktop's session
     (D-SESS-1) is refused until interactions have a destination per session."""
     name = ctx.properties.name
-    for session in ctx.state.sessions.values():
-        if session.agent == name:
-            return (
-                f"agent {name!r} is already logged in as session {session.target}; "
-                "this client does not support a second session of one agent"
-            )
+    session = ctx.state.agent_sessions.get(name)
+    if session is not None:
+        return (
+            f"agent {name!r} is already logged in as session {session}; "
+            "this client does not support a second session of one agent"
+        )
     return None
 
 

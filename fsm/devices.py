@@ -222,7 +222,7 @@ class Devices:
         device = self.state.devices.get(ev.device)
         if device is None:
             self.outbox.switch_error(
-                "D-NEW", f"agent {ev.state}: device {ev.device} is in no agent's directory entry"
+                "D-SWITCH", f"agent {ev.state}: device {ev.device} is no agent's end-point (D-CTRL-2)"
             )
             return
         trigger = f"agent_{ev.state}"

@@ -154,6 +154,7 @@ class Processor:
             state.destinations[dest.target] = dest
         group.channels = [c.target for c in channels]
         state.sessions[target] = session
+        state.agent_sessions[agent.agent] = target
         device = state.devices[agent.end_point]
         device.channels.append(channels[0].target)
         self._bind(channels[0], device)
@@ -187,8 +188,12 @@ class Processor:
         for item in gone:
             if type(item) is Channel:
                 self._drop_channel(item, reason)
-        # D-SERIAL: device requests of the destination or below are answered first
-        for device in state.devices.values():
+        # D-SERIAL: device requests of the destination or below are answered
+        # first: those on the devices of the channels it takes down (a
+        # session's requests run on its agent's device too)
+        devices = [self.device_of(item) for item in gone if type(item) is Channel or type(item) is Session]
+        touched = list({id(d): d for d in devices if d is not None}.values())
+        for device in touched:
             pending = device.executing
             if pending is not None and (
                 pending.request.target == dest.target or pending.request.target.startswith(below)
@@ -208,7 +213,8 @@ class Processor:
             state.forget_target(item.target)
             if type(item) is Session:
                 state.sessions.pop(item.target, None)
-        for device in state.devices.values():
+                state.agent_sessions.pop(item.agent, None)
+        for device in touched:
             self.devices.pump(device)
 
     def _drop_channel(self, channel: Channel, reason: str) -> None:

@@ -112,6 +112,7 @@ def restore(data: dict[str, Any], targets: Targets | None = None) -> Engine:
     state.destinations[saved.control.target] = saved.control
     for session in saved.sessions:
         state.sessions[session.target] = session
+        state.agent_sessions[session.agent] = session.target
     tree: list[Session | ChannelGroup | Channel] = [*saved.sessions, *saved.groups, *saved.channels]
     for dest in tree:
         state.destinations[dest.target] = dest

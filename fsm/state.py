@@ -58,6 +58,8 @@ class EngineState:
     destinations: dict[str, Destination] = attrs.field(factory=dict)
     #: live sessions by target
     sessions: dict[str, Session] = attrs.field(factory=dict)
+    #: agent login name -> the target of its live session (one per agent, D-SESS-1)
+    agent_sessions: dict[str, str] = attrs.field(factory=dict)
     #: the agents' devices by end-point: every end-point of the directory (D-NEW)
     devices: dict[str, Device] = attrs.field(factory=dict)
     #: awaited device command id -> end-point

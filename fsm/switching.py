@@ -11,6 +11,7 @@ is above it, in ``fsm.engine``.
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
 import attrs
@@ -29,6 +30,8 @@ from fsm.outputs import ToBridge, build_to_bridge, encode_id
 from fsm.state import EngineState, bounded_add
 from fsm.switch_events import SwitchEvent
 from fsm.tree import Channel, Device
+
+logger = logging.getLogger("telephony_fsm.engine")
 
 #: the empty index of a device with no joinable interaction
 _NONE: Final[dict[str, None]] = {}
@@ -110,12 +113,13 @@ class Switching:
         A call to an end-point no agent has is nobody's: ignored."""
         device = self.state.devices.get(ev.device)
         if device is None:
-            # D-NEW: logged by the adapter through this error; its later events are ignored
+            # D-NEW: nobody's call, logged and ignored with no output; its later events are ignored too
             bounded_add(self.state.disposed_calls, ev.call, self.state.policy.max_disposed)
-            self.outbox.switch_error(
-                "D-NEW",
-                f"{ev.kind}: call {ev.call} on device {ev.device!r}, no agent's end-point: ignored",
-                refused=False,
+            logger.info(
+                "%s: call %s on device %r, which no agent of the directory has: ignored",
+                ev.kind,
+                ev.call,
+                ev.device,
             )
             return None
         if len(self.state.interactions) >= self.state.policy.max_interactions:

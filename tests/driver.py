@@ -29,6 +29,7 @@ from adapters.bridge import ReferenceBridge, Send
 from adapters.runner import Runner
 from adapters.simulated import ScriptedSwitch, SimulatedSwitch
 from adapters.switch import Switch
+from fsm.directory import DEFAULT_DIRECTORY, AgentDirectory
 from fsm.engine import Engine, Targets
 from fsm.machines import INTERACTION, StateMachine
 from fsm.messages import EVENT, QUERY, REQUEST, RESPONSE
@@ -72,6 +73,7 @@ class Driver:
         trace: IO[str] | None = None,
         interaction_machine: StateMachine = INTERACTION,
         login: bool = True,
+        directory: AgentDirectory = DEFAULT_DIRECTORY,
         **settings: Any,
     ) -> None:
         self.switch_driver: Switch = ScriptedSwitch() if scripted else SimulatedSwitch()
@@ -79,6 +81,7 @@ class Driver:
         self.engine = Engine(
             policy or Policy(**settings),
             targets,
+            directory=directory,
             switch_acknowledges=acknowledges,
             interaction_machine=interaction_machine,
         )

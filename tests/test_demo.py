@@ -214,3 +214,28 @@ def test_session_steps_round_trip_as_jsonl(tmp_path: Path) -> None:
     path = tmp_path / "call.jsonl"
     path.write_text("".join(json.dumps(s) + "\n" for s in DEMO_CALL))
     assert load_steps(path) == DEMO_CALL
+
+
+def test_demo_with_three_agents_keeps_their_calls_apart(tmp_path: Path) -> None:
+    """D-LEG, D-NEW, F-SESS-1: demo --agent-count 3 logs three agents in on one
+    connection and plays their calls interleaved; each call is announced on
+    its own agent's channel, every request succeeds, no rule is broken."""
+    trace = tmp_path / "demo.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "adapters.cli", "demo", "--agent-count", "3", "--trace", str(trace)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert 0 == done.returncode, done.stdout[-2000:]
+    assert "rule violations: 0" in done.stdout
+    assert f"agent requests: {3 * (len(DEMO_CALL) - 1 + 3)}, failed: 0" in done.stdout
+    entries = [json.loads(line) for line in trace.read_text().splitlines()]
+    created = {
+        e["message"]["body"]["interactionid"]: e["message"]["header"]["target"]
+        for e in entries
+        if e.get("to") == "bridge" and e["message"]["header"]["name"] == "interaction.created"
+    }
+    assert {"c1": "S1.G1.1001", "c2": "S2.G1.1002", "c3": "S3.G1.1003"} == created
+    assert [] == check_lines(trace.read_text().splitlines())

@@ -33,9 +33,10 @@ from fsm.catalog import (
     TREE_ANSWERS,
     TREE_GUARDS,
     GuardContext,
+    NoProperties,
     RequestSpec,
 )
-from fsm.engine import Engine, describe, read_properties
+from fsm.engine import Engine, ToBridge, describe, read_properties
 from fsm.errors import Refusal
 from fsm.execution import EFFECTS
 from fsm.firing import ACTIONS
@@ -60,7 +61,7 @@ from fsm.messages import FAILURE, SUCCESS
 from fsm.model import Conversation
 from fsm.policy import Policy
 from fsm.snapshot import snapshot
-from tests.driver import CH
+from tests.driver import CH, DEVICE, SESSION, Driver
 from tests.scenes import (
     CONSULT_CALL,
     CONSULT_ID,
@@ -838,3 +839,107 @@ def test_creation_allowed_passes_after_consult() -> None:
     leg = scene.leg(CONSULT_CALL)
     expected = (CONSULT_ID, m.INITIALIZED)
     assert expected == (leg.bridge_id, leg.lifecycle)
+
+
+# --------------------------------------------------------------------------
+# The channel and control machines: every (state, request) pair on a real engine.
+
+
+def channel_in(state: str) -> Driver:
+    """A logged-in agent whose device is in ``state`` (D-CH-1), reached as
+    the switch and the bridge would."""
+    driver = Driver()
+
+    def agent(state: str) -> dict[str, Any]:
+        return {"from": "switch", "event": {"kind": "agent", "device": DEVICE, "state": state}}
+
+    steps = {
+        m.READY: [],
+        m.NOTREADY: [("request", "notready")],
+        m.INACTIVE: [("request", "deactivate")],
+        m.UNAVAILABLE: [("agent", "taken")],
+        m.DISPOSED: [("agent", "removed")],
+    }
+    for how, what in steps[state]:
+        if how == "request":
+            assert SUCCESS == driver.message(f"channel.request.{what}", CH).result
+        else:
+            driver.feed(agent(what))
+    assert state == driver.engine.devices_by_end_point[DEVICE].state
+    return driver
+
+
+CHANNEL_REQUESTS = [
+    s for s in CATALOG.values() if s.kind == "cti.request" and s.destination in ("channel", "session")
+]
+CHANNEL_PAIRS = [
+    pytest.param(state, spec, id=f"{state}-{spec.short}")
+    for state in m.CHANNEL_STATES
+    for spec in CHANNEL_REQUESTS
+    if spec.machine == "state"
+]
+
+
+@pytest.mark.parametrize(("state", "spec"), CHANNEL_PAIRS)
+def test_channel_request_in_state(state: str, spec: RequestSpec) -> None:
+    """D-CH-1, D-SESS-1, D-SESS-2, D-TCH-1: the channel table decides: an edge
+    is SUCCESS (its command, or none on an ``at_once`` edge); a refusal is
+    FAILURE with the table's rule, no command and nothing changed."""
+    driver = channel_in(state)
+    assert spec.trigger is not None
+    verdict = CHANNEL.check(state, spec.trigger)
+    target = SESSION if spec.destination == "session" else CH
+    properties = {"destination": "ring300"} if spec.short == "dial" else None
+    before = snapshot(driver.engine)
+    sent = driver.message(spec.name, target, properties)
+    if isinstance(verdict, Edge):
+        assert SUCCESS == sent.result, sent.outputs
+        ops = [] if verdict.action == "at_once" else [spec.op]
+        assert ops == [c["op"] for c in sent.commands()]
+        return
+    assert "FAILURE" == sent.result
+    assert verdict.rule == sent.refusal_rule()
+    assert [] == sent.commands()
+    after = snapshot(driver.engine)
+    for dest in (*after["sessions"], *after["channels"]):
+        dest["request_ids"].pop(sent.request_id, None)
+    assert before == after
+
+
+@pytest.mark.parametrize("state", m.CONTROL_STATES)
+def test_control_request_in_state(state: str) -> None:
+    """D-CTRL-1, D-CTRL-2: the status request and login validation are
+    answered SUCCESS in every status of the control machine."""
+    driver = Driver(login=False)
+    engine = driver.engine
+    if state == m.C_STARTING:
+        engine = Driver(login=False).engine
+        engine.state.control.state = m.C_STARTING  # what Engine(link_up=False) starts in
+    elif state == m.C_CTI_LOST:
+        driver.feed({"from": "switch", "event": {"kind": "link", "up": False}})
+    elif state in (m.C_STOPPING, m.C_STOPPED):
+        CONTROL.fire(engine.control, "stop")
+        if state == m.C_STOPPED:
+            CONTROL.fire(engine.control, "stopped")
+    driver.engine = engine
+    assert state == engine.control.state
+    for spec in (s for s in CATALOG.values() if s.destination == "cti" and s.kind == "cti.request"):
+        assert spec.trigger is not None
+        assert isinstance(CONTROL.check(state, spec.trigger), Edge)
+        props = {"agent": "agent-1"} if spec.properties is not NoProperties else None
+        headers = {"type": spec.kind, "name": spec.name, "target": "proc-1.CONTROL", "requestId": spec.name}
+        out = engine.receive_bridge({"header": headers, "body": props or {}})
+        answers = [
+            o.message.header.result for o in out if isinstance(o, ToBridge) and o.message.header.result
+        ]
+        assert [SUCCESS] == answers
+
+
+def test_engine_starts_starting_without_its_link() -> None:
+    """D-CTRL-1: without the switch link at start the status is starting; the link brings it to started."""
+    from fsm.engine import Engine as StartingEngine
+
+    engine = StartingEngine(link_up=False)
+    assert m.C_STARTING == engine.control.state
+    engine.receive_switch({"kind": "link", "up": True})
+    assert m.C_STARTED == engine.control.state

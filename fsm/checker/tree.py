@@ -103,17 +103,23 @@ class TreeJudge:
             dest.initialized = True
 
     def learn(self, spec: RequestSpec, target: str) -> bool:
-        """An init query answered SUCCESS on a destination the messages did
-        not show, below one they did: the client may have it all the same
-        (an interaction offered before its channel's init is listed there,
-        not announced, D-NEW, D-LIFE-3; a group or channel whose parent's
-        init answer was not seen). Learn it; False when it cannot be."""
+        """An init query or a dispose answered SUCCESS on a destination the
+        messages did not show, below a session they did: the client may have
+        it all the same (an interaction offered before its channel's init is listed
+        there, not announced, D-NEW, D-LIFE-3; a group or channel whose
+        parent's init answer was not seen). Learn it, and the destinations
+        between it and the session; False when it cannot be."""
+        if spec.then != "init" and spec.trigger != "dispose":
+            return False  # only an init query or a dispose may come before anything was announced
+        return spec.destination in _PARENT_KIND and self._learn(target, spec.destination)
+
+    def _learn(self, target: str, kind: str) -> bool:
+        dest = self.state.destinations.get(target)
+        if dest is not None:
+            return dest.kind == kind and not dest.disposed
+        parent_kind = _PARENT_KIND.get(kind)
         parent, _, own = target.rpartition(".")
-        above = self.state.destinations.get(parent)
-        if above is None or above.disposed or not own:
-            return False
-        kind = _CHILD_OF.get((above.kind, spec.name))
-        if kind is None:
+        if parent_kind is None or not own or not self._learn(parent, parent_kind):
             return False
         if kind == "interaction":
             return self.add_interaction(parent, own)
@@ -146,12 +152,9 @@ class TreeJudge:
         return [Refusal("S-EVT-0", f"{name}: a {dest.kind} destination sends no events")]
 
 
-#: (the parent's kind, an init query) -> the kind of destination it initializes
-_CHILD_OF: Final = {
-    ("session", "channelgroup.query.init"): "channelgroup",
-    ("channelgroup", "channel.query.init"): "channel",
-    ("channel", "interaction.query.init"): "interaction",
-}
+#: a kind of destination the messages may not have shown -> the kind of its
+#: parent (D-TARGET; sessions are known from their own init answer only)
+_PARENT_KIND: Final = {"channelgroup": "session", "channel": "channelgroup", "interaction": "channel"}
 
 
 def _has_id(group: object) -> bool:

@@ -28,8 +28,8 @@ from pathlib import Path
 from adapters.runner import Runner
 from adapters.simulated import SimulatedSwitch
 from fsm import codec
+from tests.benchmarks import agents, growth, throughput
 from tests.benchmarks import floor as fl
-from tests.benchmarks import growth, throughput
 from tests.benchmarks.report import FULL, QUICK, Report, Row, Sizes
 from tests.benchmarks.workload import Checker, Writer, demo_lines, play
 from tests.driver import logged_in
@@ -58,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     throughput.bench_full_calls(sizes, report)
     throughput.bench_run(sizes, report)
     throughput.bench_codecs(report)
+    agents.bench_agents(sizes, report)
     growth.bench_traced_memory(sizes, report)
     print(header(sizes, args.quick, time.perf_counter() - started))
     print(table(sorted(report.rows, key=lambda row: row.item)))

@@ -44,6 +44,8 @@ class Sizes:
     live: tuple[int, ...]
     reps: int
     memory: tuple[int, ...]
+    #: (few, many) logged-in agents of item 6
+    agents: tuple[int, int] = (10, 10_000)
 
 
 FULL: Final = Sizes(
@@ -65,6 +67,7 @@ QUICK: Final = Sizes(
     live=(0, 1_000, 3_000),
     reps=60,
     memory=(1_000, 3_000),
+    agents=(10, 2_000),
 )
 
 
