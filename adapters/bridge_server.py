@@ -146,8 +146,14 @@ class BridgeProcess:
             for step in self.steps:
                 if step["actor"] != "agent":
                     continue
-                await self.until(self._idle, deadline)
-                interaction = step.get("interaction") or list(self.bridge.interactions)[-1]
+                named: str | None = step.get("interaction")
+
+                def ready(named: str | None = named) -> bool:
+                    """Idle, and the step's interaction is there (another agent's call may come first)."""
+                    return self._idle() and (named is None or named in self.bridge.interactions)
+
+                await self.until(ready, deadline)
+                interaction = named or list(self.bridge.interactions)[-1]
                 answered = len(self.bridge.outcomes)
                 await self.send(
                     self.bridge.request(

@@ -54,9 +54,13 @@ def start_bridge(tmp_path: Path, *options: str) -> tuple[subprocess.Popen[str], 
     return bridge, int(line.rsplit(":", 1)[1])
 
 
-def start_serve(tmp_path: Path, port: int) -> subprocess.Popen[str]:
+def start_serve(
+    tmp_path: Path, port: int, *options: str, customers: list[dict[str, object]] | None = None
+) -> subprocess.Popen[str]:
     events = tmp_path / "customer.jsonl"
-    customer = [s["event"] for s in DEMO_CALL if s["actor"] == "customer"]
+    customer = (
+        customers if customers is not None else [s["event"] for s in DEMO_CALL if s["actor"] == "customer"]
+    )
     events.write_text("".join(json.dumps({"from": "switch", "event": e}) + "\n" for e in customer))
     return subprocess.Popen(
         [
@@ -71,6 +75,7 @@ def start_serve(tmp_path: Path, port: int) -> subprocess.Popen[str]:
             "--max-reconnects",
             "10",
             "--exit-on-close",  # the bridge closes the connection when its session is over
+            *options,
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -222,3 +227,37 @@ def test_connection_killed_mid_consult_and_call_completes_after_reconnect(
     assert expected == commands
     inits = [x for x in (tmp_path / "bridge.jsonl").read_text().splitlines() if "interaction.query.init" in x]
     assert len([x for x in inits if '"from":"bridge"' in x]) >= 2  # the re-initialization
+
+
+def test_two_agents_each_with_a_consulting_call_at_the_same_time(tmp_path: Path) -> None:
+    """F-SESS-1, D-LEG, D-NEW: the bridge logs two agents in on one connection
+    (--login twice) and plays both agents' calls, each with consults, their
+    steps interleaved; serve knows both agents (--agent twice) and the
+    customers call each one's device. Both exit 0, 0 violations, both
+    traces clean; each call is announced on its own agent's channel."""
+    from adapters.session import agents_call
+
+    steps = tmp_path / "steps.jsonl"
+    both = agents_call(2)
+    steps.write_text("".join(json.dumps(s) + "\n" for s in both if s["actor"] == "agent"))
+    bridge, port = start_bridge(tmp_path, "--login", "agent-1", "--login", "agent-2", "--steps", str(steps))
+    customers = [s["event"] for s in both if s["actor"] == "customer"]
+    serve = start_serve(
+        tmp_path, port, "--agent", "agent-1=1001", "--agent", "agent-2=1002", customers=customers
+    )
+    bridge_code, bridge_err = finish(bridge)
+    serve_code, serve_err = finish(serve)
+    assert (bridge_code, serve_code) == (0, 0), (bridge_err, serve_err)
+    agent_steps = sum(1 for s in both if s["actor"] == "agent")
+    logins = 2 * 3  # activate, ready and logout for each agent
+    assert f"{agent_steps + logins} agent requests, 0 failed, 0 rule violations, 1 connections" in bridge_err
+    for trace in ("bridge.jsonl", "serve.jsonl"):
+        assert [] == check_lines((tmp_path / trace).read_text().splitlines()), trace
+    entries = [json.loads(x) for x in (tmp_path / "serve.jsonl").read_text().splitlines()]
+    # each call is on its own agent's channel (announced, or listed when it came before the channel's init)
+    inits = {
+        e["message"]["header"]["target"]
+        for e in entries
+        if e.get("from") == "bridge" and e["message"]["header"]["name"] == "interaction.query.init"
+    }
+    assert {"S1.G1.1001.c1", "S2.G1.1002.c2"} == inits
