@@ -296,51 +296,30 @@ class Engine:
                 "max_request_ids); only dispose is still accepted",
             )
             return
-        kind = type(dest)
-        if _KIND_OF[kind] != spec.destination:
-            self.outbox.refuse(
-                headers, "D-TARGET", f"{target} is {_A_KIND[kind]}, not {_A_KIND_NAMED[spec.destination]}"
-            )
-            return
-        if isinstance(dest, Interaction):
-            interaction = dest
-        elif isinstance(dest, Conversation):
+        reached: Interaction | Conversation
+        if type(dest) is Interaction and spec.destination == "interaction":
+            interaction = reached = dest
+        elif type(dest) is Conversation and spec.destination == "conversation":
+            reached = dest
             interaction = self.state.interactions[dest.interaction_id]
         else:
-            if spec.kind == QUERY:
-                self.processor.query(headers, spec, props, dest)
-            else:
-                self.processor.request(headers, spec, props, dest)
+            self._tree_message(headers, spec, props, dest)
             return
-        self._interaction_message(headers, spec, properties, props, interaction, dest)
-
-    def _interaction_message(
-        self,
-        headers: Headers,
-        spec: RequestSpec,
-        properties: dict[str, Any],
-        props: Any,
-        interaction: Interaction,
-        dest: Interaction | Conversation,
-    ) -> None:
-        target = headers.target
-        request_id = headers.request_id
-        assert request_id is not None
         if spec.kind == QUERY:
-            self._query(headers, spec, interaction, dest)
+            self._query(headers, spec, interaction, reached)
             return
-        if dest.lifecycle != m.INITIALIZED and spec.trigger != "dispose":
+        if reached.lifecycle != m.INITIALIZED and spec.trigger != "dispose":
             self.outbox.refuse(headers, "D-LIFE-5", f"{target} is not initialized; send its init query")
             return
         if spec.trigger == "dispose" and (interaction.executing is not None or interaction.waiting):
             # D-SERIAL: a dispose does not wait, and is never refused for a full queue (D-BOUND)
-            self.execution.dispose_now(headers, interaction, dest)
+            self.execution.dispose_now(headers, interaction, reached)
             return
         if interaction.executing is None and not interaction.waiting:
             if interaction.lifecycle != m.DISPOSED:
                 # nothing ahead of it (D-SERIAL): it runs now, with the headers
                 # and properties its intake built
-                self.execution.execute(interaction, spec, headers, props, dest)
+                self.execution.execute(interaction, spec, headers, props, reached)
                 return
         else:
             held = len(interaction.waiting) + (interaction.executing is not None)
@@ -354,6 +333,23 @@ class Engine:
         request = Request(name=headers.name, target=target, request_id=request_id, properties=properties)
         interaction.enqueue(request)
         self.execution.pump(interaction)
+
+    def _tree_message(self, headers: Headers, spec: RequestSpec, props: Any, dest: Destination) -> None:
+        """A message to a destination above the interactions, or to one of
+        another kind than its name says (D-TARGET)."""
+        kind = type(dest)
+        if _KIND_OF[kind] != spec.destination:
+            self.outbox.refuse(
+                headers,
+                "D-TARGET",
+                f"{headers.target} is {_A_KIND[kind]}, not {_A_KIND_NAMED[spec.destination]}",
+            )
+            return
+        assert not isinstance(dest, Interaction | Conversation)
+        if spec.kind == QUERY:
+            self.processor.query(headers, spec, props, dest)
+        else:
+            self.processor.request(headers, spec, props, dest)
 
     def _query(
         self,

@@ -93,8 +93,9 @@ class Execution:
             conversation, machine, model = None, self.machine, interaction
         assert spec.trigger is not None
         state = self.state
-        unreachable = switch_refusal(spec, state.control.state)
-        if unreachable is not None:
+        if spec.op is not None and state.control.state != m.C_STARTED:
+            unreachable = switch_refusal(spec, state.control.state)  # D-CTRL-3
+            assert unreachable is not None
             self.outbox.refuse_with(headers, unreachable)
             return
         policy = state.policy

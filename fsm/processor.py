@@ -30,7 +30,7 @@ from fsm.catalog import (
 from fsm.devices import Devices
 from fsm.errors import Refusal
 from fsm.execution import Execution
-from fsm.machines import ABSENT, INITIALIZED, LIFECYCLE
+from fsm.machines import ABSENT, COMPLETED, ENDED, INITIALIZED, LIFECYCLE
 from fsm.messages import Headers, build_headers, event
 from fsm.model import Request
 from fsm.outbox import Outbox
@@ -163,12 +163,18 @@ class Processor:
     def _bind(self, channel: Channel, device: Device) -> None:
         """The device's interactions that no channel destination shows get
         their destination under ``channel`` (D-NEW: listed in its init)."""
-        for interaction_id in device.interactions:
+        for interaction_id in list(device.interactions):
             interaction = self.state.interactions[interaction_id]
-            if not interaction.target:
-                interaction.target = target = self.state.targets.interaction(channel.target, interaction.id)
-                LIFECYCLE.fire(interaction, "create")
-                self.state.destinations[target] = interaction
+            if interaction.target:
+                continue
+            if interaction.top in (ENDED, COMPLETED):
+                # it ended while no channel showed it: nobody will ever be told
+                # of it (D-CH-1 lists live ones), so it is forgotten
+                self.execution.drop(interaction, "ended before any channel showed it")
+                continue
+            interaction.target = target = self.state.targets.interaction(channel.target, interaction.id)
+            LIFECYCLE.fire(interaction, "create")
+            self.state.destinations[target] = interaction
 
     # ------------------------------------------------------------------
     # Tear down (D-LIFE-4): the destination and everything below it.

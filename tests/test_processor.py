@@ -473,3 +473,15 @@ def test_f_life_1_every_destination_is_set_up_initialized_and_torn_down() -> Non
     channel = tree[CH]
     assert ok(d.msg("channel.request.dispose", CH))
     assert "DISPOSED" == channel.lifecycle
+
+
+def test_d_new_a_call_that_ended_before_any_channel_is_forgotten() -> None:
+    """D-NEW, D-CH-1, D-BOUND: a call offered and ended while no session showed
+    its device is never listed (not live, never shown), so the new channel
+    does not keep it."""
+    d = Driver(login=False)
+    d.switch("offered")
+    d.switch("ended")
+    d.msg("session.query.init", SESSION, None, {"name": "agent-1"})
+    assert [] == body(d.msg("channel.query.init", CH))["interactions"]
+    assert {} == d.engine.interactions
