@@ -212,6 +212,7 @@ EVENT_KINDS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     "ended": (("call",), ("cause",)),
     "failed": (("call",), ("reason",)),
     "result": (("command", "ok"), ("call", "reason")),
+    "link": (("up",), ("reason",)),
 }
 
 
@@ -358,7 +359,8 @@ class Reference:
         self,
         *,
         acknowledges: bool,
-        channel: str = "session-1.channel-1",
+        channel: str = "S1.G1.1001",
+        control: str = "proc-1.CONTROL",
         transfer_while_consult_ringing: bool = False,
         reconnect_on_consult_end: bool = False,
         request_timeout: float = 30.0,
@@ -369,6 +371,9 @@ class Reference:
         #: the switch answers every command with a `result` (scripted)
         self.acknowledges = acknowledges
         self.channel = channel
+        #: the control destination (F-CTRL-1), and whether the switch link is up (D-CTRL-3)
+        self.control = control
+        self.link_up = True
         self.transfer_while_consult_ringing = transfer_while_consult_ringing
         self.reconnect_on_consult_end = reconnect_on_consult_end
         self.request_timeout = request_timeout
@@ -758,6 +763,9 @@ class Reference:
             self._hold(i, rec, SUCCESS, "D-LIFE-4", "dispose")
             rec.on_success = lambda: self._dispose(i, call)
             return
+        if spec.op is not None and not self.link_up:  # D-CTRL-3: no switch, no request that needs it
+            self._hold(i, rec, FAILURE, "D-CTRL-3", "the link to the switch is down")
+            return
         leg = i.legs[call] if call is not None else None
         verdict, rule, why = self._guard(i, leg, rec)
         if verdict != SUCCESS or spec.op is None:
@@ -1104,6 +1112,9 @@ class Reference:
         if name == "interaction.created":
             if target != self.channel:
                 self._problem("D-NEW", f"interaction.created on {target}")
+        elif target == self.control:
+            if name != "cti.status":
+                self._problem("D-CTRL-1", f"{name} on the control destination")
         elif target in self.disposed_targets:
             self._problem("D-LIFE-4", f"{name} on disposed destination {target}")
         elif target not in self.targets:
@@ -1212,6 +1223,9 @@ class Reference:
         if kind == "result":
             self._result(ev["command"], ev["ok"], ev.get("call", ""))
             return
+        if kind == "link":
+            self._link(ev["up"], ev.get("reason", ""))
+            return
         call = ev["call"]
         self.seen_calls.add(call)
         if call in self.ignored:
@@ -1230,6 +1244,24 @@ class Reference:
             return
         i = self.interactions[iid]
         self._leg_event(i, i.legs[call], kind)
+
+    def _link(self, up: bool, reason: str) -> None:
+        """F-CTRL-3, D-CTRL-3: the status follows the link and is reported (the
+        start-up exchange happened before the model starts); when it goes
+        down, every request waiting on the switch is answered FAILURE now."""
+        if up != self.link_up:
+            status = "started" if up else "cti-lost"
+            self._expect(self.control, "cti.status", {"status": status, "reason": reason})
+        self.link_up = up
+        if up:
+            return
+        for i in self.interactions.values():
+            p = i.executing
+            if p is not None and p.op is not None and p.due is None:
+                p.due, p.cancelled = FAILURE, True
+                p.record.rule, p.record.why = "D-CTRL-3", "the link went down"
+                if p.record.short == "consult":
+                    i.consult_requested = False
 
     def _arrived_data(self, i: Interaction, ev: dict[str, Any]) -> None:
         """D-DATA, S-INIT-1: what a new call's data holds: the ani, dnis and
@@ -1472,6 +1504,9 @@ def _valid_event(ev: Any) -> bool:
         return False
     if kind == "result":
         if not isinstance(ev["command"], str) or not isinstance(ev["ok"], bool):
+            return False
+    elif kind == "link":
+        if not isinstance(ev["up"], bool):
             return False
     elif not isinstance(ev["call"], str) or not ev["call"]:
         return False

@@ -968,3 +968,18 @@ def test_the_checker_modules_import_only_those_below_them() -> None:
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fsm.checker")
         }
         assert imported <= set(order[:index]), f"fsm.checker.{name} imports {sorted(imported)}"
+
+
+def test_f_tch_1_a_dial_answered_before_its_interaction_was_announced() -> None:
+    """F-TCH-1, D-TCH-1, D-ORDER: a dial's SUCCESS follows the announcement of
+    its new interaction; moved before it, the checker reports F-TCH-1."""
+    buffer = io.StringIO()
+    driver = Driver(trace=buffer)
+    driver.message("channel.request.dial", CH, {"destination": "ring300"})
+    trace = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    clean: Found = []
+    assert clean == check(trace)
+    created = find(trace, lambda e: (_headers(e, "to", "bridge") or {}).get("name") == "interaction.created")
+    dialed = find(trace, lambda e: (_headers(e, "to", "bridge") or {}).get("name") == "channel.request.dial")
+    reordered, _ = moved(trace, dialed, created)
+    assert ["F-TCH-1"] == [rule for _, rule in check(reordered) if rule == "F-TCH-1"]

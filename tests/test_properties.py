@@ -596,6 +596,13 @@ class ProtocolMachine(RuleBasedStateMachine):
             ev["data"] = OFFERED_DATA[data]
         self.h.switch_event(ev)
 
+    @rule(up=st.booleans(), reason=st.sampled_from(("", "cable cut")))
+    def switch_link(self, up: bool, reason: str) -> None:
+        """F-CTRL-3, D-CTRL-3: the link to the switch goes down or comes back:
+        the status event, requests waiting on the switch failed at once, and
+        while it is down every request that needs the switch refused."""
+        self.h.switch_event({"kind": "link", "up": up, "reason": reason})
+
     @precondition(
         lambda self: (
             self.model.new_dialing_owner()[0] == "phone"

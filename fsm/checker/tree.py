@@ -34,7 +34,9 @@ class TreeJudge:
         control = state.targets.control()
         state.destinations[control] = Destination(target=control, kind="cti", group=control, initialized=True)
 
-    def judge_answer(self, spec: RequestSpec, message: dict[str, Any], what: str) -> list[Finding]:
+    def judge_answer(
+        self, spec: RequestSpec, message: dict[str, Any], what: str, target: str = ""
+    ) -> list[Finding]:
         body = message_body(message)
         if spec.name == "session.query.init":
             groups = body.get("channel-groups")
@@ -45,16 +47,24 @@ class TreeJudge:
         if spec.name == "channelgroup.query.init" and not isinstance(body.get("channels"), list):
             return [Refusal("F-CG-1", f"{what} without the channels array")]
         if spec.name == "channel.request.dial":
-            found = self._dialed(body, what)
-            if found:
-                return found
+            return self._dialed(body, what, target)
         return []
 
-    def _dialed(self, body: dict[str, Any], what: str) -> list[Finding]:
-        """D-TCH-1, D-ORDER: a dial's SUCCESS names an interaction created before it."""
+    def _dialed(self, body: dict[str, Any], what: str, channel: str) -> list[Finding]:
+        """F-TCH-1, D-TCH-1, D-ORDER: a dial's SUCCESS names the new
+        interaction, announced on the channel before it."""
         interaction_id = body.get("interactionid")
-        if not is_text(interaction_id):
+        if not isinstance(interaction_id, str) or not interaction_id:
             return [Refusal("D-TCH-1", f"{what} without the interactionid of the new interaction")]
+        target = self.state.targets.interaction(channel, _decoded(interaction_id))
+        if target not in self.state.destinations:
+            return [
+                Refusal(
+                    "F-TCH-1",
+                    f"{what} naming interaction {interaction_id}, which was not announced on "
+                    f"{channel} before it",
+                )
+            ]
         return []
 
     def apply_answer(self, spec: RequestSpec, asked_target: str, message: dict[str, Any]) -> None:

@@ -430,7 +430,7 @@ class Watcher:
         if not asked.held and asked.refusal is not None:
             found.append(Refusal(asked.refusal.rule, f"{what}, but {asked.refusal.reason}"))
         if dest.kind in TREE_KINDS:
-            return found + self._tree.judge_answer(spec, message, what)
+            return found + self._tree.judge_answer(spec, message, what, asked.target)
         facts = self.state.interactions[dest.group]
         return found + self._events.judge_answer(spec, facts, dest, message, what)
 
