@@ -114,6 +114,11 @@ class Runner:
                 return [self._error(seq, exc.message)]
         return [self._error(seq, f"unknown 'from' {source!r}: expected bridge, switch or clock")]
 
+    def stop(self) -> list[dict[str, Any]]:
+        """The adapter shuts the client down (F-CTRL-3): the status events
+        :meth:`fsm.engine.Engine.stop` makes, written and traced like any output."""
+        return self._drain(self.engine.stop(), "stop")
+
     def _drain(
         self, outputs: list[Output], seq: Any, out: list[dict[str, Any]] | None = None
     ) -> list[dict[str, Any]]:

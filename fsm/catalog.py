@@ -529,10 +529,16 @@ COMMAND_LEGS: Final[dict[str, Callable[[Interaction, Conversation | None], Comma
 }
 
 
+#: What a dial's SUCCESS body holds: the new interaction's id, as placed in
+#: targets (D-BODY, D-TARGET).
+def _dialed(i: Interaction) -> dict[str, Any] | None:
+    return {"interactionid": i.target.rpartition(".")[2]}
+
+
 #: What a SUCCESS response's body holds: name -> builder (None: empty).
 RESPONSE_BODIES: Final[dict[str, Callable[[Interaction], dict[str, Any] | None]]] = {
     "consult_leg": _consult_leg,
-    "dialed": lambda i: _dialed(i),
+    "dialed": _dialed,
 }
 
 
@@ -670,12 +676,6 @@ TREE_ANSWERS: Final[dict[str, Callable[[TreeContext], dict[str, Any]]]] = {
     "group_init": _group_init,
     "channel_init": _channel_init,
 }
-
-
-#: What a dial's SUCCESS body holds: the new interaction's id, as placed in
-#: targets (D-BODY, D-TARGET).
-def _dialed(i: Interaction) -> dict[str, Any] | None:
-    return {"interactionid": i.target.rpartition(".")[2]}
 
 
 # --------------------------------------------------------------------------

@@ -129,7 +129,15 @@ class Switching:
                 "are live (policy max_interactions)",
             )
             return None
-        channel_target = device.channels[0] if device.channels and device.state != m.UNAVAILABLE else ""
+        if device.state == m.UNAVAILABLE:
+            # D-NEW, D-CH-1: another agent holds the device: the call is not
+            # this agent's, never announced nor listed; its later events are ignored
+            bounded_add(self.state.disposed_calls, ev.call, self.state.policy.max_disposed)
+            logger.info(
+                "%s: call %s on device %s, which another agent holds: ignored", ev.kind, ev.call, ev.device
+            )
+            return None
+        channel_target = device.channels[0] if device.channels else ""
         target = self.state.targets.interaction(channel_target, ev.call) if channel_target else ""
         if target and (target in self.state.destinations or target in self.state.disposed_targets):
             self.outbox.switch_error("D-NEW", f"{ev.kind}: interaction {ev.call} already exists")

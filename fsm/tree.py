@@ -21,11 +21,9 @@ import attrs
 from fsm.machines import C_STARTED, INACTIVE, INITIALIZED, SETUP
 from fsm.model import NO_REQUESTS, Pending, Request
 
-#: The channel group id a session's init response names (D-SESS-2).
-GROUP_ID = "G1"
-#: The kinds of channel (D-CG-1); only telephony is supported (D-UCH).
+#: The channel type this client supports (D-CG-1, D-UCH); chat and email
+#: channels are unsupported channels (F-UCH-1).
 TELEPHONY = "telephony"
-CHANNEL_TYPES = (TELEPHONY, "chat", "email")
 
 
 @attrs.define(eq=False, slots=True, kw_only=True)

@@ -485,3 +485,14 @@ def test_d_new_a_call_that_ended_before_any_channel_is_forgotten() -> None:
     d.msg("session.query.init", SESSION, None, {"name": "agent-1"})
     assert [] == body(d.msg("channel.query.init", CH))["interactions"]
     assert {} == d.engine.interactions
+
+
+def test_d_new_calls_while_another_agent_holds_the_device_are_not_this_agents() -> None:
+    """D-NEW, D-CH-1: while the device is UNAVAILABLE its calls are not
+    announced, and once it is free again they are not listed either."""
+    d = Driver()
+    agent_event(d, "taken")
+    assert [] == d.switch("offered", "u1")
+    agent_event(d, "free")
+    assert [] == body(d.msg("channel.query.init", CH))["interactions"]
+    assert [] == d.switch("connected", "u1")  # its later events are ignored

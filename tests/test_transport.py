@@ -1170,3 +1170,30 @@ def test_a_failed_background_task_stops_serve(source: str, caplog: pytest.LogCap
     assert reason == str(failures[0].exc_info[1])
     if polling:
         assert switch.polls == 3  # it was not polled again after the failure
+
+
+def test_serve_reports_its_stop_before_closing() -> None:
+    """F-CTRL-3, D-CTRL-1: once the start-up exchange has happened, stopping
+    serve sends cti.status stopping and then stopped, and closes cleanly."""
+
+    async def main() -> tuple[int, End | None, list[object]]:
+        stop = asyncio.Event()
+        outcome = Outcome()
+
+        async def bridge(conn: FramedConnection) -> None:
+            await log_in(conn)
+            stop.set()  # as SIGTERM does
+            await outcome.handler(conn)
+
+        server, port = await listen(bridge)
+        async with server:
+            code = await run_serve(HOST, port, stop=stop)
+            await outcome.done.wait()
+        return code, outcome.end, outcome.messages
+
+    code, end, messages = run(main())
+    assert (exit_ok, End.CLEAN) == (code, end)
+    statuses = [
+        m["body"]["status"] for m in messages if isinstance(m, dict) and m["header"]["name"] == "cti.status"
+    ]
+    assert ["stopping", "stopped"] == statuses

@@ -6,6 +6,7 @@ is durable."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterable
@@ -194,6 +195,13 @@ class Adapter:
             reading.cancel()
             await asyncio.gather(reading, return_exceptions=True)
         async with self._lock:
+            if stopped:  # F-CTRL-3: the bridge hears the client stop before the close
+                for entry in self.runner.stop():
+                    if entry.get("to") == "bridge" and not conn.closed:
+                        with contextlib.suppress(TransportError):
+                            await conn.send(entry["message"])
+                if self.runner.trace is not None:
+                    self.runner.trace.flush()
             self.conn = None
             await conn.close()
         return "stopped" if stopped else reading.result()
