@@ -97,20 +97,20 @@ class Devices:
         if unreachable is not None:
             self.outbox.refuse_with(headers, unreachable)
             return
-        guards = GUARDS_OF[spec.name]
-        if guards:
-            refusal = first_refusal(guards, TreeContext(state, dest, device, props))
-            if refusal is not None:
-                self.outbox.refuse_with(headers, refusal)
-                return
         assert spec.trigger is not None
-        checked = CHANNEL.check(device.state, spec.trigger)
+        checked = CHANNEL.check(device.state, spec.trigger)  # the table first, as for interactions
         if isinstance(checked, Refusal):
             allowed = join_words(dict.fromkeys(CHANNEL.sources(spec.trigger)))
             self.outbox.refuse(
                 headers, checked.rule, f"the channel is {device.state}; {spec.short} needs {allowed}"
             )
             return
+        guards = GUARDS_OF[spec.name]
+        if guards:
+            refusal = first_refusal(guards, TreeContext(state, dest, device, props))
+            if refusal is not None:
+                self.outbox.refuse_with(headers, refusal)
+                return
         if checked.action == "at_once" or spec.op is None:
             self.outbox.respond(headers)
             return
@@ -207,8 +207,13 @@ class Devices:
                 or device.executing.request.request_id != request_id
             ):
                 continue
-            name = device.executing.request.name.rpartition(".")[2]
+            pending = device.executing
+            name = pending.request.name.rpartition(".")[2]
             timeout = state.policy.request_timeout
+            if CATALOG[pending.request.name].done == "dial_named":
+                # D-ASYNC: the leg named for it later (its command's result, or
+                # the device's first new outbound leg within request_timeout) is released
+                state.dial_claims[end_point] = (state.clock + timeout, pending.command or "")
             self.finish(
                 device, Refusal("D-ASYNC", f"the switch did not complete {name} within {timeout:g} seconds")
             )

@@ -44,6 +44,7 @@ class SavedEngine:
     channels: list[Channel]
     devices: list[Device]
     awaited_devices: dict[str, str]
+    dial_claims: dict[str, tuple[float, str]]
     joinable_held: dict[str, list[str]]
     joinable_other: dict[str, list[str]]
     interactions: list[Interaction]
@@ -72,6 +73,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         channels=[d for d in live if type(d) is Channel],
         devices=list(state.devices.values()),
         awaited_devices=dict(state.awaited_devices),
+        dial_claims=dict(state.dial_claims),
         joinable_held={device: list(ids) for device, ids in state.joinable_held.items()},
         joinable_other={device: list(ids) for device, ids in state.joinable_other.items()},
         interactions=list(state.interactions.values()),
@@ -100,6 +102,7 @@ def restore(data: dict[str, Any], targets: Targets | None = None) -> Engine:
         clock=saved.clock,
         commands_issued=saved.commands_issued,
         awaited_devices=saved.awaited_devices,
+        dial_claims=saved.dial_claims,
         joinable_held={device: dict.fromkeys(ids) for device, ids in saved.joinable_held.items()},
         joinable_other={device: dict.fromkeys(ids) for device, ids in saved.joinable_other.items()},
         disposed_targets=dict.fromkeys(saved.disposed_targets),

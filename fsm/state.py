@@ -66,6 +66,10 @@ class EngineState:
     awaited_devices: dict[str, str] = attrs.field(factory=dict)
     #: a heap of (deadline, end-point, requestId) of executing device requests
     device_deadlines: list[tuple[float, str, str]] = attrs.field(factory=list)
+    #: end-point -> (engine time until which a timed-out dial claims the
+    #: device's first new outbound leg, the dial's command): that leg, or the
+    #: one its command's late result names, is released, never announced (D-ASYNC)
+    dial_claims: dict[str, tuple[float, str]] = attrs.field(factory=dict)
     #: call legs of live interactions by call id
     calls: dict[str, Conversation] = attrs.field(factory=dict)
     #: disposed targets and calls, the newest last (D-LIFE-4, D-BOUND)

@@ -200,6 +200,10 @@ class Switching:
         if device is not None and self.devices.dialing_for(device):
             self._name_dial(device, ev)
             return
+        claim = state.dial_claims.pop(end_point, None)
+        if claim is not None and state.clock <= claim[0]:  # D-ASYNC: a timed-out dial's late leg
+            self._release_orphan(ev.call)
+            return
         if state.abandoned_until and self._claimed_by_abandoned(end_point):
             self._release_orphan(ev.call)
             return
@@ -368,6 +372,10 @@ class Switching:
         consult that names its leg now has that leg released (D-ASYNC);
         any other is an acknowledgement with nothing left to do."""
         abandoned = self.state.abandoned.pop(ev.command, None) is not None
+        for end_point, (_, command) in list(self.state.dial_claims.items()):
+            if command == ev.command:  # a timed-out dial's command names its leg now (D-ASYNC)
+                del self.state.dial_claims[end_point]
+                abandoned = True
         if abandoned and ev.ok and ev.call and ev.call not in self.state.calls:
             self._release_orphan(ev.call)
 

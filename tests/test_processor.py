@@ -496,3 +496,28 @@ def test_d_new_calls_while_another_agent_holds_the_device_are_not_this_agents() 
     agent_event(d, "free")
     assert [] == body(d.msg("channel.query.init", CH))["interactions"]
     assert [] == d.switch("connected", "u1")  # its later events are ignored
+
+
+def test_d_async_a_timed_out_dial_claims_the_devices_next_new_leg() -> None:
+    """D-ASYNC, D-LEG: a dial the switch did not complete in time is FAILURE;
+    the first new outbound leg of its device within request_timeout after
+    that is the dial's: released, never announced; the next one is new."""
+    d = Driver(scripted=True)
+    pending = d.message("channel.request.dial", CH, {"destination": "300"})
+    failed = pending.later(d.feed({"from": "clock", "advance": 31}))
+    assert "FAILURE" == failed.result
+    assert "D-ASYNC" == failed.refusal_rule()
+    late = d.switch("dialing", "x1")
+    assert [] == event_names(late)
+    assert [{"id": "cmd-4", "op": "release", "call": "x1"}] == commands(late)
+    assert ["interaction.created"] == event_names(d.switch("dialing", "x2"))
+
+
+def test_d_async_a_timed_out_dials_late_result_names_a_leg_to_release() -> None:
+    """D-ASYNC: the result of a timed-out dial's command that names a leg has it released."""
+    d = Driver(scripted=True)
+    d.message("channel.request.dial", CH, {"destination": "300"})
+    d.feed({"from": "clock", "advance": 31})
+    out = d.switch("result", "x1", command="cmd-3", ok=True)
+    assert [{"id": "cmd-4", "op": "release", "call": "x1"}] == commands(out)
+    assert ["interaction.created"] == event_names(d.switch("dialing", "x2"))  # the claim is spent
