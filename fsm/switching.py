@@ -17,7 +17,7 @@ from typing import Final
 import attrs
 
 from fsm import machines as m
-from fsm.catalog import CATALOG
+from fsm.catalog import CATALOG, CREATED, TELEPHONY
 from fsm.devices import Devices
 from fsm.errors import Refusal
 from fsm.execution import Execution
@@ -172,9 +172,9 @@ class Switching:
             channel.shown[interaction.id] = None
             self.outbox.emit(
                 event(
-                    "interaction.created",
+                    CREATED,
                     channel_target,
-                    {"interactionid": encode_id(interaction.id), "type": "telephony"},  # D-NEW, D-TARGET
+                    {"interactionid": encode_id(interaction.id), "type": TELEPHONY},  # D-NEW, D-TARGET
                 )
             )
         return interaction

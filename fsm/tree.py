@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import attrs
 
+from fsm.catalog.names import TELEPHONY
 from fsm.machines import C_STARTED, INACTIVE, INITIALIZED, SETUP
 from fsm.model import NO_REQUESTS, Pending, Request
-
-#: The channel type this client supports (D-CG-1, D-UCH); chat and email
-#: channels are unsupported channels (F-UCH-1).
-TELEPHONY = "telephony"
 
 
 @attrs.define(eq=False, slots=True, kw_only=True)

@@ -38,10 +38,12 @@ from fsm.catalog.names import (
     CHANNEL_EVENTS,
     CONTROL_EVENTS,
     CONVERSATION_EVENTS,
+    CREATED,
     GROUP_ID,
     INTERACTION_EVENTS,
     MEDIA_CHANNELS,
     SESSION_STATE,
+    TELEPHONY,
     UNSUPPORTED_CHANNEL_EVENTS,
 )
 from fsm.catalog.outcomes import (
@@ -85,6 +87,7 @@ __all__ = [
     "COMMAND_LEGS",
     "CONTROL_EVENTS",
     "CONVERSATION_EVENTS",
+    "CREATED",
     "CREATION_GUARDS",
     "CREATION_GUARDS_OF",
     "DEVICE_DONE_WHEN",
@@ -99,6 +102,7 @@ __all__ = [
     "QUERY_ANSWERS",
     "RESPONSE_BODIES",
     "SESSION_STATE",
+    "TELEPHONY",
     "TREE_ANSWERS",
     "TREE_GUARDS",
     "UNSUPPORTED_CHANNEL_EVENTS",

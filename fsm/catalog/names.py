@@ -11,6 +11,11 @@ from typing import Final
 # Names this client invents where the family's pages are silent (D-CTRL-1,
 # D-SESS-2, D-CG-1, D-CH-1): swap them here for a bridge that differs.
 
+#: the channel type this client supports (D-CG-1, D-UCH: chat and email
+#: channels are unsupported channels, F-UCH-1), and an interaction's type (D-NEW)
+TELEPHONY: Final = "telephony"
+#: the event that announces a new interaction on its channel (D-NEW)
+CREATED: Final = "interaction.created"
 #: the one channel group id of a session (D-SESS-2)
 GROUP_ID: Final = "G1"
 #: the session's one state in its init response (D-SESS-2)
@@ -52,7 +57,7 @@ CONVERSATION_EVENTS: Final = (
     "conversation.ended",
 )
 CHANNEL_EVENTS: Final = (
-    "interaction.created",
+    CREATED,
     "channel.activated",
     "channel.deactivated",
     "channel.ready",
