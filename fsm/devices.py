@@ -28,12 +28,13 @@ from fsm.catalog import (
     RequestSpec,
     TreeContext,
     first_refusal,
+    headers_of,
     read_properties,
     switch_refusal,
 )
 from fsm.errors import Refusal
 from fsm.machines import CHANNEL, INITIALIZED, join_words
-from fsm.messages import Headers, build_headers, event
+from fsm.messages import Headers, event
 from fsm.model import Interaction, Pending, Request
 from fsm.outbox import Outbox
 from fsm.state import EngineState
@@ -82,7 +83,7 @@ class Devices:
         while device.executing is None and device.waiting:
             request = device.next_request()
             spec = CATALOG[request.name]
-            headers = build_headers(spec.kind, request.name, request.target, request.request_id)
+            headers = headers_of(request)
             if request.target not in self.state.destinations:
                 self.outbox.refuse(headers, "D-LIFE-4", f"destination {request.target} was disposed")
                 continue
@@ -141,10 +142,7 @@ class Devices:
             self.state.awaited_devices.pop(pending.command, None)
         request = pending.request
         if refusal is not None:
-            spec = CATALOG[request.name]
-            self.outbox.refuse_with(
-                build_headers(spec.kind, request.name, request.target, request.request_id), refusal
-            )
+            self.outbox.refuse_with(headers_of(request), refusal)
             return
         builder = CATALOG[request.name].body
         body = (

@@ -28,13 +28,14 @@ from fsm.catalog import (
     GuardContext,
     RequestSpec,
     first_refusal,
+    headers_of,
     read_properties,
     switch_refusal,
 )
 from fsm.errors import Refusal
 from fsm.firing import Firing
 from fsm.machines import CONVERSATION, INTERACTION, LIFECYCLE, top
-from fsm.messages import Headers, build_headers, event
+from fsm.messages import Headers, event
 from fsm.model import Conversation, Interaction, Pending, Request
 from fsm.outbox import Outbox
 from fsm.outputs import describe
@@ -62,7 +63,7 @@ class Execution:
             request = interaction.next_request()
             spec = CATALOG[request.name]
             props = read_properties(spec, request.properties)
-            self.execute(interaction, spec, _headers_of(request), props)
+            self.execute(interaction, spec, headers_of(request), props)
 
     def execute(
         self,
@@ -170,7 +171,7 @@ class Execution:
             body = RESPONSE_BODIES[builder](interaction) if builder is not None else None
             self.outbox.respond(request, body)  # a response needs its name, target and requestId
         else:
-            self.outbox.refuse_with(_headers_of(request), refusal)
+            self.outbox.refuse_with(headers_of(request), refusal)
 
     def _prune_deadlines(self) -> None:
         """D-BOUND: the deadline heap keeps entries of finished requests until
@@ -301,20 +302,19 @@ class Execution:
         queued: each one on the disposed destination or below it is answered
         FAILURE first (an executing consult's leg, if the switch names it, is
         released), then the dispose runs; the others go on."""
-        below = f"{dest.target}."
-        reason = f"destination {dest.target} was disposed"
+        target = dest.target
+        assert target is not None
+        reason = f"destination {target} was disposed"
         pending = interaction.executing
-        if pending is not None and (
-            pending.request.target == dest.target or pending.request.target.startswith(below)
-        ):
+        if pending is not None and pending.request.under(target):
             if interaction.state == m.S_REQUESTED:
                 self.abandon(interaction, pending)
                 self.firing.fire(interaction, "consult_refused")
             self.finish(interaction, Refusal("D-LIFE-4", reason))
         kept = []
         for request in interaction.waiting:
-            if request.target == dest.target or request.target.startswith(below):
-                self.outbox.refuse(_headers_of(request), "D-LIFE-4", reason)
+            if request.under(target):
+                self.outbox.refuse(headers_of(request), "D-LIFE-4", reason)
             else:
                 kept.append(request)
         interaction.keep_waiting(kept)
@@ -374,7 +374,7 @@ class Execution:
         del state.interactions[interaction.id]
         state.index(interaction)
         for request in interaction.waiting:
-            self.outbox.refuse(_headers_of(request), "D-LIFE-4", f"destination {request.target} was disposed")
+            self.outbox.refuse(headers_of(request), "D-LIFE-4", f"destination {request.target} was disposed")
         interaction.keep_waiting([])
 
 
@@ -407,10 +407,6 @@ def _allowed(machine: m.StateMachine, trigger: str) -> tuple[frozenset[str], str
     """The top-level states that allow ``trigger``, and all of them in words."""
     sources = machine.sources(trigger)
     return frozenset(top(s) for s in sources), m.join_words(dict.fromkeys(describe(s) for s in sources))
-
-
-def _headers_of(request: Request) -> Headers:
-    return build_headers(CATALOG[request.name].kind, request.name, request.target, request.request_id)
 
 
 def _request_of(headers: Headers) -> Request:

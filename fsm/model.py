@@ -73,6 +73,10 @@ class Request:
     request_id: str
     properties: dict[str, str] = attrs.field(factory=dict)
 
+    def under(self, target: str) -> bool:
+        """Whether it was sent to ``target`` or a destination below it (D-LIFE-4)."""
+        return self.target == target or self.target.startswith(f"{target}.")
+
 
 @attrs.define(kw_only=True)
 class Pending:

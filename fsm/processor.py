@@ -26,13 +26,13 @@ from fsm.catalog import (
     RequestSpec,
     TreeContext,
     first_refusal,
+    headers_of,
 )
 from fsm.devices import Devices
 from fsm.errors import Refusal
 from fsm.execution import Execution
 from fsm.machines import ABSENT, COMPLETED, ENDED, INITIALIZED, LIFECYCLE
-from fsm.messages import Headers, build_headers, event
-from fsm.model import Request
+from fsm.messages import Headers, event
 from fsm.outbox import Outbox
 from fsm.state import EngineState
 from fsm.tree import Channel, ChannelGroup, Control, Device, Session
@@ -181,7 +181,6 @@ class Processor:
 
     def dispose(self, headers: Headers, dest: Tree) -> None:
         state = self.state
-        below = f"{dest.target}."
         reason = f"destination {dest.target} was disposed"
         gone: list[Tree] = [dest]
         if type(dest) is Session:
@@ -201,14 +200,12 @@ class Processor:
         touched = list({id(d): d for d in devices if d is not None}.values())
         for device in touched:
             pending = device.executing
-            if pending is not None and (
-                pending.request.target == dest.target or pending.request.target.startswith(below)
-            ):
+            if pending is not None and pending.request.under(dest.target):
                 self.devices.finish(device, Refusal("D-LIFE-4", reason))
             kept = []
             for request in device.waiting:
-                if request.target == dest.target or request.target.startswith(below):
-                    self.outbox.refuse(_headers(request), "D-LIFE-4", reason)
+                if request.under(dest.target):
+                    self.outbox.refuse(headers_of(request), "D-LIFE-4", reason)
                 else:
                     kept.append(request)
             if len(kept) != len(device.waiting):
@@ -235,10 +232,6 @@ class Processor:
             interaction = state.interactions.get(interaction_id)
             if interaction is not None and interaction.target.startswith(below):
                 self.execution.drop(interaction, reason)
-
-
-def _headers(request: Request) -> Headers:
-    return build_headers(CATALOG[request.name].kind, request.name, request.target, request.request_id)
 
 
 #: the catalog row a new session's init is answered by

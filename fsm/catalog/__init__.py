@@ -76,6 +76,7 @@ from fsm.catalog.rows import (
     PROPERTY_KEYS,
     RequestSpec,
     Valid,
+    headers_of,
     read_properties,
 )
 
@@ -124,6 +125,7 @@ __all__ = [
     "Valid",
     "ValidateLoginProperties",
     "first_refusal",
+    "headers_of",
     "read_properties",
     "switch_refusal",
 ]

@@ -19,7 +19,8 @@ from fsm.catalog.properties import (
     SessionInitProperties,
     ValidateLoginProperties,
 )
-from fsm.messages import QUERY, REQUEST, Headers, wire_name
+from fsm.messages import QUERY, REQUEST, Headers, build_headers, wire_name
+from fsm.model import Request
 
 
 class Valid(NamedTuple):
@@ -97,6 +98,11 @@ def _request(name: str, **kw: Any) -> RequestSpec:
 
 def _query(name: str, **kw: Any) -> RequestSpec:
     return RequestSpec(name=name, kind=QUERY, destination=name.partition(".")[0], **kw)
+
+
+def headers_of(request: Request) -> Headers:
+    """The headers of a request accepted earlier, to answer it (S-REQ-2)."""
+    return build_headers(CATALOG[request.name].kind, request.name, request.target, request.request_id)
 
 
 def read_properties(spec: RequestSpec, properties: dict[str, str]) -> Any:

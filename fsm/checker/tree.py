@@ -18,7 +18,6 @@ from fsm.checker.model import Destination, InteractionFacts
 from fsm.checker.rules import Finding, is_text, message_body
 from fsm.checker.state import TraceState
 from fsm.errors import Refusal
-from fsm.outputs import encode_id
 
 #: the kinds of destination above the interactions (the first word of their messages)
 TREE_KINDS: Final = frozenset({"cti", "session", "channelgroup", "channel"})
@@ -177,4 +176,4 @@ def _decoded(interaction_id: str) -> str:
     return interaction_id.replace("%2E", ".").replace("%25", "%")
 
 
-__all__ = ["TREE_INITS", "TREE_KINDS", "TreeJudge", "encode_id"]
+__all__ = ["TREE_INITS", "TREE_KINDS", "TreeJudge"]
