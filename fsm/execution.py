@@ -307,10 +307,7 @@ class Execution:
         reason = f"destination {target} was disposed"
         pending = interaction.executing
         if pending is not None and pending.request.under(target):
-            if interaction.state == m.S_REQUESTED:
-                self.abandon(interaction, pending)
-                self.firing.fire(interaction, "consult_refused")
-            self.finish(interaction, Refusal("D-LIFE-4", reason))
+            self._fail_executing(interaction, Refusal("D-LIFE-4", reason))
         kept = []
         for request in interaction.waiting:
             if request.under(target):
@@ -332,17 +329,61 @@ class Execution:
             return
         self._forget(interaction)
 
+    def _fail_executing(self, interaction: Interaction, refusal: Refusal) -> None:
+        """The executing request is answered FAILURE; a consult still waiting
+        for its leg is abandoned (D-ASYNC: a leg named later is released)."""
+        pending = interaction.executing
+        assert pending is not None
+        if interaction.state == m.S_REQUESTED:
+            self.abandon(interaction, pending)
+            self.firing.fire(interaction, "consult_refused")
+        self.finish(interaction, refusal)
+
     def drop(self, interaction: Interaction, reason: str) -> None:
         """D-LIFE-4: the channel above ``interaction`` was torn down: its
         requests are answered FAILURE and it is forgotten with its legs."""
-        pending = interaction.executing
-        if pending is not None:
-            if interaction.state == m.S_REQUESTED:
-                self.abandon(interaction, pending)
-                self.firing.fire(interaction, "consult_refused")
-            self.finish(interaction, Refusal("D-LIFE-4", reason))
+        if interaction.executing is not None:
+            self._fail_executing(interaction, Refusal("D-LIFE-4", reason))
         LIFECYCLE.fire(interaction, "dispose")
         self._forget(interaction)
+
+    def detach(self, interaction: Interaction, reason: str) -> Interaction:
+        """D-LIFE-4, D-NEW: the channel destination above a live
+        interaction was torn down. Its destination goes, with its conversation
+        destinations (its requests answered FAILURE); its call does not (a
+        dispose hangs up nothing): the call's state and legs carry on in a new
+        model with no destination, shown by no channel, until the device's
+        next channel destination lists it in its init. Returns that model."""
+        if interaction.executing is not None:
+            self._fail_executing(interaction, Refusal("D-LIFE-4", reason))
+        for request in interaction.waiting:
+            self.outbox.refuse(headers_of(request), "D-LIFE-4", reason)
+        interaction.keep_waiting([])
+        state = self.state
+        call = Interaction(
+            id=interaction.id,
+            target="",
+            state=interaction.state,
+            device=interaction.device,
+            lifecycle=m.ABSENT,
+            data=interaction.data,
+            primary=interaction.primary,
+            consult=interaction.consult,
+        )
+        for call_id, leg in interaction.legs.items():
+            if leg.target is not None and leg.lifecycle != m.DISPOSED:
+                LIFECYCLE.fire(leg, "dispose")
+                state.forget_target(leg.target)
+            call.legs[call_id] = kept = Conversation(
+                call=leg.call, interaction_id=leg.interaction_id, role=leg.role, state=leg.state
+            )
+            if state.calls.get(call_id) is leg:
+                state.calls[call_id] = kept
+        LIFECYCLE.fire(interaction, "dispose")
+        state.forget_target(interaction.target)
+        state.interactions[call.id] = call
+        state.index(call)
+        return call
 
     def fail_all(self, refusal: Refusal) -> None:
         """Every interaction request waiting on the switch is answered with
@@ -352,10 +393,7 @@ class Execution:
             interaction = state.interactions.get(interaction_id)
             if interaction is None or interaction.executing is None:
                 continue
-            if interaction.state == m.S_REQUESTED:
-                self.abandon(interaction, interaction.executing)
-                self.firing.fire(interaction, "consult_refused")
-            self.finish(interaction, refusal)
+            self._fail_executing(interaction, refusal)
             self.pump(interaction)
 
     def _forget(self, interaction: Interaction) -> None:

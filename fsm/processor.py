@@ -187,6 +187,10 @@ class Processor:
             group = state.destinations.get(dest.group)
             if type(group) is ChannelGroup:
                 gone.append(group)
+        if type(dest) is Channel:  # its group's init no longer lists it (F-CG-1)
+            group = state.destinations.get(dest.target.rpartition(".")[0])
+            if type(group) is ChannelGroup and dest.target in group.channels:
+                group.channels.remove(dest.target)
         for item in list(gone):
             if type(item) is ChannelGroup:
                 gone += [c for t in item.channels if type(c := state.destinations.get(t)) is Channel]
@@ -230,8 +234,12 @@ class Processor:
         below = f"{channel.target}."
         for interaction_id in list(device.interactions):
             interaction = state.interactions.get(interaction_id)
-            if interaction is not None and interaction.target.startswith(below):
+            if interaction is None or not interaction.target.startswith(below):
+                continue
+            if interaction.top in (ENDED, COMPLETED):
                 self.execution.drop(interaction, reason)
+            else:  # the call goes on, listed by the device's next channel (D-LIFE-4, D-NEW)
+                self.execution.detach(interaction, reason)
 
 
 #: the catalog row a new session's init is answered by

@@ -240,8 +240,46 @@ def test_d_life_4_a_session_dispose_forgets_everything_below() -> None:
     assert [] == d.switch("connected")  # a disposed interaction's call: ignored (D-LIFE-4)
 
 
+def test_d_life_4_a_live_call_outlives_the_dispose_of_its_session() -> None:
+    """D-LIFE-4, D-CH-1: a dispose hangs up nothing: the agent's ringing
+    call, whose destinations went with the session, is listed by the
+    channel of the agent's next session, under that channel's target."""
+    d = Driver()
+    d.switch("offered")
+    d.init()
+    assert ok(d.msg("session.request.dispose", SESSION))
+    assert ok(d.msg("session.query.init", "S2", None, {"name": "agent-1"}))
+    assert ok(d.msg("channelgroup.query.init", "S2.G1"))
+    channel = body(d.msg("channel.query.init", "S2.G1.1001"))
+    assert ["c1"] == channel["interactions"]
+    assert "ALERTING" == body(d.msg("interaction.query.init", "S2.G1.1001.c1"))["interaction-state"]
+    assert ["interaction.started"] == event_names(d.msg("interaction.request.accept", "S2.G1.1001.c1"))
+    assert "D-LIFE-4" == d.rule(d.msg("interaction.query.init", f"{CH}.c1"))
+
+
+def test_d_life_4_a_finished_call_goes_with_the_dispose_of_its_session() -> None:
+    """D-LIFE-4, D-CH-1: an ended call the disposed channel showed is not
+    listed by the next session's channel (it showed nothing yet)."""
+    d = Driver()
+    d.switch("offered")
+    d.switch("ended")
+    assert ok(d.msg("session.request.dispose", SESSION))
+    d.msg("session.query.init", "S2", None, {"name": "agent-1"})
+    assert [] == body(d.msg("channel.query.init", "S2.G1.1001"))["interactions"]
+
+
 # --------------------------------------------------------------------------
 # Channel groups and channels.
+
+
+def test_f_cg_1_a_disposed_channel_is_no_longer_listed() -> None:
+    """F-CG-1, D-LIFE-4: the group's init lists the channel destinations it
+    has: one disposed is gone from it."""
+    d = Driver(login=False)
+    d.msg("session.query.init", SESSION, None, {"name": "agent-1", "chat": True})
+    assert ok(d.msg("channel.request.dispose", CHAT))
+    expected = {"channels": [{"end-point": "1001", "type": "telephony"}]}
+    assert expected == body(d.msg("channelgroup.query.init", GROUP))
 
 
 def test_f_cg_1_d_cg_1_the_group_lists_its_channels() -> None:
