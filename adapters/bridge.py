@@ -27,10 +27,12 @@ and :class:`Violation`.
 
 from __future__ import annotations
 
-from typing import Any
+from collections import Counter
+from typing import Any, Final
 
 import attrs
 
+from fsm.catalog import CHANNEL_EVENTS, CONTROL_EVENTS, CONVERSATION_EVENTS, INTERACTION_EVENTS
 from fsm.checker import Violation, Watcher
 from fsm.errors import Refusal
 from fsm.outputs import Targets
@@ -52,6 +54,10 @@ _TREE_PURPOSES = frozenset(
         "session-dispose",
     }
 )
+
+
+#: the event names a step may wait for (adapters.session)
+KNOWN_EVENTS: Final = frozenset((*CONTROL_EVENTS, *CHANNEL_EVENTS, *INTERACTION_EVENTS, *CONVERSATION_EVENTS))
 
 
 @attrs.frozen
@@ -206,6 +212,26 @@ class ReferenceBridge:
         self._ids = 0
         self._conversation_ids = 0
         self._out: list[BridgeOutput] = []
+        #: how many events of each name the client sent (what a step waits for)
+        self.events_seen: Counter[str] = Counter()
+
+    def holds(self, wait: dict[str, Any], interaction_id: str | None, events_before: int = 0) -> bool:
+        """Whether what a bridge step waits for (adapters.session) holds now:
+        more events of a name than ``events_before``, or a state of the
+        interaction (``interaction_id``, default the newest) or of its
+        newest conversation of a role."""
+        if "event" in wait:
+            return self.events_seen[wait["event"]] > events_before
+        interactions = self.interactions
+        if interaction_id is None and interactions:
+            interaction_id = list(interactions)[-1]
+        interaction = interactions.get(interaction_id or "")
+        if interaction is None:
+            return False
+        if "role" not in wait:
+            return bool(interaction.state == wait["state"])
+        of_role = [c for c in interaction.conversations.values() if c.role == wait["role"]]
+        return bool(of_role) and of_role[-1].state == wait["state"]
 
     # ------------------------------------------------------------------
     # The start-up and the agents' sessions.
@@ -256,6 +282,10 @@ class ReferenceBridge:
         if purpose in ("activate", "ready", "logout"):
             self.outcomes.append((pending.name, "SUCCESS" if ok else "FAILURE", error, False))
         session = self.sessions.get(pending.target.partition(".")[0])
+        if not ok and purpose == "logout" and session is not None:
+            # the agent stays logged in at the switch; the session ends all the same
+            self._send("session.request.dispose", session.target, None, "session-dispose")
+            return
         if not ok:
             return
         if purpose == "capabilities":
@@ -408,6 +438,9 @@ class ReferenceBridge:
         if headers.get("type") == "cti.response":
             self._response(message, headers)
         elif headers.get("type") == "cti.event":
+            name = headers.get("name")
+            if isinstance(name, str) and name in KNOWN_EVENTS:  # bounded: names the protocol has
+                self.events_seen[name] += 1
             self._event(message, headers)
         return self._take()
 

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -41,7 +42,7 @@ from adapters.options import (
     targets_of,
     wire_options,
 )
-from adapters.session import DEMO_CALL, BadSession, Step, load_steps
+from adapters.session import DEMO_CALL, WAIT_TIMEOUT, BadSession, Step, describe_wait, load_steps
 from adapters.transport import FramedConnection, TransportError, serve
 from fsm.checker import Violation
 from fsm.codec import dumps
@@ -49,6 +50,9 @@ from fsm.outputs import Targets
 from fsm.policy import Policy
 
 logger = logging.getLogger("telephony_fsm.bridge")
+
+#: the requests of an agent's login (adapters.bridge outcomes)
+_LOGIN_REQUESTS = frozenset({"channel.request.activate", "channel.request.ready"})
 
 
 class BridgeProcess:
@@ -129,6 +133,26 @@ class BridgeProcess:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), remaining)
 
+    def _login_failed(self) -> bool:
+        """An agent's activate or ready was refused: the logins will not complete."""
+        return any(o[0] in _LOGIN_REQUESTS and o[1] != "SUCCESS" for o in self.bridge.outcomes)
+
+    async def _wait(self, step: Step, mark: Counter[str], deadline: float) -> None:
+        """A bridge step: wait for time, an event (counted since the last
+        agent step was sent) or a state, within its timeout and the run's."""
+        wait = step["wait"]
+        loop = asyncio.get_running_loop()
+        if "seconds" in wait:
+            await _sleep_until(min(deadline, loop.time() + wait["seconds"]))
+            return
+        limit = min(deadline, loop.time() + step.get("timeout", WAIT_TIMEOUT))
+        before = mark[wait.get("event", "")]
+        try:
+            await self.until(lambda: self.bridge.holds(wait, step.get("interaction"), before), limit)
+        except TimeoutError:
+            waited = step.get("timeout", WAIT_TIMEOUT)
+            raise WaitFailed(f"waited {waited:g} s for {describe_wait(step)}: it did not happen") from None
+
     def _idle(self) -> bool:
         bridge = self.bridge
         return (
@@ -141,31 +165,22 @@ class BridgeProcess:
 
     async def play(self, timeout: float) -> int:
         deadline = asyncio.get_running_loop().time() + timeout
+        gave_up = False
         try:
-            await self.until(lambda: self.bridge.all_ready and not self.bridge.pending, deadline)
-            for step in self.steps:
-                if step["actor"] != "agent":
-                    continue
-                named: str | None = step.get("interaction")
-
-                def ready(named: str | None = named) -> bool:
-                    """Idle, and the step's interaction is there (another agent's call may come first)."""
-                    return self._idle() and (named is None or named in self.bridge.interactions)
-
-                await self.until(ready, deadline)
-                interaction = named or list(self.bridge.interactions)[-1]
-                answered = len(self.bridge.outcomes)
-                await self.send(
-                    self.bridge.request(
-                        interaction, step["action"], step.get("role", "primary"), **step.get("body", {})
-                    )
-                )
-                await self.until(lambda n=answered: len(self.bridge.outcomes) > n, deadline)  # type: ignore[misc]
-            # the session is over when nothing is pending and every interaction is gone or settled
             await self.until(
-                lambda: not self.bridge.pending and not self.bridge.lost and not self.bridge.interactions,
-                deadline,
+                lambda: (self.bridge.all_ready or self._login_failed()) and not self.bridge.pending, deadline
             )
+            try:
+                await self._play_steps(deadline)
+            except WaitFailed as failure:  # the session ends all the same: the agents log out
+                self.report.write(f"{failure}\n")
+                gave_up = True
+            if not gave_up:
+                # the session is over when nothing is pending and every interaction is gone or settled
+                await self.until(
+                    lambda: not self.bridge.pending and not self.bridge.lost and not self.bridge.interactions,
+                    deadline,
+                )
             await self.send(self.bridge.logout())  # D-SESS-2, then the sessions are disposed
             await self.until(
                 lambda: not self.bridge.pending and all(s.disposed for s in self.bridge.sessions.values()),
@@ -184,7 +199,41 @@ class BridgeProcess:
             f"bridge: {len(self.bridge.outcomes)} agent requests, {len(failed)} failed, "
             f"{violations} rule violations, {self.connections} connections\n"
         )
-        return 0 if not failed and not violations else 1
+        return 0 if not failed and not violations and not gave_up else 1
+
+    async def _play_steps(self, deadline: float) -> None:
+        """The session's steps, each when its turn comes (see the module's docstring)."""
+        mark = Counter(self.bridge.events_seen)  # the events a wait step counts from
+        for step in self.steps if not self._login_failed() else ():
+            if step["actor"] == "bridge":
+                await self._wait(step, mark, deadline)
+                continue
+            if step["actor"] != "agent":
+                continue
+            named: str | None = step.get("interaction")
+
+            def ready(named: str | None = named) -> bool:
+                """Idle, and the step's interaction is there (another agent's call may come first)."""
+                return self._idle() and (named is None or named in self.bridge.interactions)
+
+            await self.until(ready, deadline)
+            interaction = named or list(self.bridge.interactions)[-1]
+            answered = len(self.bridge.outcomes)
+            mark = Counter(self.bridge.events_seen)
+            await self.send(
+                self.bridge.request(
+                    interaction, step["action"], step.get("role", "primary"), **step.get("body", {})
+                )
+            )
+            await self.until(lambda n=answered: len(self.bridge.outcomes) > n, deadline)  # type: ignore[misc]
+
+
+class WaitFailed(Exception):
+    """A bridge step's wait ran out; the message names what it waited for."""
+
+
+async def _sleep_until(deadline: float) -> None:
+    await asyncio.sleep(max(0.0, deadline - asyncio.get_running_loop().time()))
 
 
 async def run_bridge(

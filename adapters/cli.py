@@ -21,6 +21,7 @@ from adapters.options import (
 )
 from adapters.runner import Runner
 from adapters.simulated import ScriptedSwitch, SimulatedSwitch
+from adapters.sip.options import add_softphone_arguments
 from adapters.switch import Switch
 from fsm.engine import Engine
 from fsm.policy import Policy
@@ -88,6 +89,7 @@ def _parser(only_run: bool = False) -> argparse.ArgumentParser:
     demo.add_argument(
         "--sip-port", type=int, default=0, metavar="PORT", help="sip: the softphone's UDP port (0: any)"
     )
+    add_softphone_arguments(demo)
     demo.add_argument(
         "--hangup-after",
         type=float,
@@ -226,6 +228,7 @@ def _sip_demo(args: argparse.Namespace, policy: Policy, steps: list[Step] | None
         print(f"telephony-fsm demo --switch sip: {ua.MISSING}", file=sys.stderr)
         return 2
     from adapters.sip.demo import run_sip_demo
+    from adapters.sip.options import softphone_config
     from adapters.sip.softphone import SipConfig
 
     with ExitStack() as stack:
@@ -245,7 +248,7 @@ def _sip_demo(args: argparse.Namespace, policy: Policy, steps: list[Step] | None
             policy=policy,
             targets=targets_of(args),
             directory=directory_of(args, args.subparser),
-            config=SipConfig(port=args.sip_port, user="800"),
+            config=softphone_config(args, args.subparser, SipConfig(port=args.sip_port, user="800")),
             hangup_after=args.hangup_after,
         )
 

@@ -15,7 +15,7 @@ from typing import IO, Any
 
 from adapters.bridge import Deliver, ReferenceBridge, Send
 from adapters.runner import Runner
-from adapters.session import DEMO_CALL, Step
+from adapters.session import DEMO_CALL, Step, describe_wait
 from adapters.show import COLOURS, render
 from adapters.simulated import SimulatedSwitch
 from adapters.switch import Switch
@@ -86,6 +86,8 @@ class Demo:
         self.runner = Runner(self.engine, switch, trace=self.screen)  # type: ignore[arg-type]
         logins = tuple(agent.agent for agent in directory.agents)
         self.bridge = ReferenceBridge(targets, policy, logins=logins)
+        #: the events the bridge had seen when the last agent step was sent (what a wait counts from)
+        self.events_mark: Counter[str] = Counter()
         self.inputs = 0
 
     def play(self, steps: list[Step]) -> int:
@@ -110,6 +112,19 @@ class Demo:
         """Wait for a switch that reports on its own (none here: the
         simulated switch answers within each input)."""
 
+    def wait(self, step: Step) -> None:
+        """A bridge step (adapters.session): the switch has settled, so an
+        event or a state either happened or will not; a wait for time
+        advances the engine clock."""
+        wait = step["wait"]
+        if "seconds" in wait:
+            self._feed({"from": "clock", "advance": wait["seconds"]})
+            return
+        before = self.events_mark[wait.get("event", "")]
+        if not self.bridge.holds(wait, step.get("interaction"), before):
+            self.screen.say("error", f"  waited for {describe_wait(step)}: it did not happen")
+            self.bridge.outcomes.append(("wait", "FAILURE", f"{describe_wait(step)} did not happen", False))
+
     def step(self, step: Step) -> None:
         actor = step["actor"]
         if actor == "far":
@@ -119,12 +134,15 @@ class Demo:
             self._feed({"from": "switch", "event": step["event"]})
         elif actor == "clock":
             self._feed({"from": "clock", "advance": step["advance"]})
+        elif actor == "bridge":
+            self.wait(step)
         else:
             if not self.bridge.interactions:
                 self.screen.say("error", "  no interaction to act on")
                 self.bridge.outcomes.append((step["action"], "FAILURE", "no interaction", False))
                 return
             interaction = step.get("interaction") or list(self.bridge.interactions)[-1]
+            self.events_mark = Counter(self.bridge.events_seen)
             try:
                 outputs = self.bridge.request(
                     interaction, step["action"], step.get("role", "primary"), **step.get("body", {})
@@ -213,6 +231,8 @@ def _caption(step: Step) -> str:
         return f"+{step['advance']} s"
     if step["actor"] == "far":
         return f"{step['party']} {step['do']}"
+    if step["actor"] == "bridge":
+        return f"wait for {describe_wait(step)}"
     return f"{step['event'].get('kind')} {step['event'].get('call', '')}"
 
 

@@ -11,7 +11,16 @@ A session is a list of steps, one JSON object each (a file of steps is JSONL):
 - ``{"actor": "clock", "advance": SECONDS}``;
 - ``{"actor": "far", "do": "call" | "hangup" | "dtmf", "party": NAME, ...}``:
   a far end acts over real SIP (``demo --switch sip`` only; the fields are
-  those of the cast's control lines, :mod:`adapters.sip.cast`).
+  those of the cast's control lines, :mod:`adapters.sip.cast`);
+- ``{"actor": "bridge", "wait": WAIT, "timeout": SECONDS}``: the bridge
+  waits before its next step, for what a real far end makes it wait for
+  (``timeout`` default 30; a wait that times out fails the run, naming what
+  it waited for). WAIT is ``{"seconds": N}``, ``{"event": NAME}`` (an event
+  of that name arrives, on any destination), or ``{"state": STATE}`` (the step's interaction
+  reaches STATE; with ``"role": "primary" | "consult"``, that conversation
+  does: ``TALKING``, ``HELD``, ``ENDED``, ...). In the one-process demos
+  the switch settles before every step, so an event or state wait only
+  checks, and ``seconds`` advances the clock.
 
 Every step may carry ``"say"``: a caption for people. ``interaction`` names
 the interaction an agent step acts on (default: the newest).
@@ -20,7 +29,7 @@ the interaction an agent step acts on (default: the newest).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from adapters.bridge import ACTIONS
 from fsm.codec import JSONDecodeError, loads
@@ -124,9 +133,48 @@ def check_step(step: object, where: str) -> Step:
             raise BadSession(f"{where}: a far step needs 'do': one of {', '.join(FAR_ACTIONS)}")
         if not isinstance(step.get("party"), str) or not step["party"]:
             raise BadSession(f"{where}: a far step needs 'party', a non-empty string")
+    elif actor == "bridge":
+        _check_wait(step, where)
     else:
-        raise BadSession(f"{where}: 'actor' must be customer, agent, clock or far")
+        raise BadSession(f"{where}: 'actor' must be customer, agent, clock, far or bridge")
     return step
+
+
+#: what a bridge step can wait for
+WAITS: Final = ("seconds", "event", "state")
+#: how long a bridge step waits by default, in seconds
+WAIT_TIMEOUT: Final = 30.0
+
+
+def _check_wait(step: Step, where: str) -> None:
+    wait = step.get("wait")
+    if not isinstance(wait, dict) or len(set(wait) & set(WAITS)) != 1:
+        raise BadSession(f"{where}: a bridge step needs 'wait': an object with one of {', '.join(WAITS)}")
+    (kind,) = set(wait) & set(WAITS)
+    value = wait[kind]
+    if kind == "seconds":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 3600:
+            raise BadSession(f"{where}: 'wait' seconds must be a number from 0 to 3600")
+    elif not isinstance(value, str) or not value:
+        raise BadSession(f"{where}: 'wait' {kind} must be a non-empty string")
+    if wait.get("role", "primary") not in ("primary", "consult"):
+        raise BadSession(f"{where}: 'wait' role must be primary or consult")
+    timeout = step.get("timeout", WAIT_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
+        raise BadSession(f"{where}: 'timeout' must be a number of seconds, above 0 and at most 3600")
+
+
+def describe_wait(step: Step) -> str:
+    """What a bridge step waits for, in words (its caption, and its failure)."""
+    wait = step["wait"]
+    if "seconds" in wait:
+        return f"{wait['seconds']:g} s"
+    if "event" in wait:
+        return f"event {wait['event']}"
+    subject = f"the {wait['role']} conversation" if "role" in wait else "the interaction"
+    if step.get("interaction"):
+        subject += f" of {step['interaction']}"
+    return f"{subject} to be {wait['state']}"
 
 
 def load_steps(path: Path) -> list[Step]:

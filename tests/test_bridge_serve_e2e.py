@@ -261,3 +261,25 @@ def test_two_agents_each_with_a_consulting_call_at_the_same_time(tmp_path: Path)
         if e.get("from") == "bridge" and e["message"]["header"]["name"] == "interaction.query.init"
     }
     assert {"S1.G1.1001.c1", "S2.G1.1002.c2"} == inits
+
+
+def test_a_bridge_wait_that_times_out_fails_the_run_naming_it(tmp_path: Path) -> None:
+    """A bridge step waits for a state with a bound: when it does not
+    come, the run fails (exit 1) with a message naming what it waited for;
+    the session still ends (logout, dispose) and the traces stay clean."""
+    steps = tmp_path / "agent.jsonl"
+    waits = [
+        {"actor": "bridge", "wait": {"state": "ALERTING"}, "timeout": 10},
+        {"actor": "bridge", "wait": {"seconds": 0.2}},
+        {"actor": "bridge", "wait": {"state": "HELD", "role": "primary"}, "timeout": 1},
+    ]
+    steps.write_text("".join(json.dumps(s) + "\n" for s in waits), encoding="utf-8")
+    bridge, port = start_bridge(tmp_path, "--steps", str(steps))
+    offered: dict[str, object] = {"kind": "offered", "call": "c1", "device": "1001", "ani": "5551000"}
+    serve = start_serve(tmp_path, port, customers=[offered])
+    bridge_code, bridge_err = finish(bridge)
+    finish(serve)
+    assert 1 == bridge_code, bridge_err
+    assert "waited 1 s for the primary conversation to be HELD: it did not happen" in bridge_err
+    for trace in ("bridge.jsonl", "serve.jsonl"):
+        assert [] == check_lines((tmp_path / trace).read_text().splitlines(), end_of_run=False), trace

@@ -183,6 +183,30 @@ def test_consult_to_a_busy_number(tmp_path: Path) -> None:
     assert [] == run.report(5)
 
 
+def test_a_consult_released_while_it_rings_ends_released(tmp_path: Path) -> None:
+    """The agent gives up on a ringing consult: CANCEL, which the far end
+    answers with 487; the leg ended because this side released it (cause
+    ``released``), not a failure of the far end (issue: SIP endpoint)."""
+    run = Run(
+        tmp_path,
+        [
+            _call_in(),
+            _agent("accept"),
+            _agent("consult", destination="ring-1"),
+            {"actor": "bridge", "wait": {"state": "ALERTING", "role": "consult"}},
+            {"actor": "agent", "action": "release", "role": "consult"},
+            {"actor": "agent", "action": "retrieve"},
+            {"actor": "far", "do": "hangup", "party": CUSTOMER},
+            _agent("complete"),
+        ],
+    )
+    assert 0 == run.code, run.out
+    run.check()
+    assert 487 in [s["code"] for s in run.seen("ring-1")], run.seen("ring-1")
+    assert [] == run.switch_events("failed")
+    assert ("sip-2", "released") in [(e["call"], e["cause"]) for e in run.switch_events("ended")]
+
+
 def test_customer_hangs_up_during_a_consult(tmp_path: Path) -> None:
     run = Run(
         tmp_path,

@@ -5,14 +5,20 @@ These run whether or not the extra ``sip`` is installed.
 
 from __future__ import annotations
 
+import argparse
 import inspect
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from adapters.session import BadSession, check_step
+import pytest
+
+from adapters.session import BadSession, check_step, describe_wait
 from adapters.sip import ua
+from adapters.sip.config import SipConfig
 from adapters.sip.operations import OPERATIONS
+from adapters.sip.options import account_config, add_account_arguments
 from adapters.switch import Switch
 from fsm.catalog import CATALOG
 
@@ -108,3 +114,80 @@ def test_every_switch_operation_of_the_catalog_is_a_softphone_operation() -> Non
     methods = [name for name in ops if callable(getattr(SipSoftphone, name, None))]
     assert ops == methods
     assert all(hasattr(Switch, name) for name in ops)
+
+
+def _account(*options: str, env: dict[str, str] | None = None) -> SipConfig:
+    """The SipConfig ``serve`` makes of its --sip-* options (or SystemExit)."""
+    parser = argparse.ArgumentParser()
+    add_account_arguments(parser)
+    args = parser.parse_args(list(options))
+    saved = dict(os.environ)
+    os.environ.update(env or {})
+    try:
+        return account_config(args, parser, "1001")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_sip_options_make_the_softphones_config(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\nignored\n", encoding="utf-8")
+    config = _account(
+        *("--sip-listen", "192.0.2.10:5062", "--sip-user", "1001", "--sip-registrar", "pbx.example:5060"),
+        *("--sip-password-file", str(secret), "--sip-transport", "tcp", "--sip-max-calls", "8"),
+        *("--sip-codecs", "PCMA/8000, PCMU/8000", "--sip-media-address", "192.0.2.11"),
+    )
+    assert ("192.0.2.10", 5062, "1001", "1001") == (config.host, config.port, config.user, config.device)
+    assert ("pbx.example:5060", "pbx.example:5060") == (config.registrar, config.domain)
+    assert ("s3cret", "tcp", ";transport=tcp") == (config.password, config.transport, config.uri_params())
+    assert (8, ("PCMA/8000", "PCMU/8000")) == (config.max_calls, config.codecs)
+    assert "192.0.2.11" == config.media_host
+    assert "s3cret" not in repr(config)  # never in a log line
+    assert "from-env" == _account("--sip-password-env", "PW", env={"PW": "from-env"}).password
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (("--sip-password-env", "NOT_SET_ANYWHERE"), "NOT_SET_ANYWHERE is not set"),
+        (("--sip-password-file", "/nonexistent/pw"), "cannot read /nonexistent/pw"),
+        (("--sip-password-file", "x", "--sip-password-env", "Y"), "give the password one way"),
+        (("--sip-transport", "tls"), "needs --sip-tls-cert and --sip-tls-key"),
+        (("--sip-max-calls", "0"), "--sip-max-calls must be at least 1"),
+        (("--sip-log-level", "7"), "--sip-log-level takes 0 to 6"),
+        (("--sip-listen", "nohost"), "--sip-listen takes HOST:PORT"),
+    ],
+)
+def test_bad_sip_options_are_refused_naming_the_problem(
+    options: tuple[str, ...], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        _account(*options)
+    assert said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("step", "said"),
+    [
+        ({"actor": "bridge"}, "needs 'wait'"),
+        ({"actor": "bridge", "wait": {"seconds": 1, "event": "x"}}, "needs 'wait'"),
+        ({"actor": "bridge", "wait": {"seconds": -1}}, "seconds must be a number"),
+        ({"actor": "bridge", "wait": {"seconds": True}}, "seconds must be a number"),
+        ({"actor": "bridge", "wait": {"state": ""}}, "must be a non-empty string"),
+        ({"actor": "bridge", "wait": {"state": "HELD", "role": "other"}}, "role must be primary or consult"),
+        ({"actor": "bridge", "wait": {"event": "x"}, "timeout": 0}, "'timeout' must be"),
+    ],
+)
+def test_bad_wait_steps_are_refused(step: dict[str, object], said: str) -> None:
+    with pytest.raises(BadSession, match=said):
+        check_step(step, "steps:1")
+
+
+def test_a_wait_step_says_what_it_waits_for() -> None:
+    assert "the consult conversation of c1 to be TALKING" == describe_wait(
+        check_step(
+            {"actor": "bridge", "interaction": "c1", "wait": {"state": "TALKING", "role": "consult"}}, "s"
+        )
+    )
+    assert "event interaction.ended" == describe_wait({"wait": {"event": "interaction.ended"}})

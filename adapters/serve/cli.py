@@ -23,6 +23,7 @@ from adapters.options import (
 )
 from adapters.serve.events import read_switch_events
 from adapters.serve.loop import run_serve
+from adapters.sip.options import account_config, add_account_arguments
 from adapters.state import StateError, StateStore
 from adapters.switch import Switch
 
@@ -38,16 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="simulated",
         help="as for run; sip: the agent's SIP softphone (extra 'sip'), see --sip-*",
     )
-    parser.add_argument(
-        "--sip-listen", default="127.0.0.1:5060", metavar="HOST:PORT", help="sip: the softphone's UDP address"
-    )
-    parser.add_argument("--sip-user", default="agent", metavar="USER", help="sip: its SIP URI's user part")
-    parser.add_argument(
-        "--sip-domain",
-        default="127.0.0.1:5070",
-        metavar="HOST:PORT",
-        help="sip: where a destination that is not a SIP URI is dialled (the far ends)",
-    )
+    add_account_arguments(parser)
     add_processor_client(parser)
     add_policy(parser)
     add_trace(parser)
@@ -127,15 +119,15 @@ def _softphone(args: argparse.Namespace, parser: argparse.ArgumentParser, device
 
     if ua.MISSING:
         parser.error(f"--switch sip: {ua.MISSING}")
-    from adapters.sip.softphone import SipConfig, SipSoftphone
+    from adapters.sip.softphone import SipSoftphone
 
-    host, _, port = args.sip_listen.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        parser.error(f"--sip-listen takes HOST:PORT, got {args.sip_listen!r}")
-    phone = SipSoftphone(
-        SipConfig(host=host, port=int(port), user=args.sip_user, domain=args.sip_domain, device=device)
-    )
-    logger.info("SIP softphone %s; destinations dialled at %s", phone.uri, args.sip_domain)
+    config = account_config(args, parser, device)
+    try:
+        phone = SipSoftphone(config)
+    except ua.SipUnavailable as exc:
+        parser.error(f"--switch sip: {exc}")
+    registrar = f", registered at {config.registrar} on activate" if config.registrar else ""
+    logger.info("SIP softphone %s; destinations dialled at %s%s", phone.uri, config.domain, registrar)
     try:
         yield phone
     finally:

@@ -13,6 +13,7 @@ come to it.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import attrs
@@ -22,6 +23,7 @@ from adapters.sip.config import SipConfig
 from fsm.switch_events import SwitchEvent
 
 pj = ua.pj
+logger = logging.getLogger("telephony_fsm.sip")
 _CallBase: Any = pj.Call if pj is not None else object
 _AccountBase: Any = pj.Account if pj is not None else object
 
@@ -101,6 +103,9 @@ class SoftAccount(_AccountBase):  # type: ignore[misc]
     def onIncomingCall(self, prm: Any) -> None:
         self.line.incoming(SoftCall(self.line, prm.callId), prm.rdata.wholeMsg)
 
+    def onRegState(self, prm: Any) -> None:
+        self.line.registration(int(prm.code), str(prm.reason), int(prm.expiration))
+
 
 @attrs.define(eq=False)
 class Leg:
@@ -122,7 +127,23 @@ class Line:
     def __init__(self, uri: str, config: SipConfig) -> None:
         self.config = config
         self.account = SoftAccount(self)
-        self.account.create(ua.account_config(uri))
+        self.account.create(
+            ua.account_config(
+                uri,
+                media_host=config.media_host or config.host,
+                registrar=config.registrar,
+                expires=config.expires,
+                proxy=config.proxy,
+                auth_user=config.auth_user or config.user,
+                password=config.password,
+                params=config.uri_params(),
+            )
+        )
+        #: the account is registered at the registrar; the status of the
+        #: last registration answer, and how many answers came so far
+        self.registered = False
+        self.registration_status = ""
+        self.registrations = 0
         self.legs: dict[str, Leg] = {}
         self.legs_made = 0
         self.calls: list[SoftCall] = []
@@ -139,6 +160,18 @@ class Line:
     def incoming(self, call: SoftCall, message: str) -> None:
         self.calls.append(call)
         info = call.getInfo()
+        held = sum(not c.ended for c in self.calls) - 1
+        if held >= self.config.max_calls:
+            logger.warning(
+                "call from %s refused with 486 Busy Here: the softphone holds %d calls, its maximum "
+                "(--sip-max-calls)",
+                info.remoteUri,
+                held,
+            )
+            prm = pj.CallOpParam()
+            prm.statusCode = 486
+            call.hangup(prm)
+            return
         leg = self.new_leg([call], outbound=False, state="offered")
         self.events.append(
             SwitchEvent(
@@ -153,6 +186,28 @@ class Line:
         prm = pj.CallOpParam()
         prm.statusCode = 180
         call.answer(prm)
+
+    def registration(self, code: int, reason: str, expiration: int) -> None:
+        """The registrar answered a REGISTER (PJSIP answered its digest
+        challenge already): the agent is logged in while the account is
+        registered. A registration lost later (a refresh refused) is the
+        switch logging the agent out."""
+        self.registrations += 1
+        self.registration_status = ua.status_text(code, reason)
+        registered = 200 <= code < 300 and expiration > 0
+        if registered != self.registered:
+            self.registered = registered
+            state = "loggedin" if registered else "loggedout"
+            self.events.append(SwitchEvent(kind="agent", device=self.config.device, state=state))
+        if not 200 <= code < 300:
+            logger.warning("registration at %s: %s", self.config.registrar, self.registration_status)
+
+    def register(self, on: bool) -> int:
+        """Ask the registrar to register (or unregister) the account; the
+        number of answers so far, to wait for the next."""
+        seen = self.registrations
+        self.account.setRegistration(on)
+        return seen
 
     def changed(self, call: SoftCall) -> None:
         """A call's state or media moved: update its leg and say what changed."""
@@ -177,7 +232,7 @@ class Line:
         if live(leg):  # a party left the mix; the leg goes on
             return
         leg.state = "ended"
-        if leg.outbound and not leg.ever_connected:
+        if leg.outbound and not leg.ever_connected and not leg.end_cause:
             self.events.append(SwitchEvent(kind="failed", call=leg.name, reason=call.status))
             return
         cause = leg.end_cause or f"remote: {call.status}"

@@ -187,6 +187,17 @@ class SipDemo(Demo):
             self.cast.close()
         return code
 
+    def wait(self, step: Step) -> None:
+        """A wait for time lets SIP run that long; the others are judged
+        once SIP has settled (as in the simulated demo)."""
+        seconds = step["wait"].get("seconds")
+        if seconds is None:
+            super().wait(step)
+            return
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.settle()
+
     def step(self, step: Step) -> None:
         self.number += 1
         if step["actor"] == "far":

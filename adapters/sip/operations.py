@@ -22,7 +22,8 @@ None; raising :class:`~adapters.sip.calls.Failed` fails it with that reason.
 | blindconference | INVITE the destination and mix it into the leg |
 | senddtmf | RFC 4733 telephone-events |
 | dial | INVITE the destination from the agent's device |
-| login, logout, ready, notready | no SIP yet: the softphone keeps the state, reported as `agent` events |
+| login, logout | REGISTER / unREGISTER at the registrar (digest auth); without one, local state |
+| ready, notready | no SIP: the softphone keeps the state, reported as `agent` events |
 """
 
 from __future__ import annotations
@@ -102,8 +103,9 @@ def dial(line: Line, command: Command) -> Operation:
 
 
 def _agent_state(state: str) -> Callable[[Line, Command], Operation]:
-    """login / logout / ready / notready: the softphone keeps the agent's
-    state itself (no registrar yet) and reports it as the switch would."""
+    """login / logout without a registrar, ready / notready always: the
+    softphone keeps the agent's state itself (SIP has no ready state) and
+    reports it as the switch would."""
 
     def operation(line: Line, command: Command) -> Operation:
         line.events.append(
@@ -111,6 +113,44 @@ def _agent_state(state: str) -> Callable[[Line, Command], Operation]:
         )
         return None
         yield  # a generator, like every operation
+
+    return operation
+
+
+def _registration(on: bool) -> Callable[[Line, Command], Operation]:
+    """login / logout: REGISTER / unREGISTER the agent's account at the
+    registrar (when the softphone has one), answering its digest challenge;
+    done when it answers 2xx (the line reports the agent event), failed with
+    its status otherwise."""
+    local = _agent_state("loggedin" if on else "loggedout")
+
+    def operation(line: Line, command: Command) -> Operation:
+        if not line.config.registrar:
+            return (yield from local(line, command))
+        if on == line.registered:  # nothing to ask: report the state as it is
+            return (yield from local(line, command))
+        for _ in range(3):
+            try:
+                seen = line.register(on)
+                break
+            except Exception as exc:  # pjsua2.Error: a refresh of the registration is under way
+                if "EBUSY" not in str(getattr(exc, "reason", exc)):
+                    raise
+                before = line.registrations
+                yield lambda before=before: True if line.registrations != before else None  # type: ignore[misc]
+        else:
+            raise Failed("the registrar kept the account busy: three tries")
+
+        def answered() -> bool | str | None:
+            if line.registrations == seen:
+                return None
+            if line.registered == on:
+                return True
+            verb = "REGISTER" if on else "unREGISTER"
+            return f"{verb} refused by the registrar: {line.registration_status}"
+
+        yield answered
+        return None
 
     return operation
 
@@ -223,8 +263,8 @@ OPERATIONS: Final[dict[str, Callable[[Line, Command], Operation]]] = {
         dial,
     )
 } | {
-    "login": _agent_state("loggedin"),
-    "logout": _agent_state("loggedout"),
+    "login": _registration(True),
+    "logout": _registration(False),
     "ready": _agent_state("ready"),
     "notready": _agent_state("notready"),
 }

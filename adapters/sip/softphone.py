@@ -37,9 +37,20 @@ class SipSoftphone:
     """The agent's softphone: a Switch over real SIP."""
 
     def __init__(self, config: SipConfig | None = None) -> None:
-        self.config = config or SipConfig()
-        self.endpoint, self.port = ua.start_endpoint(self.config.host, self.config.port)
-        self.uri = f"sip:{self.config.user}@{self.config.host}:{self.port}"
+        self.config = config = config or SipConfig()
+        self.endpoint, self.port = ua.start_endpoint(
+            config.host,
+            config.port,
+            log_level=config.log_level,
+            log_file=config.log_file,
+            transport=config.transport,
+            max_calls=config.max_calls,
+            tls=(config.tls_cert, config.tls_key, config.tls_ca),
+            codecs=config.codecs,
+        )
+        # its address of record: at the registrar's domain when it registers
+        where = config.registrar or f"{config.host}:{self.port}"
+        self.uri = f"sip:{config.user}@{where}{config.uri_params()}"
         self.line = Line(self.uri, self.config)
         self.scheduler = Scheduler(self.line, lambda: media.remix(self.endpoint, self.line))
         self.closed = False

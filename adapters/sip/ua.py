@@ -3,14 +3,17 @@
 PJSIP allows one ``Endpoint`` per process. It is created with no worker
 threads and ``mainThreadOnly``, so every callback runs inside
 :func:`poll` on the caller's thread and the engine stays single-threaded.
-Audio uses the null device (no sound card); SIP runs over UDP.
+Audio uses the null device (no sound card); SIP runs over UDP, TCP or TLS.
 """
 
 from __future__ import annotations
 
+import ctypes
 import re
+from pathlib import Path
 from typing import Any
 
+from adapters.sip.config import MAX_CALLS
 from fsm.codec import loads
 
 try:
@@ -42,37 +45,118 @@ def require() -> Any:
     return pj
 
 
-def start_endpoint(host: str, port: int, *, log_level: int = 0) -> tuple[Any, int]:
-    """Create, configure and start this process's endpoint on UDP ``host:port``
-    (``port`` 0: any free port). Return it with the port it bound."""
+def start_endpoint(
+    host: str,
+    port: int,
+    *,
+    log_level: int = 0,
+    log_file: str = "",
+    transport: str = "udp",
+    max_calls: int = MAX_CALLS,
+    tls: tuple[str, str, str] = ("", "", ""),
+    codecs: tuple[str, ...] = (),
+) -> tuple[Any, int]:
+    """Create, configure and start this process's endpoint on ``host:port``
+    over ``transport`` (udp, tcp or tls; ``port`` 0: any free port). Return
+    it with the port it bound. It holds one call more than ``max_calls``, so
+    that a call beyond them reaches the softphone, which refuses it and says
+    so (PJSIP would refuse it unseen). ``tls``: certificate, key and CA
+    files; ``codecs``: codec ids to prefer, in order."""
     lib = require()
+    _register_digests()
     endpoint = lib.Endpoint()
     endpoint.libCreate()
     config = lib.EpConfig()
     config.uaConfig.threadCnt = 0
     config.uaConfig.mainThreadOnly = True
     config.uaConfig.userAgent = "telephony-fsm"
+    config.uaConfig.maxCalls = max_calls + 1
     config.logConfig.level = log_level
-    config.logConfig.consoleLevel = log_level
+    config.logConfig.consoleLevel = 0 if log_file else log_level
+    if log_file:
+        config.logConfig.filename = log_file
     config.medConfig.noVad = True
-    endpoint.libInit(config)
-    transport = lib.TransportConfig()
-    transport.port = port
-    transport.boundAddress = host
-    transport_id = endpoint.transportCreate(lib.PJSIP_TRANSPORT_UDP, transport)
-    endpoint.libStart()
+    try:
+        endpoint.libInit(config)
+        settings = lib.TransportConfig()
+        settings.port = port
+        settings.boundAddress = host
+        cert, key, ca = tls
+        if transport == "tls":
+            settings.tlsConfig.certFile = cert
+            settings.tlsConfig.privKeyFile = key
+            settings.tlsConfig.CaListFile = ca
+            settings.tlsConfig.verifyServer = bool(ca)
+        kind = getattr(lib, f"PJSIP_TRANSPORT_{transport.upper()}")
+        transport_id = endpoint.transportCreate(kind, settings)
+        endpoint.libStart()
+    except Exception as exc:  # pjsua2.Error: a port in use, a certificate it cannot read, ...
+        endpoint.libDestroy()
+        where = f"{transport} {host}:{port}"
+        raise SipUnavailable(f"the SIP stack did not start on {where}: {_reason(exc)}") from None
     endpoint.audDevManager().setNullDev()
+    known = [info.codecId for info in endpoint.codecEnum2()]
+    for rank, codec in enumerate(codecs):
+        if codec not in known:
+            endpoint.libDestroy()
+            raise SipUnavailable(f"no codec {codec!r}; the SIP stack has {', '.join(known)}")
+        endpoint.codecSetPriority(codec, 255 - rank)
     bound = endpoint.transportGetInfo(transport_id).localName
     return endpoint, int(bound.rpartition(":")[2])
 
 
-def account_config(uri: str) -> Any:
-    """A local account (no registrar) whose media binds to loopback."""
+def _register_digests() -> None:
+    """Digest authentication needs MD5 from the OpenSSL that PJSIP's wheel
+    bundles (1.0.2), which registers its digests only when a TLS transport
+    starts: without this, every 401 or 407 goes unanswered ("the algorithm
+    (MD5) ... is not supported"). Nothing to do for a build that links
+    another OpenSSL, or none."""
+    package = Path(pj.__file__).resolve().parent
+    for library in sorted((package.parent / "pjsua2_python.libs").glob("libcrypto-*.so*")):
+        loaded = ctypes.CDLL(str(library))  # the copy PJSIP has loaded already
+        add_digests = getattr(loaded, "OpenSSL_add_all_digests", None)
+        if add_digests is not None:
+            add_digests()
+
+
+def _reason(exc: BaseException) -> str:
+    """What a pjsua2.Error says (its ``reason``), or the exception's text."""
+    return str(getattr(exc, "reason", "") or exc)
+
+
+def account_config(
+    uri: str,
+    *,
+    media_host: str = "127.0.0.1",
+    registrar: str = "",
+    expires: int = 300,
+    proxy: str = "",
+    auth_user: str = "",
+    password: str = "",
+    params: str = "",
+) -> Any:
+    """An account whose media binds to ``media_host``. With a ``registrar``
+    (``host[:port]``) it registers there when asked (not when it is
+    created), answering digest challenges with ``auth_user`` and
+    ``password``, which also answer the challenges to its INVITEs; with a
+    ``proxy`` every request goes through it. ``params``: what every such
+    URI carries for the transport (``;transport=tcp``)."""
     lib = require()
     config = lib.AccountConfig()
     config.idUri = uri
     config.mediaConfig.transportConfig.port = 0
-    config.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+    config.mediaConfig.transportConfig.boundAddress = media_host
+    if registrar:
+        config.regConfig.registrarUri = f"sip:{registrar}{params}"
+        config.regConfig.registerOnAdd = False
+        config.regConfig.timeoutSec = expires
+    if proxy:
+        config.sipConfig.proxies.append(f"sip:{proxy}{params};lr")
+    if password:
+        credentials = lib.AuthCredInfo("digest", "*", auth_user, 0, password)
+        # PJSIP 2.15 answers no challenge with a credential whose algorithm is not set
+        credentials.algoType = lib.PJSIP_AUTH_ALGORITHM_MD5
+        config.sipConfig.authCreds.append(credentials)
     return config
 
 

@@ -1,0 +1,263 @@
+"""The softphone against SIP software nobody here wrote: Kamailio (Debian's
+``kamailio``) as registrar and proxy with digest authentication, SIPp
+(Debian's ``sip-tester``) as the customer. Each test starts and stops its
+peers on loopback; a test whose peer is not installed is skipped, naming
+the package (``.ci/run`` installs them).
+
+The adapter runs as ``serve --switch sip`` against the ``bridge`` process,
+as a user runs it; the assertions read what the peers themselves reported
+(Kamailio's log of what it accepted, SIPp's exit status and its count of
+successful calls), the bridge's verdict, and every trace passes ``check``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fsm.checker import check_lines
+from tests.test_bridge_serve_e2e import CLI, finish, start_bridge
+
+if importlib.util.find_spec("pjsua2") is None:
+    pytest.skip(
+        "the SIP tests need PJSIP's bindings: pip install -e '.[sip]' (extra 'sip')", allow_module_level=True
+    )
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERS = Path(__file__).resolve().parent / "peers"
+PASSWORD = "s3cret-Pa55"
+#: the agent's SIP account: the end-point of the default directory's agent-1
+ACCOUNT = "1001"
+
+
+def _free_port() -> int:
+    """A port free for both UDP and TCP on loopback."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port: int = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise AssertionError("no free port on loopback")
+
+
+def _need(binary: str, package: str) -> str:
+    found = shutil.which(binary)
+    if found is None:
+        pytest.skip(f"{binary} is not installed: Debian's package {package} (.ci/run installs it)")
+    return found
+
+
+class Kamailio:
+    """A registrar and proxy (tests/peers/kamailio.cfg) on loopback UDP and TCP."""
+
+    def __init__(self, workdir: Path, *, far: str, max_expires: int = 3600) -> None:
+        binary = _need("kamailio", "kamailio")
+        self.port = _free_port()
+        self.log_path = workdir / "kamailio.log"
+        self.log = self.log_path.open("w")
+        rundir = workdir / "kamailio-run"
+        rundir.mkdir()
+        self.process = subprocess.Popen(
+            [
+                binary,
+                *("-f", str(PEERS / "kamailio.cfg"), "-DD", "-E", "-n", "1", "-Y", str(rundir)),
+                *("-l", f"udp:127.0.0.1:{self.port}", "-l", f"tcp:127.0.0.1:{self.port}"),
+                *("-A", f'PASSWORD="{PASSWORD}"', "-A", f'FAR="{far}"', "-A", f"MAXEXPIRES={max_expires}"),
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        """Kamailio answers a request with Max-Forwards 0 with a 483 at once
+        (to the address of its Via)."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.settimeout(0.2)
+            mine = sock.getsockname()[1]
+            probe = (
+                f"OPTIONS sip:probe@127.0.0.1:{self.port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{mine};branch=z9hG4bK-probe\r\n"
+                "Max-Forwards: 0\r\nFrom: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:probe@127.0.0.1>\r\n"
+                "Call-ID: probe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            ).encode()
+            for _ in range(50):
+                assert self.process.poll() is None, self.log_path.read_text()
+                sock.sendto(probe, ("127.0.0.1", self.port))
+                with contextlib.suppress(TimeoutError):
+                    if sock.recv(4096).startswith(b"SIP/2.0 483"):
+                        return
+        raise AssertionError(f"kamailio did not answer: {self.log_path.read_text()}")
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def accepted(self, what: str) -> list[str]:
+        """What it logged as accepted: ``REGISTER ...`` or ``INVITE ...`` lines."""
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return [line.partition("accepted ")[2] for line in lines if f"accepted {what}" in line]
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def kamailio(tmp_path: Path) -> Iterator[Kamailio]:
+    peer = Kamailio(tmp_path, far="sip:127.0.0.1:9")
+    try:
+        yield peer
+    finally:
+        peer.close()
+
+
+def _serve(
+    tmp_path: Path, bridge_port: int, kamailio: Kamailio, *options: str, password: str = PASSWORD
+) -> subprocess.Popen[str]:
+    """``serve --switch sip``, registering agent-1's account at Kamailio;
+    the password comes from the environment, never the command line."""
+    return subprocess.Popen(
+        [
+            *CLI,
+            "serve",
+            *("--connect", f"127.0.0.1:{bridge_port}", "--switch", "sip"),
+            *("--sip-listen", f"127.0.0.1:{_free_port()}", "--sip-user", ACCOUNT),
+            *("--sip-registrar", kamailio.address, "--sip-password-env", "SIP_PASSWORD"),
+            *("--trace", str(tmp_path / "serve.jsonl"), "--max-reconnects", "3", "--exit-on-close"),
+            *options,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SIP_PASSWORD": password},
+    )
+
+
+def _steps(tmp_path: Path, steps: list[dict[str, object]]) -> str:
+    path = tmp_path / "agent.jsonl"
+    path.write_text("".join(json.dumps(s) + "\n" for s in steps), encoding="utf-8")
+    return str(path)
+
+
+def _expires(registers: list[str]) -> list[int]:
+    return [int(m.group(1)) for line in registers if (m := re.search(r"expires=(\d+)", line))]
+
+
+def _bridge_entries(tmp_path: Path) -> list[dict[str, object]]:
+    return [json.loads(x) for x in (tmp_path / "bridge.jsonl").read_text().splitlines()]
+
+
+def _responses(tmp_path: Path, name: str) -> list[dict[str, object]]:
+    found = []
+    for entry in _bridge_entries(tmp_path):
+        message = entry.get("message")
+        if entry.get("to") == "bridge" and isinstance(message, dict):
+            header = message["header"]
+            if header["type"] == "cti.response" and header["name"] == name:
+                found.append(header)
+    return found
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_registers_with_digest_auth_reregisters_and_unregisters(
+    tmp_path: Path, kamailio: Kamailio, transport: str
+) -> None:
+    """Activate registers the agent's account at the registrar (answering
+    its 401 challenge), the registration is refreshed before it expires,
+    and the logout unregisters it (expires=0)."""
+    steps = _steps(tmp_path, [{"actor": "bridge", "wait": {"seconds": 5}}])
+    bridge, port = start_bridge(tmp_path, "--steps", steps)
+    serve = _serve(tmp_path, port, kamailio, "--sip-expires", "6", "--sip-transport", transport)
+    bridge_code, bridge_err = finish(bridge)
+    serve_code, serve_err = finish(serve)
+    assert (0, 0) == (bridge_code, serve_code), (bridge_err, serve_err)
+    assert "0 failed, 0 rule violations" in bridge_err, bridge_err
+    expires = _expires(kamailio.accepted("REGISTER"))
+    assert len(expires) >= 3 and expires[-1] == 0 and all(e > 0 for e in expires[:-1]), expires
+    assert all(f" over {transport} " in line for line in kamailio.accepted("REGISTER")), transport
+    for trace in ("bridge.jsonl", "serve.jsonl"):
+        assert [] == check_lines((tmp_path / trace).read_text().splitlines()), trace
+
+
+def test_a_wrong_password_fails_the_activate_naming_the_status(tmp_path: Path, kamailio: Kamailio) -> None:
+    """The registrar refuses the credentials: activate is answered FAILURE
+    with the registrar's status, and the bridge says the login failed."""
+    bridge, port = start_bridge(tmp_path)
+    serve = _serve(tmp_path, port, kamailio, password="not-the-password")
+    bridge_code, bridge_err = finish(bridge)
+    finish(serve)
+    assert 1 == bridge_code, bridge_err
+    activate = _responses(tmp_path, "channel.request.activate")
+    assert ["FAILURE"] == [h["result"] for h in activate], activate
+    assert "401 Unauthorized" in str(activate[0].get("errorMessage")), activate
+    assert [] == kamailio.accepted("REGISTER")
+    assert "failed: channel.request.activate" in bridge_err, bridge_err
+
+
+def test_a_customer_calls_through_the_proxy(tmp_path: Path, kamailio: Kamailio) -> None:
+    """SIPp, as a customer, calls the agent's number at the proxy; Kamailio
+    finds the registered softphone; the agent accepts, the customer hangs
+    up after talking, the agent completes. SIPp counts one successful call."""
+    sipp = _need("sipp", "sip-tester")
+    steps = _steps(
+        tmp_path,
+        [
+            {"actor": "bridge", "wait": {"state": "ALERTING"}, "timeout": 20},
+            {"actor": "agent", "action": "accept"},
+            {"actor": "bridge", "wait": {"state": "ENDED"}, "timeout": 20},
+            {"actor": "agent", "action": "complete"},
+        ],
+    )
+    bridge, port = start_bridge(tmp_path, "--steps", steps)
+    serve = _serve(tmp_path, port, kamailio)
+    deadline = time.monotonic() + 20
+    while not kamailio.accepted("REGISTER") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    customer = subprocess.run(
+        [
+            sipp,
+            *("-sf", str(PEERS / "sipp" / "customer.xml"), "-s", ACCOUNT, kamailio.address),
+            *("-i", "127.0.0.1", "-p", str(_free_port()), "-m", "1", "-d", "2000", "-timeout", "30"),
+            *("-nostdin", "-trace_err", "-error_file", str(tmp_path / "sipp.errors")),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    bridge_code, bridge_err = finish(bridge)
+    serve_code, serve_err = finish(serve)
+    assert 0 == customer.returncode, (customer.stdout[-2000:], customer.stderr[-2000:])
+    assert (0, 0) == (bridge_code, serve_code), (bridge_err, serve_err)
+    assert "0 failed, 0 rule violations" in bridge_err, bridge_err
+    invites = kamailio.accepted("INVITE")
+    to_agent = [line for line in invites if "from sip:5551000@" in line and f"to sip:{ACCOUNT}@" in line]
+    assert 1 == len(to_agent), invites
+    for trace in ("bridge.jsonl", "serve.jsonl"):
+        assert [] == check_lines((tmp_path / trace).read_text().splitlines()), trace
