@@ -339,3 +339,36 @@ def test_hold_retrieve_and_blind_conference(tmp_path: Path) -> None:
     # releasing the leg hangs up everyone in it
     assert [] == run.report(6)
     assert [("sip-1", "released")] == [(e["call"], e["cause"]) for e in run.switch_events("ended")]
+
+
+def test_a_fault_in_the_sip_polling_ends_serve_never_deaf(tmp_path: Path) -> None:
+    """The deafness fault of the issue: an exception inside the SIP stack's
+    polling (raised once by a test-only wrapper around the process,
+    tests/deaf_serve.py) is logged with its traceback and ends serve with
+    status 1, closing its connection: it never stays connected and deaf."""
+    from adapters.sip.demo import CastProcess  # the SIP stack loads only when this test runs
+
+    sip_port = _free_udp_port()
+    cast = CastProcess(f"sip:agent@127.0.0.1:{sip_port}")
+    try:
+        bridge, port = start_bridge(tmp_path)
+        serve = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "tests.deaf_serve", "200"),
+                *("--connect", f"127.0.0.1:{port}", "--switch", "sip"),
+                *("--sip-listen", f"127.0.0.1:{sip_port}", "--sip-domain", f"127.0.0.1:{cast.port}"),
+                *("--trace", str(tmp_path / "serve.jsonl"), "--max-reconnects", "0"),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        serve_code, serve_err = finish(serve)
+        bridge.kill()
+        finish(bridge)
+    finally:
+        cast.close()
+    assert 1 == serve_code, serve_err
+    assert "the switch polling task failed; stopping" in serve_err, serve_err
+    assert "Traceback" in serve_err and "InjectedFault: a fault injected into poll number 200" in serve_err
