@@ -65,8 +65,14 @@ class BridgeProcess:
         logins: tuple[str, ...] = ("agent-1",),
         trace: IO[str] | None = None,
         report: IO[str] | None = None,
+        per_call: tuple[list[Step], ...] = (),
+        calls: int = 0,
     ) -> None:
         self.steps = steps
+        #: the scripts played for every call instead of ``steps``, in turn,
+        #: each call on its own, until ``calls`` calls were played
+        self.per_call = per_call
+        self.calls = calls
         self.bridge = ReferenceBridge(targets, policy, logins=logins)
         self.trace = trace
         self.report = report or sys.stderr
@@ -171,7 +177,10 @@ class BridgeProcess:
                 lambda: (self.bridge.all_ready or self._login_failed()) and not self.bridge.pending, deadline
             )
             try:
-                await self._play_steps(deadline)
+                if self.per_call:
+                    await self._play_calls(deadline)
+                else:
+                    await self._play_steps(deadline)
             except WaitFailed as failure:  # the session ends all the same: the agents log out
                 self.report.write(f"{failure}\n")
                 gave_up = True
@@ -200,6 +209,55 @@ class BridgeProcess:
             f"{violations} rule violations, {self.connections} connections\n"
         )
         return 0 if not failed and not violations and not gave_up else 1
+
+    async def _play_calls(self, deadline: float) -> None:
+        """``--per-call``: every call that arrives gets its own run of a
+        script (the scripts in turn), all at the same time, until
+        ``calls`` calls have been played; a call's agent step is sent once
+        that call is initialized and has nothing pending."""
+        started: dict[str, asyncio.Task[None]] = {}
+        while len(started) < self.calls:
+            await self.until(lambda: any(i not in started for i in self.bridge.interactions), deadline)
+            for interaction_id in [i for i in self.bridge.interactions if i not in started]:
+                if len(started) == self.calls:
+                    break
+                script = self.per_call[len(started) % len(self.per_call)]
+                started[interaction_id] = asyncio.create_task(
+                    self._play_call(interaction_id, script, deadline), name=f"call {interaction_id}"
+                )
+        await asyncio.gather(*started.values())
+
+    async def _play_call(self, interaction_id: str, script: list[Step], deadline: float) -> None:
+        mark = Counter(self.bridge.events_seen)
+        for step in script:
+            step = {**step, "interaction": interaction_id}
+            if step["actor"] == "bridge":
+                await self._wait(step, mark, deadline)
+                continue
+            if step["actor"] != "agent":
+                continue
+            await self.until(lambda: self._call_ready(interaction_id), deadline)
+            mark = Counter(self.bridge.events_seen)
+            await self.send(
+                self.bridge.request(
+                    interaction_id, step["action"], step.get("role", "primary"), **step.get("body", {})
+                )
+            )
+            await self.until(lambda: not self._pending_on(interaction_id), deadline)
+
+    def _pending_on(self, interaction_id: str) -> bool:
+        return any(p.interaction_id == interaction_id for p in self.bridge.pending.values())
+
+    def _call_ready(self, interaction_id: str) -> bool:
+        interaction = self.bridge.interactions.get(interaction_id)
+        return (
+            self.conn is not None
+            and interaction is not None
+            and interaction.initialized
+            and interaction.settled
+            and not self.bridge.lost
+            and not self._pending_on(interaction_id)
+        )
 
     async def _play_steps(self, deadline: float) -> None:
         """The session's steps, each when its turn comes (see the module's docstring)."""
@@ -251,8 +309,19 @@ async def run_bridge(
     byte_order: ByteOrder = "big",
     tcp_keepalive: float | None = None,
     on_listening: Callable[[int], None] | None = None,
+    per_call: tuple[list[Step], ...] = (),
+    calls: int = 0,
 ) -> int:
-    process = BridgeProcess(steps, policy=policy, targets=targets, logins=logins, trace=trace, report=report)
+    process = BridgeProcess(
+        steps,
+        policy=policy,
+        targets=targets,
+        logins=logins,
+        trace=trace,
+        report=report,
+        per_call=per_call,
+        calls=calls,
+    )
     server = await serve(
         host,
         port,
@@ -290,6 +359,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="AGENT",
         help="an agent to log in once the client has started (repeatable; default agent-1)",
     )
+    parser.add_argument(
+        "--per-call",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="instead of --steps: the steps (JSONL) to play for every call that arrives, each call on its "
+        "own and at the same time; repeated, the files are used in turn (a load run)",
+    )
+    parser.add_argument(
+        "--calls", type=int, metavar="N", help="with --per-call: the run is over once N calls were played"
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds")
     add_wire_arguments(parser, server=True)
 
@@ -300,11 +380,16 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(f"--listen takes HOST:PORT, got {args.listen!r}")
     policy = policy_of(args, parser)
     steps = DEMO_CALL
-    if args.steps:
-        try:
+    try:
+        if args.steps:
             steps = load_steps(Path(args.steps))
-        except BadSession as exc:
-            parser.error(str(exc))
+        per_call = tuple(load_steps(Path(path)) for path in args.per_call)
+    except BadSession as exc:
+        parser.error(str(exc))
+    if per_call and args.steps:
+        parser.error("--per-call plays every call: not with --steps")
+    if bool(per_call) != (args.calls is not None) or (args.calls is not None and args.calls < 1):
+        parser.error("--per-call and --calls N (N >= 1) go together")
     wire = wire_options(args, parser, server=True)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
 
@@ -324,6 +409,8 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 trace=trace,
                 timeout=args.timeout,
                 on_listening=listening,
+                per_call=per_call,
+                calls=args.calls or 0,
                 **wire,
             )
         )

@@ -43,6 +43,23 @@ PASSWORD = "s3cret-Pa55"
 ACCOUNT = "1001"
 
 
+def _customers(sipp: str, workdir: Path, address: str, *options: str) -> subprocess.CompletedProcess[str]:
+    """SIPp playing customers (tests/peers/sipp/customer.xml) who call the
+    agent's account at ``address``; its errors go to customers.errors."""
+    return subprocess.run(
+        [
+            sipp,
+            *("-sf", str(PEERS / "sipp" / "customer.xml"), "-s", ACCOUNT, address),
+            *("-i", "127.0.0.1", "-p", str(_free_port()), *options, "-timeout", "110", "-nostdin"),
+            *("-trace_err", "-error_file", str(workdir / "customers.errors")),
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def _free_port() -> int:
     """A port free for both UDP and TCP on loopback."""
     for _ in range(50):
@@ -239,21 +256,10 @@ def test_a_customer_calls_through_the_proxy(tmp_path: Path, kamailio: Kamailio) 
     deadline = time.monotonic() + 20
     while not kamailio.accepted("REGISTER") and time.monotonic() < deadline:
         time.sleep(0.1)
-    customer = subprocess.run(
-        [
-            sipp,
-            *("-sf", str(PEERS / "sipp" / "customer.xml"), "-s", ACCOUNT, kamailio.address),
-            *("-i", "127.0.0.1", "-p", str(_free_port()), "-m", "1", "-d", "2000", "-timeout", "30"),
-            *("-nostdin", "-trace_err", "-error_file", str(tmp_path / "sipp.errors")),
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    customer = _customers(sipp, tmp_path, kamailio.address, "-m", "1")
     bridge_code, bridge_err = finish(bridge)
     serve_code, serve_err = finish(serve)
-    assert 0 == customer.returncode, (customer.stdout[-2000:], customer.stderr[-2000:])
+    assert 0 == customer.returncode, (customer.stdout[-2000:], (tmp_path / "customers.errors").read_text())
     assert (0, 0) == (bridge_code, serve_code), (bridge_err, serve_err)
     assert "0 failed, 0 rule violations" in bridge_err, bridge_err
     invites = kamailio.accepted("INVITE")
@@ -261,3 +267,122 @@ def test_a_customer_calls_through_the_proxy(tmp_path: Path, kamailio: Kamailio) 
     assert 1 == len(to_agent), invites
     for trace in ("bridge.jsonl", "serve.jsonl"):
         assert [] == check_lines((tmp_path / trace).read_text().splitlines()), trace
+
+
+def _stat(output: str, row: str) -> int:
+    """A cumulative figure of SIPp's final statistics screen (its last column)."""
+    rows = [line for line in output.splitlines() if line.strip().startswith(row)]
+    assert rows, output[-3000:]
+    return int(rows[-1].split("|")[-1].strip())
+
+
+def _most_at_once(trace: Path) -> int:
+    """The most customer calls live at the same time, from serve's trace."""
+    live: set[str] = set()
+    most = 0
+    for line in trace.read_text().splitlines():
+        entry = json.loads(line)
+        event = entry.get("event") if entry.get("from") == "switch" else None
+        if not isinstance(event, dict):
+            continue
+        if event["kind"] == "offered":
+            live.add(event["call"])
+        elif event["kind"] in ("ended", "failed"):
+            live.discard(event["call"])
+        most = max(most, len(live))
+    return most
+
+
+LOAD_CALLS = 50
+#: customers at once: with one consult leg, the 4 calls the SIP stack holds
+AT_ONCE = 3
+#: every call: accepted when it rings, completed once the customer has hung up
+ACCEPT: list[dict[str, object]] = [
+    {"actor": "bridge", "wait": {"state": "ALERTING"}, "timeout": 30},
+    {"actor": "agent", "action": "accept"},
+    {"actor": "bridge", "wait": {"state": "ENDED"}, "timeout": 30},
+    {"actor": "agent", "action": "complete"},
+]
+#: every other call: a consult of an expert too, released, and the customer retrieved
+CONSULT: list[dict[str, object]] = [
+    *ACCEPT[:2],
+    {"actor": "agent", "action": "consult", "body": {"destination": "300"}},
+    {"actor": "bridge", "wait": {"state": "TALKING", "role": "consult"}, "timeout": 30},
+    {"actor": "agent", "action": "release", "role": "consult"},
+    {"actor": "agent", "action": "retrieve"},
+    *ACCEPT[2:],
+]
+
+
+def test_load_run_of_sipp_customers_and_experts(tmp_path: Path) -> None:
+    """SIPp customers call the softphone 50 times at 5 calls/s, up to 3 at a
+    time (with a consult leg: the 4 calls the SIP stack's wheel is built
+    for, adapters/sip/config.py MAX_CALLS); every call is accepted and
+    completed, every other one consults an expert (a second SIPp, built-in
+    uas) first. Every call succeeds at both SIPp ends, the bridge has every
+    answer with 0 failed and 0 violations, no call is left over, and both
+    traces pass check."""
+    sipp = _need("sipp", "sip-tester")
+    experts_port, phone_port = _free_port(), _free_port()
+    consults = LOAD_CALLS // 2
+    experts = subprocess.Popen(
+        [sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", str(experts_port), "-m", str(consults), "-nostdin"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    scripts = []
+    for name, script in (("accept", ACCEPT), ("consult", CONSULT)):
+        scripts += ["--per-call", _steps_file(tmp_path, name, script)]
+    bridge, port = start_bridge(tmp_path, *scripts, "--calls", str(LOAD_CALLS), "--timeout", "120")
+    serve = subprocess.Popen(
+        [
+            *CLI,
+            "serve",
+            *("--connect", f"127.0.0.1:{port}", "--switch", "sip"),
+            *("--sip-listen", f"127.0.0.1:{phone_port}", "--sip-domain", f"127.0.0.1:{experts_port}"),
+            *("--trace", str(tmp_path / "serve.jsonl"), "--max-reconnects", "3", "--exit-on-close"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)  # the bridge logs the agent in
+    started = time.monotonic()
+    customers = _customers(
+        sipp, tmp_path, f"127.0.0.1:{phone_port}", "-m", str(LOAD_CALLS), "-r", "5", "-l", str(AT_ONCE)
+    )
+    took = time.monotonic() - started
+    bridge_code, bridge_err = finish(bridge)
+    serve_code, serve_err = finish(serve)
+    experts_out, _ = experts.communicate(timeout=30)
+    # accept and complete for each call, consult, release and retrieve for half of them;
+    # and the agent's activate, ready and logout
+    requests = LOAD_CALLS * 2 + consults * 3 + 3
+    print(
+        f"load run: {LOAD_CALLS} calls ({consults} with a consult) in {took:.1f} s, "
+        f"at most {_most_at_once(tmp_path / 'serve.jsonl')} at once, {requests} agent requests"
+    )
+    assert 0 == customers.returncode, (
+        customers.stdout[-3000:],
+        (tmp_path / "customers.errors").read_text()[-3000:],
+    )
+    assert (LOAD_CALLS, 0) == (
+        _stat(customers.stdout, "Successful call"),
+        _stat(customers.stdout, "Failed call"),
+    )
+    assert 0 == experts.returncode, experts_out[-3000:]
+    assert consults == _stat(experts_out, "Successful call")
+    assert (0, 0) == (bridge_code, serve_code), (bridge_err[-3000:], serve_err[-3000:])
+    assert f"{requests} agent requests, 0 failed, 0 rule violations, 1 connections" in bridge_err, bridge_err
+    assert AT_ONCE == _most_at_once(tmp_path / "serve.jsonl")
+    for trace in ("bridge.jsonl", "serve.jsonl"):
+        assert [] == check_lines((tmp_path / trace).read_text().splitlines()), trace
+
+
+def _steps_file(tmp_path: Path, name: str, steps: list[dict[str, object]]) -> str:
+    path = tmp_path / f"{name}.jsonl"
+    path.write_text("".join(json.dumps(s) + "\n" for s in steps), encoding="utf-8")
+    return str(path)

@@ -268,8 +268,12 @@ class Line:
         self.calls.append(call)
         try:
             call.makeCall(self.uri(destination), pj.CallOpParam(True))
-        except Exception as exc:  # pjsua2.Error: a URI it cannot call
-            raise Failed(f"cannot call {destination!r}: {getattr(exc, 'reason', exc)}") from None
+        except Exception as exc:  # pjsua2.Error: a URI it cannot call, or no call slot left
+            reason = str(getattr(exc, "reason", exc))
+            if "ETOOMANY" in reason:
+                held = sum(not c.ended for c in self.calls) - 1
+                reason = f"the softphone holds {held} calls, all its SIP stack takes ({reason})"
+            raise Failed(f"cannot call {destination!r}: {reason}") from None
         return call
 
     def hangup(self, leg: Leg, code: int) -> None:

@@ -8,9 +8,12 @@ import attrs
 
 #: the transports the softphone speaks SIP over
 TRANSPORTS: Final = ("udp", "tcp", "tls")
-#: the calls the softphone holds at once by default (PJSIP's own default is
-#: 4, which a consult and a conference reach with two customers)
-MAX_CALLS: Final = 32
+#: the calls the softphone holds at once by default: what the SIP stack of
+#: the extra 'sip' (the pjsua2-python 2.15.1 wheel) is built for
+#: (PJSUA_MAX_CALLS 4; consult and conference legs count). A PJSIP built
+#: with more takes a higher --sip-max-calls; beyond what the stack takes,
+#: PJSIP refuses a call itself, and its warning reaches the log.
+MAX_CALLS: Final = 4
 
 
 @attrs.define

@@ -23,8 +23,8 @@ def add_softphone_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=MAX_CALLS,
         metavar="N",
-        help=f"sip: the calls it holds at once, consult and conference legs included (default {MAX_CALLS}); "
-        "a call offered beyond them is refused with 486 and logged",
+        help=f"sip: the calls it holds at once, consult and conference legs included (default {MAX_CALLS}: "
+        "what the SIP stack's wheel is built for); a call offered beyond them is refused with 486 and logged",
     )
     parser.add_argument(
         "--sip-media-address", metavar="HOST", help="sip: the address RTP binds to (default: the SIP address)"

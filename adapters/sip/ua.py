@@ -9,7 +9,9 @@ Audio uses the null device (no sound card); SIP runs over UDP, TCP or TLS.
 from __future__ import annotations
 
 import ctypes
+import logging
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,8 @@ else:
 
 #: the pjsua2 module, or None without the extra (see :data:`MISSING`)
 pj: Any = _pjsua2
+#: where PJSIP's own errors and warnings go
+pjsip_logger = logging.getLogger("telephony_fsm.sip.pjsip")
 
 #: the header a caller may carry interaction data in (a JSON object)
 DATA_HEADER = "X-Interaction-Data"
@@ -71,8 +75,16 @@ def start_endpoint(
     config.uaConfig.mainThreadOnly = True
     config.uaConfig.userAgent = "telephony-fsm"
     config.uaConfig.maxCalls = max_calls + 1
-    config.logConfig.level = log_level
-    config.logConfig.consoleLevel = 0 if log_file else log_level
+    # PJSIP's errors and warnings (level 1 and 2: a call it refused for want
+    # of a slot among them) always reach this process's log; the rest only
+    # at the level asked for, on stderr or in the file
+    config.logConfig.level = max(log_level, 2)
+    config.logConfig.consoleLevel = max(log_level, 2)
+    echo = 0 if log_file else log_level
+    if echo not in _LOG_WRITERS:
+        _LOG_WRITERS[echo] = _make_writer(echo)
+    config.logConfig.writer = _LOG_WRITERS[echo]
+    config.logConfig.decor = config.logConfig.decor & ~lib.PJ_LOG_HAS_NEWLINE
     if log_file:
         config.logConfig.filename = log_file
     config.medConfig.noVad = True
@@ -103,6 +115,25 @@ def start_endpoint(
         endpoint.codecSetPriority(codec, 255 - rank)
     bound = endpoint.transportGetInfo(transport_id).localName
     return endpoint, int(bound.rpartition(":")[2])
+
+
+#: the log writers handed to PJSIP, by the level they echo: they must outlive the endpoint
+_LOG_WRITERS: dict[int, Any] = {}
+
+
+def _make_writer(echo_level: int) -> Any:
+    """A PJSIP log writer: errors and warnings to this process's log (where
+    a call PJSIP refused is seen), the other lines up to ``echo_level`` to stderr."""
+
+    class Writer(pj.LogWriter):  # type: ignore[misc]
+        def write(self, entry: Any) -> None:
+            text = str(entry.msg).rstrip()
+            if entry.level <= 2:
+                pjsip_logger.warning("PJSIP: %s", text.strip())
+            elif entry.level <= echo_level:
+                print(text, file=sys.stderr)
+
+    return Writer()
 
 
 def _register_digests() -> None:
