@@ -153,18 +153,15 @@ def kamailio(tmp_path: Path) -> Iterator[Kamailio]:
         peer.close()
 
 
-def _serve(
-    tmp_path: Path, bridge_port: int, kamailio: Kamailio, *options: str, password: str = PASSWORD
+def _sip_serve(
+    tmp_path: Path, bridge_port: int, *options: str, env: dict[str, str] | None = None
 ) -> subprocess.Popen[str]:
-    """``serve --switch sip``, registering agent-1's account at Kamailio;
-    the password comes from the environment, never the command line."""
+    """``serve --switch sip`` connected to the bridge process, until it closes the connection."""
     return subprocess.Popen(
         [
             *CLI,
             "serve",
             *("--connect", f"127.0.0.1:{bridge_port}", "--switch", "sip"),
-            *("--sip-listen", f"127.0.0.1:{_free_port()}", "--sip-user", ACCOUNT),
-            *("--sip-registrar", kamailio.address, "--sip-password-env", "SIP_PASSWORD"),
             *("--trace", str(tmp_path / "serve.jsonl"), "--max-reconnects", "3", "--exit-on-close"),
             *options,
         ],
@@ -172,7 +169,22 @@ def _serve(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "SIP_PASSWORD": password},
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _serve(
+    tmp_path: Path, bridge_port: int, kamailio: Kamailio, *options: str, password: str = PASSWORD
+) -> subprocess.Popen[str]:
+    """agent-1's softphone registering its account at Kamailio; the
+    password comes from the environment, never the command line."""
+    return _sip_serve(
+        tmp_path,
+        bridge_port,
+        *("--sip-listen", f"127.0.0.1:{_free_port()}", "--sip-user", ACCOUNT),
+        *("--sip-registrar", kamailio.address, "--sip-password-env", "SIP_PASSWORD"),
+        *options,
+        env={"SIP_PASSWORD": password},
     )
 
 
@@ -336,18 +348,8 @@ def test_load_run_of_sipp_customers_and_experts(tmp_path: Path) -> None:
     for name, script in (("accept", ACCEPT), ("consult", CONSULT)):
         scripts += ["--per-call", _steps_file(tmp_path, name, script)]
     bridge, port = start_bridge(tmp_path, *scripts, "--calls", str(LOAD_CALLS), "--timeout", "120")
-    serve = subprocess.Popen(
-        [
-            *CLI,
-            "serve",
-            *("--connect", f"127.0.0.1:{port}", "--switch", "sip"),
-            *("--sip-listen", f"127.0.0.1:{phone_port}", "--sip-domain", f"127.0.0.1:{experts_port}"),
-            *("--trace", str(tmp_path / "serve.jsonl"), "--max-reconnects", "3", "--exit-on-close"),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    serve = _sip_serve(
+        tmp_path, port, "--sip-listen", f"127.0.0.1:{phone_port}", "--sip-domain", f"127.0.0.1:{experts_port}"
     )
     time.sleep(1.5)  # the bridge logs the agent in
     started = time.monotonic()
@@ -386,3 +388,141 @@ def _steps_file(tmp_path: Path, name: str, steps: list[dict[str, object]]) -> st
     path = tmp_path / f"{name}.jsonl"
     path.write_text("".join(json.dumps(s) + "\n" for s in steps), encoding="utf-8")
     return str(path)
+
+
+HOLD_AND_RETRIEVE: list[dict[str, object]] = [
+    {"actor": "bridge", "wait": {"state": "ALERTING"}, "timeout": 20},
+    {"actor": "agent", "action": "accept"},
+    {"actor": "agent", "action": "hold"},
+    {"actor": "agent", "action": "retrieve"},
+    {"actor": "bridge", "wait": {"state": "ENDED"}, "timeout": 20},
+    {"actor": "agent", "action": "complete"},
+]
+
+
+def _held_customer(tmp_path: Path, retrieve_answer: str) -> tuple[subprocess.CompletedProcess[str], int, str]:
+    """A SIPp customer (tests/peers/sipp/held-customer.xml) who checks that
+    the agent's hold offers a=sendonly and the retrieve a=sendrecv, and
+    answers the retrieve with a=``retrieve_answer``; the bridge holds and
+    retrieves it. SIPp's result, the bridge's exit status and its report."""
+    sipp = _need("sipp", "sip-tester")
+    phone_port = _free_port()
+    bridge, port = start_bridge(
+        tmp_path, "--per-call", _steps_file(tmp_path, "call", HOLD_AND_RETRIEVE), "--calls", "1"
+    )
+    serve = _sip_serve(tmp_path, port, "--sip-listen", f"127.0.0.1:{phone_port}")
+    time.sleep(1.5)  # the bridge logs the agent in
+    customer = subprocess.run(
+        [
+            sipp,
+            *("-sf", str(PEERS / "sipp" / "held-customer.xml"), "-key", "retrieve_answer", retrieve_answer),
+            *("-s", ACCOUNT, f"127.0.0.1:{phone_port}", "-i", "127.0.0.1", "-p", str(_free_port())),
+            *("-m", "1", "-timeout", "30", "-nostdin", "-trace_err", "-error_file", str(tmp_path / "errors")),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    bridge_code, bridge_err = finish(bridge)
+    serve_code, serve_err = finish(serve)
+    assert 0 == serve_code, serve_err[-3000:]
+    for trace in ("bridge.jsonl", "serve.jsonl"):
+        assert [] == check_lines((tmp_path / trace).read_text().splitlines()), trace
+    return customer, bridge_code, bridge_err
+
+
+def test_hold_and_retrieve_as_the_held_party_saw_them(tmp_path: Path) -> None:
+    """The independent party asserts the SDP it was offered: a=sendonly for
+    the hold, a=sendrecv for the retrieve (its scenario fails otherwise)."""
+    customer, bridge_code, bridge_err = _held_customer(tmp_path, "sendrecv")
+    assert 0 == customer.returncode, (customer.stdout[-2000:], (tmp_path / "errors").read_text()[-2000:])
+    assert 1 == _stat(customer.stdout, "Successful call")
+    assert 0 == bridge_code, bridge_err
+    assert "0 failed, 0 rule violations" in bridge_err, bridge_err
+
+
+def test_a_retrieve_answered_one_way_fails_naming_the_direction(tmp_path: Path) -> None:
+    """The far end answers the retrieve with a=recvonly: the agent would
+    speak and hear nothing. The retrieve is answered FAILURE naming the
+    direction, never reported as a call connected both ways."""
+    customer, bridge_code, bridge_err = _held_customer(tmp_path, "recvonly")
+    assert 0 == customer.returncode, (customer.stdout[-2000:], (tmp_path / "errors").read_text()[-2000:])
+    assert 1 == bridge_code, bridge_err
+    retrieve = _responses(tmp_path, "conversation.request.retrieve")
+    assert ["FAILURE"] == [h["result"] for h in retrieve], retrieve
+    said = str(retrieve[0]["errorMessage"])
+    assert "retrieve answered with one-way media: sendonly" in said, said
+    assert [] == [e for e in _switch_events(tmp_path, "retrieved")], "reported retrieved"
+
+
+def _switch_events(tmp_path: Path, kind: str) -> list[dict[str, object]]:
+    events = []
+    for line in (tmp_path / "serve.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        if entry.get("from") == "switch" and entry["event"]["kind"] == kind:
+            events.append(entry["event"])
+    return events
+
+
+def test_attended_transfer_reaches_the_target_with_replaces(tmp_path: Path) -> None:
+    """The agent consults a SIPp party, then transfers the customer to it:
+    the customer's phone is sent a REFER with Replaces, and the transfer
+    target (tests/peers/sipp/transfer-target.xml, nobody's code here)
+    receives an INVITE whose Replaces header names its consult call. The
+    customer is the project's scripted far end (a PJSIP phone)."""
+    from adapters.sip.demo import CastProcess  # the SIP stack loads only when this test runs
+
+    sipp = _need("sipp", "sip-tester")
+    target_port, phone_port = _free_port(), _free_port()
+    target = subprocess.Popen(
+        [
+            sipp,
+            *("-sf", str(PEERS / "sipp" / "transfer-target.xml"), "-i", "127.0.0.1", "-p", str(target_port)),
+            *("-m", "2", "-timeout", "40", "-nostdin", "-trace_msg"),
+            *("-trace_err", "-error_file", str(tmp_path / "errors")),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    steps: list[dict[str, object]] = [
+        {"actor": "agent", "action": "accept"},
+        {"actor": "agent", "action": "consult", "body": {"destination": "300"}},
+        {"actor": "bridge", "wait": {"state": "TALKING", "role": "consult"}, "timeout": 20},
+        {"actor": "agent", "action": "transfer"},
+        {"actor": "bridge", "wait": {"state": "ENDED"}, "timeout": 20},
+        {"actor": "agent", "action": "complete"},
+    ]
+    cast = CastProcess(f"sip:agent@127.0.0.1:{phone_port}")
+    try:
+        bridge, port = start_bridge(tmp_path, "--steps", _steps_file(tmp_path, "agent", steps))
+        serve = _sip_serve(
+            tmp_path,
+            port,
+            "--sip-listen",
+            f"127.0.0.1:{phone_port}",
+            "--sip-domain",
+            f"127.0.0.1:{target_port}",
+        )
+        cast.send({"do": "call", "party": "5551000", "to": "800"})
+        bridge_code, bridge_err = finish(bridge)
+        serve_code, serve_err = finish(serve)
+        cast.send({"do": "hangup", "party": "5551000"})  # the customer, now talking with the target
+        target_out, _ = target.communicate(timeout=30)
+    finally:
+        cast.close()
+        if target.poll() is None:
+            target.kill()
+    assert (0, 0) == (bridge_code, serve_code), (bridge_err[-3000:], serve_err[-3000:])
+    assert "0 failed, 0 rule violations" in bridge_err, bridge_err
+    assert 0 == target.returncode, (target_out[-2000:], (tmp_path / "errors").read_text()[-2000:])
+    # what the target logged: "call CALL-ID [Replaces: CALL-ID;to-tag=...;from-tag=...]"
+    calls = [line.split() for line in (tmp_path / "calls.log").read_text().splitlines()]
+    assert 2 == len(calls) and 2 == len(calls[0]), calls  # the consult, without Replaces
+    assert "Replaces:" == calls[1][2] and calls[1][3].startswith(f"{calls[0][1]};"), calls
+    ended = [(e["call"], e["cause"]) for e in _switch_events(tmp_path, "ended")]
+    assert [("sip-1", "transferred"), ("sip-2", "transferred")] == sorted(ended), ended
+    for trace in ("bridge.jsonl", "serve.jsonl"):
+        assert [] == check_lines((tmp_path / trace).read_text().splitlines()), trace

@@ -28,6 +28,14 @@ _CallBase: Any = pj.Call if pj is not None else object
 _AccountBase: Any = pj.Account if pj is not None else object
 
 
+#: what a direction other than sendrecv after a retrieve means, in words
+ONE_WAY = {
+    "sendonly": "sendonly, this side sends and hears nothing (the far end answered a=recvonly)",
+    "recvonly": "recvonly, this side hears and is not heard (the far end answered a=sendonly)",
+    "inactive": "inactive, no audio either way",
+}
+
+
 class Failed(Exception):
     """An operation cannot go on; the message is the result's reason."""
 
@@ -51,6 +59,8 @@ class SoftCall(_CallBase):  # type: ignore[misc]
         self.transfer_done = False
         #: hung up by this side: its media goes away with its ports
         self.ending = False
+        #: this side's un-hold re-INVITE is under way: its answer must bring both directions back
+        self.unholding = False
 
     def onCallState(self, prm: Any) -> None:
         info = self.getInfo()
@@ -60,6 +70,10 @@ class SoftCall(_CallBase):  # type: ignore[misc]
 
     def onCallMediaState(self, prm: Any) -> None:
         self.media = ua.media_direction(self)
+        if self.unholding:
+            self.unholding = False
+            if self.media != "sendrecv":
+                self.refused = f"retrieve answered with one-way media: {ONE_WAY.get(self.media, self.media)}"
         self.line.changed(self)
 
     def onCallTsxState(self, prm: Any) -> None:
@@ -225,7 +239,8 @@ class Line:
             self.move(leg, "connected")
         elif leg.state == "connected" and self.all_media(leg, ("sendonly", "inactive")):
             self.move(leg, "held")
-        elif leg.state == "held" and self.all_media(leg, ("sendrecv", "recvonly")):
+        elif leg.state == "held" and self.all_media(leg, ("sendrecv",)):
+            # both ways again; a one-way answer fails the retrieve (SoftCall.onCallMediaState)
             self.move(leg, "retrieved")
 
     def _call_ended(self, leg: Leg, call: SoftCall) -> None:

@@ -300,6 +300,7 @@ def _retrieve(leg: Leg) -> Generator[Condition, None, None]:
     for call in leg.calls:
         if not call.ended:
             call.refused = ""
+            call.unholding = True
             prm = pj.CallOpParam(True)
             prm.opt.flag = pj.PJSUA_CALL_UNHOLD
             call.reinvite(prm)

@@ -220,7 +220,11 @@ def media_direction(call: Any) -> str:
             continue
         status = item.status
         if status == lib.PJSUA_CALL_MEDIA_ACTIVE:
-            return "sendrecv"
+            # active, but the answer may have made it one-way (a=recvonly or
+            # a=sendonly to our a=sendrecv)
+            return {lib.PJMEDIA_DIR_ENCODING: "sendonly", lib.PJMEDIA_DIR_DECODING: "recvonly"}.get(
+                item.dir, "sendrecv"
+            )
         if status == lib.PJSUA_CALL_MEDIA_LOCAL_HOLD:
             return "sendonly"
         if status == lib.PJSUA_CALL_MEDIA_REMOTE_HOLD:
