@@ -52,6 +52,7 @@ _TREE_PURPOSES = frozenset(
         "ready",
         "logout",
         "session-dispose",
+        "dial",
     }
 )
 
@@ -95,6 +96,8 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "blindtransfer": ("conversation", "conversation.request.blindtransfer"),
     "blindconference": ("conversation", "conversation.request.blindconference"),
     "senddtmf": ("conversation", "conversation.request.senddtmf"),
+    # on the agent's telephony channel: the new interaction appears (F-TCH-1)
+    "dial": ("channel", "channel.request.dial"),
 }
 
 
@@ -279,7 +282,7 @@ class ReferenceBridge:
     def _tree_response(self, pending: _Pending, ok: bool, body: dict[str, Any], error: str) -> None:
         """What the bridge does next in the start-up and logins."""
         purpose = pending.purpose
-        if purpose in ("activate", "ready", "logout"):
+        if purpose in ("activate", "ready", "logout", "dial"):
             self.outcomes.append((pending.name, "SUCCESS" if ok else "FAILURE", error, False))
         session = self.sessions.get(pending.target.partition(".")[0])
         if not ok and purpose == "logout" and session is not None:
@@ -352,6 +355,20 @@ class ReferenceBridge:
                 raise ValueError(f"interaction {interaction_id} has no live {role} conversation")
             target = conversation.target
         self._send(name, target, interaction, "desktop", properties)
+        return self._take()
+
+    def dial(self, destination: str = "", agent: str | None = None) -> list[BridgeOutput]:
+        """The desktop dials (F-TCH-1) on the telephony channel of ``agent``
+        (default: the first agent logged in); the interaction it makes is
+        announced and set up as any other."""
+        self._out = []
+        sessions = [s for s in self.sessions.values() if not s.disposed and s.channels]
+        if agent is not None:
+            sessions = [s for s in sessions if s.agent == agent]
+        if not sessions:
+            raise ValueError(f"no telephony channel to dial on{f' for {agent}' if agent else ''}")
+        body = {"destination": destination} if destination else {}
+        self._send("channel.request.dial", sessions[0].channels[0], None, "dial", body)
         return self._take()
 
     def connection_lost(self) -> None:

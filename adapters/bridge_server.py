@@ -268,6 +268,13 @@ class BridgeProcess:
                 continue
             if step["actor"] != "agent":
                 continue
+            if step["action"] == "dial":  # no interaction yet: it makes one
+                await self.until(lambda: not self.bridge.pending and not self.bridge.lost, deadline)
+                answered = len(self.bridge.outcomes)
+                mark = Counter(self.bridge.events_seen)
+                await self.send(self.bridge.dial(step.get("body", {}).get("destination", "")))
+                await self.until(lambda n=answered: len(self.bridge.outcomes) > n, deadline)  # type: ignore[misc]
+                continue
             named: str | None = step.get("interaction")
 
             def ready(named: str | None = named) -> bool:

@@ -136,6 +136,13 @@ class Demo:
             self._feed({"from": "clock", "advance": step["advance"]})
         elif actor == "bridge":
             self.wait(step)
+        elif step["action"] == "dial":
+            self.events_mark = Counter(self.bridge.events_seen)
+            try:
+                self._pump(self.bridge.dial(step.get("body", {}).get("destination", "")))
+            except ValueError as exc:
+                self.screen.say("error", f"  {exc}")
+                self.bridge.outcomes.append(("dial", "FAILURE", str(exc), False))
         else:
             if not self.bridge.interactions:
                 self.screen.say("error", "  no interaction to act on")

@@ -7,7 +7,9 @@ A session is a list of steps, one JSON object each (a file of steps is JSONL):
 - ``{"actor": "agent", "action": ACTION, "role": "primary", "body": {...}}``:
   the agent's desktop asks the bridge for an action (see
   ``adapters.bridge.ACTIONS``; ``role`` picks the conversation for
-  conversation actions);
+  conversation actions; ``dial`` with ``{"destination": NUMBER}`` asks the
+  agent's telephony channel for an outbound call, whose interaction the
+  next steps act on);
 - ``{"actor": "clock", "advance": SECONDS}``;
 - ``{"actor": "far", "do": "call" | "hangup" | "dtmf", "party": NAME, ...}``:
   a far end acts over real SIP (``demo --switch sip`` only; the fields are

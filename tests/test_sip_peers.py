@@ -526,3 +526,49 @@ def test_attended_transfer_reaches_the_target_with_replaces(tmp_path: Path) -> N
     assert [("sip-1", "transferred"), ("sip-2", "transferred")] == sorted(ended), ended
     for trace in ("bridge.jsonl", "serve.jsonl"):
         assert [] == check_lines((tmp_path / trace).read_text().splitlines()), trace
+
+
+def test_the_agent_dials_through_the_proxy_answering_its_challenge(tmp_path: Path) -> None:
+    """The desktop dials (channel.request.dial): the softphone's INVITE goes
+    to the proxy, which challenges it (407, digest auth of an INVITE from a
+    registered account); the softphone answers the challenge, and the proxy
+    relays the call to the far end (SIPp, built-in uas), which answers."""
+    sipp = _need("sipp", "sip-tester")
+    far_port = _free_port()
+    far = subprocess.Popen(
+        [sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", str(far_port), "-m", "1", "-timeout", "40", "-nostdin"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proxy = Kamailio(tmp_path, far=f"sip:127.0.0.1:{far_port}")
+    try:
+        steps: list[dict[str, object]] = [
+            {"actor": "agent", "action": "dial", "body": {"destination": "300"}},
+            {"actor": "bridge", "wait": {"state": "STARTED"}, "timeout": 20},
+            {"actor": "agent", "action": "release"},
+            {"actor": "agent", "action": "complete"},
+        ]
+        bridge, port = start_bridge(tmp_path, "--steps", _steps_file(tmp_path, "agent", steps))
+        serve = _serve(tmp_path, port, proxy)
+        bridge_code, bridge_err = finish(bridge)
+        serve_code, serve_err = finish(serve)
+        far_out, _ = far.communicate(timeout=30)
+        invites = proxy.accepted("INVITE")
+        challenged = [line for line in proxy.log_path.read_text().splitlines() if "challenged INVITE" in line]
+    finally:
+        proxy.close()
+        if far.poll() is None:
+            far.kill()
+    assert (0, 0) == (bridge_code, serve_code), (bridge_err[-3000:], serve_err[-3000:])
+    assert "0 failed, 0 rule violations" in bridge_err, bridge_err
+    assert 1 == len(challenged), challenged  # the first INVITE, without credentials: 407
+    # one INVITE, the agent's, let through once it answered the challenge
+    assert 1 == len(invites) and invites[0].startswith(f"INVITE from sip:{ACCOUNT}@"), invites
+    assert invites[0].endswith("(authenticated)") and " to sip:300@" in invites[0], invites
+    assert 0 == far.returncode and 1 == _stat(far_out, "Successful call"), far_out[-2000:]
+    dial = _responses(tmp_path, "channel.request.dial")
+    assert ["SUCCESS"] == [h["result"] for h in dial], dial
+    for trace in ("bridge.jsonl", "serve.jsonl"):
+        assert [] == check_lines((tmp_path / trace).read_text().splitlines()), trace
