@@ -572,3 +572,31 @@ def test_the_agent_dials_through_the_proxy_answering_its_challenge(tmp_path: Pat
     assert ["SUCCESS"] == [h["result"] for h in dial], dial
     for trace in ("bridge.jsonl", "serve.jsonl"):
         assert [] == check_lines((tmp_path / trace).read_text().splitlines()), trace
+
+
+def test_a_call_beyond_the_maximum_is_refused_and_logged(tmp_path: Path) -> None:
+    """With --sip-max-calls 2, three customers calling at once: two ring
+    (and are rejected by the desktop), the third is refused 486 Busy Here
+    by the softphone, which logs why; the engine never hears of it."""
+    sipp = _need("sipp", "sip-tester")
+    phone_port = _free_port()
+    reject: list[dict[str, object]] = [
+        {"actor": "bridge", "wait": {"state": "ALERTING"}, "timeout": 20},
+        {"actor": "bridge", "wait": {"seconds": 1}},  # the third call comes meanwhile
+        {"actor": "agent", "action": "reject"},
+        {"actor": "agent", "action": "complete"},
+    ]
+    bridge, port = start_bridge(
+        tmp_path, "--per-call", _steps_file(tmp_path, "reject", reject), "--calls", "2"
+    )
+    serve = _sip_serve(tmp_path, port, "--sip-listen", f"127.0.0.1:{phone_port}", "--sip-max-calls", "2")
+    time.sleep(1.5)  # the bridge logs the agent in
+    customers = _customers(sipp, tmp_path, f"127.0.0.1:{phone_port}", "-m", "3", "-r", "20", "-l", "3")
+    bridge_code, bridge_err = finish(bridge)
+    serve_code, serve_err = finish(serve)
+    assert (0, 0) == (bridge_code, serve_code), (bridge_err[-3000:], serve_err[-3000:])
+    assert "refused with 486 Busy Here: the softphone holds 2 calls, its maximum" in serve_err, serve_err
+    assert 2 == len(_switch_events(tmp_path, "offered"))
+    busy = (tmp_path / "customers.errors").read_text()
+    assert 1 == busy.count("SIP/2.0 486 Busy Here"), busy[-3000:]
+    assert 3 == _stat(customers.stdout, "Failed call"), customers.stdout[-2000:]
