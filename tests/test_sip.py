@@ -134,22 +134,22 @@ def test_full_call_consult_alternate_conference_transfer(tmp_path: Path) -> None
     # 3: consult: the customer is held (the agent sends only), the expert talks
     assert "recvonly" == run.call(3, CUSTOMER, "800")["media"]
     assert "sendrecv" == run.call(3, "200", "800")["media"]
-    # 4 and 5: alternate twice: who is held swaps each time
-    assert ("sendrecv", "recvonly") == (run.call(4, CUSTOMER)["media"], run.call(4, "200")["media"])
-    assert ("recvonly", "sendrecv") == (run.call(5, CUSTOMER)["media"], run.call(5, "200")["media"])
+    # 4: the desktop waited for the expert's answer; 5 and 6: alternate twice: who is held swaps each time
+    assert ("sendrecv", "recvonly") == (run.call(5, CUSTOMER)["media"], run.call(5, "200")["media"])
+    assert ("recvonly", "sendrecv") == (run.call(6, CUSTOMER)["media"], run.call(6, "200")["media"])
     # until the conference neither hears the other (the agent's microphone is silent) ...
-    for step in (3, 4, 5):
+    for step in (3, 4, 5, 6):
         assert [0, 0] == [run.call(step, party)["rx_level"] for party in (CUSTOMER, "200")]
-    # 6: conference: both talk, and each hears the other's tone through the agent's mix
-    customer, expert = run.call(6, CUSTOMER, "800"), run.call(6, "200", "800")
+    # 7: conference: both talk, and each hears the other's tone through the agent's mix
+    customer, expert = run.call(7, CUSTOMER, "800"), run.call(7, "200", "800")
     assert ("sendrecv", "sendrecv") == (customer["media"], expert["media"])
     assert customer["rx_level"] > 0, (customer, expert)
     assert expert["rx_level"] > 0, (customer, expert)
     assert "mix:   agent -> 200, 5551000; 200 -> agent, 5551000; 5551000 -> agent, 200" in run.out
-    # 7: the expert leaves; the customer stays with the agent
-    assert [CUSTOMER] == [c["party"] for c in run.report(7)]
-    # 9: attended transfer: the customer and 300 are in one call, the agent is out
-    after = run.report(9)
+    # 8: the expert leaves; the customer stays with the agent
+    assert [CUSTOMER] == [c["party"] for c in run.report(8)]
+    # 11: attended transfer: the customer and 300 are in one call, the agent is out
+    after = run.report(11)
     assert {(CUSTOMER, "300"), ("300", CUSTOMER)} == {(c["party"], c["remote"]) for c in after}
     assert all(c["state"] == "CONFIRMED" and c["media"] == "sendrecv" for c in after), after
     assert all(c["rx_level"] > 0 for c in after), after

@@ -29,8 +29,10 @@ from fsm.policy import Policy
 from fsm.switch_events import event_to_wire
 
 #: The demo's call on real SIP: the customer calls in, the agent accepts,
-#: consults the expert at 200, alternates twice, conferences her in; she
-#: leaves; the agent consults 300 and transfers the customer there.
+#: consults the expert at 200 (and the desktop waits for her to answer, as
+#: it would for a real far end), alternates twice, conferences her in; she
+#: leaves; the agent consults 300, waits for the answer and transfers the
+#: customer there.
 SIP_CALL: list[Step] = [
     {
         "actor": "far",
@@ -47,6 +49,11 @@ SIP_CALL: list[Step] = [
         "body": {"destination": "200"},
         "say": "the agent consults the expert at 200 (re-INVITE sendonly to the customer, INVITE to 200)",
     },
+    {
+        "actor": "bridge",
+        "wait": {"state": "TALKING", "role": "consult"},
+        "say": "the desktop waits for the expert to answer",
+    },
     {"actor": "agent", "action": "alternate", "say": "the agent alternates back to the customer"},
     {"actor": "agent", "action": "alternate", "say": "and back to the expert"},
     {
@@ -60,6 +67,11 @@ SIP_CALL: list[Step] = [
         "action": "consult",
         "body": {"destination": "300"},
         "say": "the agent consults a second expert at 300",
+    },
+    {
+        "actor": "bridge",
+        "wait": {"state": "TALKING", "role": "consult"},
+        "say": "the desktop waits for the second expert to answer",
     },
     {
         "actor": "agent",

@@ -212,6 +212,8 @@ def media_direction(call: Any) -> str:
     sendrecv, sendonly (we hold), recvonly (we are held), inactive, or none."""
     lib = require()
     try:
+        if not call.isActive():  # gone: asking for its info would log an error
+            return "none"
         info = call.getInfo()  # keep it: its media vector lives inside it
     except Exception:  # the call is gone
         return "none"
@@ -239,6 +241,8 @@ def audio_of(call: Any) -> Any | None:
     """The call's audio port in the conference bridge, if its media runs."""
     lib = require()
     try:
+        if not call.isActive():
+            return None
         info = call.getInfo()
     except Exception:
         return None
