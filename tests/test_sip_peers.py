@@ -82,21 +82,50 @@ def _need(binary: str, package: str) -> str:
     return found
 
 
+#: where Debian puts Kamailio's modules
+MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules"
+
+
+def certificate(workdir: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (openssl)."""
+    openssl = _need("openssl", "openssl")
+    cert, key = workdir / f"{name}.pem", workdir / f"{name}.key"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
 class Kamailio:
     """A registrar and proxy (tests/peers/kamailio.cfg) on loopback UDP and TCP."""
 
-    def __init__(self, workdir: Path, *, far: str, max_expires: int = 3600) -> None:
+    def __init__(self, workdir: Path, *, far: str, max_expires: int = 3600, tls: bool = False) -> None:
         binary = _need("kamailio", "kamailio")
         self.port = _free_port()
         self.log_path = workdir / "kamailio.log"
         self.log = self.log_path.open("w")
         rundir = workdir / "kamailio-run"
         rundir.mkdir()
+        listen = ["-l", f"udp:127.0.0.1:{self.port}", "-l", f"tcp:127.0.0.1:{self.port}"]
+        if tls:  # on the next port: its certificate for 127.0.0.1, made here
+            if not Path(MODULES, "tls.so").exists():
+                pytest.skip("Kamailio's TLS module is not installed: Debian's kamailio-tls-modules (.ci/run)")
+            self.tls_port = _free_port()
+            self.certificate, key = certificate(workdir, "registrar")
+            listen += ["-l", f"tls:127.0.0.1:{self.tls_port}", "-A", "WITH_TLS"]
+            listen += ["-A", f'TLS_CERT="{self.certificate}"', "-A", f'TLS_KEY="{key}"']
         self.process = subprocess.Popen(
             [
                 binary,
                 *("-f", str(PEERS / "kamailio.cfg"), "-DD", "-E", "-n", "1", "-Y", str(rundir)),
-                *("-l", f"udp:127.0.0.1:{self.port}", "-l", f"tcp:127.0.0.1:{self.port}"),
+                *listen,
                 *("-A", f'PASSWORD="{PASSWORD}"', "-A", f'FAR="{far}"', "-A", f"MAXEXPIRES={max_expires}"),
             ],
             stdout=self.log,
@@ -600,3 +629,44 @@ def test_a_call_beyond_the_maximum_is_refused_and_logged(tmp_path: Path) -> None
     busy = (tmp_path / "customers.errors").read_text()
     assert 1 == busy.count("SIP/2.0 486 Busy Here"), busy[-3000:]
     assert 3 == _stat(customers.stdout, "Failed call"), customers.stdout[-2000:]
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_registers_over_tls_verifying_the_registrar(tmp_path: Path, trusted: bool) -> None:
+    """--sip-transport tls: the softphone registers over TLS, verifying the
+    registrar's certificate against --sip-tls-ca; with a CA that did not
+    sign it, nothing reaches the registrar and the activate fails."""
+    proxy = Kamailio(tmp_path, far="sip:127.0.0.1:9", tls=True)
+    try:
+        own, own_key = certificate(tmp_path, "softphone")
+        ca = proxy.certificate if trusted else certificate(tmp_path, "stranger")[0]
+        steps = _steps_file(tmp_path, "agent", [{"actor": "bridge", "wait": {"seconds": 0.5}}])
+        bridge, port = start_bridge(tmp_path, "--steps", steps)
+        serve = _sip_serve(
+            tmp_path,
+            port,
+            *("--sip-listen", f"127.0.0.1:{_free_port()}", "--sip-user", ACCOUNT),
+            *("--sip-registrar", f"127.0.0.1:{proxy.tls_port}", "--sip-password-env", "SIP_PASSWORD"),
+            *("--sip-transport", "tls", "--sip-tls-cert", str(own), "--sip-tls-key", str(own_key)),
+            *("--sip-tls-ca", str(ca)),
+            env={"SIP_PASSWORD": PASSWORD},
+        )
+        bridge_code, bridge_err = finish(bridge)
+        serve_code, serve_err = finish(serve)
+        registers = proxy.accepted("REGISTER")
+    finally:
+        proxy.close()
+    activate = _responses(tmp_path, "channel.request.activate")
+    if trusted:
+        assert (0, 0) == (bridge_code, serve_code), (bridge_err[-3000:], serve_err[-3000:])
+        assert [300, 0] == _expires(registers), registers
+        assert all(" over tls " in line for line in registers), registers
+    else:
+        assert 1 == bridge_code, bridge_err
+        assert ["FAILURE"] == [h["result"] for h in activate], activate
+        assert "REGISTER at " in str(activate[0]["errorMessage"]) and "ECERTVERIF" in str(
+            activate[0]["errorMessage"]
+        ), activate
+        assert [] == registers
+    for trace in ("bridge.jsonl", "serve.jsonl"):
+        assert [] == check_lines((tmp_path / trace).read_text().splitlines()), trace

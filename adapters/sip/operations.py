@@ -147,7 +147,7 @@ def _registration(on: bool) -> Callable[[Line, Command], Operation]:
             if line.registered == on:
                 return True
             verb = "REGISTER" if on else "unREGISTER"
-            return f"{verb} refused by the registrar: {line.registration_status}"
+            return f"{verb} at {line.config.registrar} failed: {line.registration_status}"
 
         yield answered
         return None
