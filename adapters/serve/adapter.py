@@ -13,6 +13,7 @@ from collections.abc import AsyncIterable
 from typing import Any
 
 from adapters.runner import Runner
+from adapters.serve.metrics import Metrics
 from adapters.state import StateStore
 from adapters.switch import PolledSwitch
 from adapters.transport import (
@@ -54,6 +55,8 @@ class Adapter:
         self.held: deque[dict[str, Any]] = deque(maxlen=max_held)
         self.max_held = max_held
         self.store = store
+        #: what ``--metrics`` counts (None without it)
+        self.metrics: Metrics | None = None
         self._lock = asyncio.Lock()
         # time spent down (a restart from a state file) counts for deadlines
         self._synced = asyncio.get_running_loop().time() - offline
@@ -77,6 +80,8 @@ class Adapter:
         if external:
             self.switch_events_fed += 1
         out = self.runner.feed_item(item, self.inputs)
+        if self.metrics is not None:
+            self.metrics.count(item, out)
         if self.runner.trace is not None:
             self.runner.trace.flush()
         if self.store is not None:

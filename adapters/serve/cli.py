@@ -57,6 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="durable state (SQLite, WAL): commit every input, resume from it after a restart",
     )
+    parser.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="answer Prometheus scrapes at http://HOST:PORT/metrics and health checks at /healthz "
+        "(200 while connected to the bridge with every background task running, 503 otherwise)",
+    )
 
 
 def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -72,6 +78,12 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--state cannot be used with --switch sip: live SIP calls cannot be saved and resumed")
     wire = wire_options(args, parser, server=False)
     directory = directory_of(args, parser)
+    metrics = None
+    if args.metrics:
+        metrics_host, _, metrics_port = args.metrics.rpartition(":")
+        if not metrics_host or not metrics_port.isdigit() or not 0 <= int(metrics_port) < 65536:
+            parser.error(f"--metrics takes HOST:PORT, got {args.metrics!r}")
+        metrics = (metrics_host.strip("[]"), int(metrics_port))
     with ExitStack() as stack:
         store: StateStore | None = None
         if args.state:
@@ -103,6 +115,7 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 max_reconnects=args.max_reconnects,
                 state=store,
                 exit_on_close=args.exit_on_close,
+                metrics=metrics,
                 **wire,
             )
 

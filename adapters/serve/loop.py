@@ -15,6 +15,7 @@ from typing import IO, Any, Final
 
 from adapters.runner import Runner
 from adapters.serve.adapter import Adapter
+from adapters.serve.metrics import Metrics
 from adapters.simulated import ScriptedSwitch, SimulatedSwitch
 from adapters.state import StateStore, resume
 from adapters.switch import PolledSwitch, Switch
@@ -56,6 +57,7 @@ async def run_serve(
     tick: float = 1.0,
     state: str | Path | StateStore | None = None,
     exit_on_close: bool = False,
+    metrics: tuple[str, int] | None = None,
     **connect_options: Any,
 ) -> int:
     """Run the adapter until ``stop`` is set, or, with ``exit_on_close``, until
@@ -69,7 +71,8 @@ async def run_serve(
     ``byte_order``, ``tcp_keepalive``, ...). ``state``: a state file (a path,
     or a :class:`StateStore` the caller opened and closes) to commit every
     input to and to resume from (:mod:`adapters.state`; an unusable file
-    raises :class:`adapters.state.StateError`)."""
+    raises :class:`adapters.state.StateError`). ``metrics``: (host, port) to
+    answer Prometheus scrapes and health checks on (:mod:`adapters.serve.metrics`)."""
     with ExitStack() as stack:
         store = state if state is None or isinstance(state, StateStore) else StateStore(state)
         if store is not None and store is not state:
@@ -89,6 +92,7 @@ async def run_serve(
             tick=tick,
             store=store,
             exit_on_close=exit_on_close,
+            metrics=metrics,
             **connect_options,
         )
 
@@ -109,6 +113,7 @@ async def _run_serve(
     tick: float,
     store: StateStore | None,
     exit_on_close: bool,
+    metrics: tuple[str, int] | None,
     **connect_options: Any,
 ) -> int:
     policy = policy or Policy()
@@ -151,6 +156,17 @@ async def _run_serve(
         return 1 if failed else 0
 
     background = [asyncio.create_task(adapter.ticking(tick), name="clock")]
+    if metrics is not None:
+
+        def health() -> str:
+            if failed:
+                return f"the {failed[0]} task failed"
+            if adapter.conn is None or adapter.conn.closed:
+                return "not connected to the bridge"
+            return ""
+
+        adapter.metrics = Metrics(adapter.runner.engine, health)
+        background.append(asyncio.create_task(adapter.metrics.serve(*metrics), name="metrics"))
     if isinstance(driver, PolledSwitch):
         background.append(asyncio.create_task(adapter.polling(driver), name="switch polling"))
     if switch_events is not None:
