@@ -372,3 +372,20 @@ def test_a_fault_in_the_sip_polling_ends_serve_never_deaf(tmp_path: Path) -> Non
     assert 1 == serve_code, serve_err
     assert "the switch polling task failed; stopping" in serve_err, serve_err
     assert "Traceback" in serve_err and "InjectedFault: a fault injected into poll number 200" in serve_err
+
+
+def test_an_unknown_codec_is_refused_naming_those_there_are(tmp_path: Path) -> None:
+    """--sip-codecs names a codec the SIP stack lacks: serve does not start,
+    and says which codecs there are."""
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "adapters.cli", "serve", "--connect", "127.0.0.1:9", "--switch", "sip"),
+            *("--sip-listen", f"127.0.0.1:{_free_udp_port()}", "--sip-codecs", "PCMA/8000,NOPE/1"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert 2 == done.returncode, done.stderr
+    assert "no codec 'NOPE/1'; the SIP stack has" in done.stderr and "PCMU/8000" in done.stderr, done.stderr

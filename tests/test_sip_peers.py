@@ -561,11 +561,15 @@ def test_the_agent_dials_through_the_proxy_answering_its_challenge(tmp_path: Pat
     """The desktop dials (channel.request.dial): the softphone's INVITE goes
     to the proxy, which challenges it (407, digest auth of an INVITE from a
     registered account); the softphone answers the challenge, and the proxy
-    relays the call to the far end (SIPp, built-in uas), which answers."""
+    relays the call to the far end (SIPp, built-in uas), which answers. The
+    offer puts the codec of --sip-codecs first."""
     sipp = _need("sipp", "sip-tester")
     far_port = _free_port()
     far = subprocess.Popen(
-        [sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", str(far_port), "-m", "1", "-timeout", "40", "-nostdin"],
+        [
+            *(sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", str(far_port)),
+            *("-m", "1", "-timeout", "40", "-nostdin", "-trace_msg"),
+        ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -580,7 +584,7 @@ def test_the_agent_dials_through_the_proxy_answering_its_challenge(tmp_path: Pat
             {"actor": "agent", "action": "complete"},
         ]
         bridge, port = start_bridge(tmp_path, "--steps", _steps_file(tmp_path, "agent", steps))
-        serve = _serve(tmp_path, port, proxy)
+        serve = _serve(tmp_path, port, proxy, "--sip-codecs", "PCMA/8000")
         bridge_code, bridge_err = finish(bridge)
         serve_code, serve_err = finish(serve)
         far_out, _ = far.communicate(timeout=30)
@@ -597,6 +601,14 @@ def test_the_agent_dials_through_the_proxy_answering_its_challenge(tmp_path: Pat
     assert 1 == len(invites) and invites[0].startswith(f"INVITE from sip:{ACCOUNT}@"), invites
     assert invites[0].endswith("(authenticated)") and " to sip:300@" in invites[0], invites
     assert 0 == far.returncode and 1 == _stat(far_out, "Successful call"), far_out[-2000:]
+    # the codec asked for first (--sip-codecs: PCMA, payload type 8) is offered first
+    offers = [
+        line
+        for log in tmp_path.glob("uas_*_messages.log")
+        for line in log.read_text(errors="replace").splitlines()
+        if line.startswith("m=audio")
+    ]
+    assert offers and offers[0].split()[3] == "8", offers
     dial = _responses(tmp_path, "channel.request.dial")
     assert ["SUCCESS"] == [h["result"] for h in dial], dial
     for trace in ("bridge.jsonl", "serve.jsonl"):

@@ -109,10 +109,11 @@ def start_endpoint(
     endpoint.audDevManager().setNullDev()
     known = [info.codecId for info in endpoint.codecEnum2()]
     for rank, codec in enumerate(codecs):
-        if codec not in known:
+        # an id or its start, as PJSIP matches it: PCMA, PCMA/8000, PCMA/8000/1
+        if not any(k.lower().startswith(codec.lower()) for k in known):
             endpoint.libDestroy()
             raise SipUnavailable(f"no codec {codec!r}; the SIP stack has {', '.join(known)}")
-        endpoint.codecSetPriority(codec, 255 - rank)
+        endpoint.codecSetPriority(codec, 254 - rank)  # PJSIP keeps 255 for itself
     bound = endpoint.transportGetInfo(transport_id).localName
     return endpoint, int(bound.rpartition(":")[2])
 
