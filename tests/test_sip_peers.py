@@ -562,7 +562,8 @@ def test_the_agent_dials_through_the_proxy_answering_its_challenge(tmp_path: Pat
     to the proxy, which challenges it (407, digest auth of an INVITE from a
     registered account); the softphone answers the challenge, and the proxy
     relays the call to the far end (SIPp, built-in uas), which answers. The
-    offer puts the codec of --sip-codecs first."""
+    request goes through the --sip-proxy, the offer puts the codec of
+    --sip-codecs first and the media at --sip-media-address."""
     sipp = _need("sipp", "sip-tester")
     far_port = _free_port()
     far = subprocess.Popen(
@@ -584,7 +585,12 @@ def test_the_agent_dials_through_the_proxy_answering_its_challenge(tmp_path: Pat
             {"actor": "agent", "action": "complete"},
         ]
         bridge, port = start_bridge(tmp_path, "--steps", _steps_file(tmp_path, "agent", steps))
-        serve = _serve(tmp_path, port, proxy, "--sip-codecs", "PCMA/8000")
+        serve = _serve(
+            tmp_path,
+            port,
+            proxy,
+            *("--sip-codecs", "PCMA/8000", "--sip-proxy", proxy.address, "--sip-media-address", "127.0.0.2"),
+        )
         bridge_code, bridge_err = finish(bridge)
         serve_code, serve_err = finish(serve)
         far_out, _ = far.communicate(timeout=30)
@@ -600,6 +606,7 @@ def test_the_agent_dials_through_the_proxy_answering_its_challenge(tmp_path: Pat
     # one INVITE, the agent's, let through once it answered the challenge
     assert 1 == len(invites) and invites[0].startswith(f"INVITE from sip:{ACCOUNT}@"), invites
     assert invites[0].endswith("(authenticated)") and " to sip:300@" in invites[0], invites
+    assert f"route=<sip:{proxy.address};lr>" in invites[0], invites  # through --sip-proxy
     assert 0 == far.returncode and 1 == _stat(far_out, "Successful call"), far_out[-2000:]
     # the codec asked for first (--sip-codecs: PCMA, payload type 8) is offered first
     offers = [
@@ -609,6 +616,14 @@ def test_the_agent_dials_through_the_proxy_answering_its_challenge(tmp_path: Pat
         if line.startswith("m=audio")
     ]
     assert offers and offers[0].split()[3] == "8", offers
+    # its media where --sip-media-address puts it
+    addresses = [
+        line
+        for log in tmp_path.glob("uas_*_messages.log")
+        for line in log.read_text(errors="replace").splitlines()
+        if line.startswith("c=IN IP4")
+    ]
+    assert addresses and addresses[0] == "c=IN IP4 127.0.0.2", addresses
     dial = _responses(tmp_path, "channel.request.dial")
     assert ["SUCCESS"] == [h["result"] for h in dial], dial
     for trace in ("bridge.jsonl", "serve.jsonl"):
