@@ -659,16 +659,32 @@ def test_a_call_beyond_the_maximum_is_refused_and_logged(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("trusted", [True, False])
-def test_registers_over_tls_verifying_the_registrar(tmp_path: Path, trusted: bool) -> None:
+def test_registers_and_dials_over_tls_verifying_the_registrar(tmp_path: Path, trusted: bool) -> None:
     """--sip-transport tls: the softphone registers over TLS, verifying the
-    registrar's certificate against --sip-tls-ca; with a CA that did not
-    sign it, nothing reaches the registrar and the activate fails."""
-    proxy = Kamailio(tmp_path, far="sip:127.0.0.1:9", tls=True)
+    registrar's certificate against --sip-tls-ca, and dials over TLS through
+    it (to SIPp, built-in uas, which answers: the call connects, is released
+    and completed); with a CA that did not sign the registrar's
+    certificate, nothing reaches the registrar and the activate fails."""
+    sipp = _need("sipp", "sip-tester")
+    far_port = _free_port()
+    far = subprocess.Popen(
+        [sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", str(far_port), "-m", "1", "-timeout", "30", "-nostdin"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proxy = Kamailio(tmp_path, far=f"sip:127.0.0.1:{far_port}", tls=True)
     try:
         own, own_key = certificate(tmp_path, "softphone")
         ca = proxy.certificate if trusted else certificate(tmp_path, "stranger")[0]
-        steps = _steps_file(tmp_path, "agent", [{"actor": "bridge", "wait": {"seconds": 0.5}}])
-        bridge, port = start_bridge(tmp_path, "--steps", steps)
+        dial: list[dict[str, object]] = [
+            {"actor": "agent", "action": "dial", "body": {"destination": "300"}},
+            {"actor": "bridge", "wait": {"state": "STARTED"}, "timeout": 20},
+            {"actor": "agent", "action": "release"},
+            {"actor": "agent", "action": "complete"},
+        ]
+        bridge, port = start_bridge(tmp_path, "--steps", _steps_file(tmp_path, "agent", dial))
         serve = _sip_serve(
             tmp_path,
             port,
@@ -680,14 +696,22 @@ def test_registers_over_tls_verifying_the_registrar(tmp_path: Path, trusted: boo
         )
         bridge_code, bridge_err = finish(bridge)
         serve_code, serve_err = finish(serve)
-        registers = proxy.accepted("REGISTER")
+        registers, invites = proxy.accepted("REGISTER"), proxy.accepted("INVITE")
     finally:
         proxy.close()
+        far.kill()
+        far.communicate()
     activate = _responses(tmp_path, "channel.request.activate")
     if trusted:
         assert (0, 0) == (bridge_code, serve_code), (bridge_err[-3000:], serve_err[-3000:])
         assert [300, 0] == _expires(registers), registers
         assert all(" over tls " in line for line in registers), registers
+        # the dial's INVITE went over TLS (a bare number's URI carries the
+        # transport) and was answered; the far end's own count is not asserted:
+        # its 200 OK was never ACKed over the TLS-to-UDP route (see the closing
+        # note of issue 17: not yet understood)
+        assert 1 == len(invites) and " over tls " in invites[0], invites
+        assert ["SUCCESS"] == [h["result"] for h in _responses(tmp_path, "channel.request.dial")]
     else:
         assert 1 == bridge_code, bridge_err
         assert ["FAILURE"] == [h["result"] for h in activate], activate

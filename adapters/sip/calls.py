@@ -276,7 +276,8 @@ class Line:
     def uri(self, destination: str) -> str:
         if destination.startswith(("sip:", "sips:")):
             return destination
-        return f"sip:{destination}@{self.config.domain}"
+        # over tcp or tls the URI must say so, or PJSIP looks for a UDP transport
+        return f"sip:{destination}@{self.config.domain}{self.config.uri_params()}"
 
     def dial(self, destination: str) -> SoftCall:
         call = SoftCall(self)
