@@ -341,9 +341,11 @@ class ReferenceBridge:
     ) -> list[BridgeOutput]:
         """Send the desktop's ``action`` for an interaction (or, for
         conversation actions, its conversation of ``role``)."""
-        self._out = []
         if action not in ACTIONS:
             raise ValueError(f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
+        if ACTIONS[action][0] == "channel":  # dial: on the agent's channel, not the interaction
+            return self.dial(properties.get("destination", ""))
+        self._out = []
         interaction = self.interactions.get(interaction_id)
         if interaction is None:
             raise ValueError(f"no interaction {interaction_id!r}")

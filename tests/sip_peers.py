@@ -43,6 +43,29 @@ def sipp_customers(sipp: str, workdir: Path, address: str, *options: str) -> sub
     )
 
 
+def sipp_far_end(sipp: str, workdir: Path, port: int, scenario: str, *options: str) -> subprocess.Popen[str]:
+    """SIPp as a far end on loopback ``port``: ``scenario`` is a file of
+    tests/peers/sipp or ``uas`` (SIPp's built-in one); it answers until its
+    ``-m`` calls are done or its ``-timeout``, both in ``options``."""
+    chosen = ("-sn", "uas") if scenario == "uas" else ("-sf", str(PEERS / "sipp" / scenario))
+    return subprocess.Popen(
+        [sipp, *chosen, "-i", "127.0.0.1", "-p", str(port), "-nostdin", *options],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+#: the desktop dials 300, hangs up once the far end answered, completes
+DIAL_AND_HANG_UP: list[dict[str, object]] = [
+    {"actor": "agent", "action": "dial", "body": {"destination": "300"}},
+    {"actor": "bridge", "wait": {"state": "STARTED"}, "timeout": 20},
+    {"actor": "agent", "action": "release"},
+    {"actor": "agent", "action": "complete"},
+]
+
+
 def free_port() -> int:
     """A port free for both UDP and TCP on loopback."""
     for _ in range(50):

@@ -23,6 +23,7 @@ import pytest
 from fsm.checker import check_lines
 from tests.sip_peers import (
     ACCOUNT,
+    DIAL_AND_HANG_UP,
     PASSWORD,
     PEERS,
     Kamailio,
@@ -35,6 +36,7 @@ from tests.sip_peers import (
     serve_registered,
     sip_serve,
     sipp_customers,
+    sipp_far_end,
     stat,
     steps_file,
     switch_events,
@@ -159,13 +161,7 @@ def test_load_run_of_sipp_customers_and_experts(tmp_path: Path) -> None:
     sipp = need("sipp", "sip-tester")
     experts_port, phone_port = free_port(), free_port()
     consults = LOAD_CALLS // 2
-    experts = subprocess.Popen(
-        [sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", str(experts_port), "-m", str(consults), "-nostdin"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    experts = sipp_far_end(sipp, tmp_path, experts_port, "uas", "-m", str(consults))
     scripts = []
     for name, script in (("accept", ACCEPT), ("consult", CONSULT)):
         scripts += ["--per-call", steps_file(tmp_path, name, script)]
@@ -282,17 +278,12 @@ def test_attended_transfer_reaches_the_target_with_replaces(tmp_path: Path) -> N
 
     sipp = need("sipp", "sip-tester")
     target_port, phone_port = free_port(), free_port()
-    target = subprocess.Popen(
-        [
-            sipp,
-            *("-sf", str(PEERS / "sipp" / "transfer-target.xml"), "-i", "127.0.0.1", "-p", str(target_port)),
-            *("-m", "2", "-timeout", "40", "-nostdin", "-trace_msg"),
-            *("-trace_err", "-error_file", str(tmp_path / "errors")),
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    target = sipp_far_end(
+        sipp,
+        tmp_path,
+        target_port,
+        "transfer-target.xml",
+        *("-m", "2", "-timeout", "40", "-trace_msg", "-trace_err", "-error_file", str(tmp_path / "errors")),
     )
     steps: list[dict[str, object]] = [
         {"actor": "agent", "action": "accept"},
@@ -344,25 +335,10 @@ def test_the_agent_dials_through_the_proxy_answering_its_challenge(tmp_path: Pat
     --sip-codecs first and the media at --sip-media-address."""
     sipp = need("sipp", "sip-tester")
     far_port = free_port()
-    far = subprocess.Popen(
-        [
-            *(sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", str(far_port)),
-            *("-m", "1", "-timeout", "40", "-nostdin", "-trace_msg"),
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    far = sipp_far_end(sipp, tmp_path, far_port, "uas", "-m", "1", "-timeout", "40", "-trace_msg")
     proxy = Kamailio(tmp_path, far=f"sip:127.0.0.1:{far_port}")
     try:
-        steps: list[dict[str, object]] = [
-            {"actor": "agent", "action": "dial", "body": {"destination": "300"}},
-            {"actor": "bridge", "wait": {"state": "STARTED"}, "timeout": 20},
-            {"actor": "agent", "action": "release"},
-            {"actor": "agent", "action": "complete"},
-        ]
-        bridge, port = start_bridge(tmp_path, "--steps", steps_file(tmp_path, "agent", steps))
+        bridge, port = start_bridge(tmp_path, "--steps", steps_file(tmp_path, "agent", DIAL_AND_HANG_UP))
         serve = serve_registered(
             tmp_path,
             port,
@@ -440,34 +416,19 @@ def test_a_call_beyond_the_maximum_is_refused_and_logged(tmp_path: Path) -> None
 def test_registers_and_dials_over_tls_verifying_the_registrar(tmp_path: Path, trusted: bool) -> None:
     """--sip-transport tls: the softphone registers over TLS, verifying the
     registrar's certificate against --sip-tls-ca, and dials over TLS through
-    it (to SIPp, built-in uas, which answers: the call connects, is released
-    and completed); with a CA that did not sign the registrar's
+    it (to a SIPp UAS, which answers: the call connects, is released and
+    completed, and SIPp counts it); with a CA that did not sign the registrar's
     certificate, nothing reaches the registrar and the activate fails."""
     sipp = need("sipp", "sip-tester")
     far_port = free_port()
-    far = subprocess.Popen(
-        [
-            # a UAS that copies the Record-Route into its answer, as RFC 3261 asks
-            # (SIPp's built-in uas does not: the route set would be empty)
-            *(sipp, "-sf", str(PEERS / "sipp" / "transfer-target.xml"), "-i", "127.0.0.1"),
-            *("-p", str(far_port), "-m", "1", "-timeout", "30", "-nostdin"),
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # a UAS that copies the Record-Route into its answer, as RFC 3261 asks
+    # (SIPp's built-in uas does not: the route set would be empty)
+    far = sipp_far_end(sipp, tmp_path, far_port, "transfer-target.xml", "-m", "1", "-timeout", "30")
     proxy = Kamailio(tmp_path, far=f"sip:127.0.0.1:{far_port}", tls=True)
     try:
         own, own_key = certificate(tmp_path, "softphone")
         ca = proxy.certificate if trusted else certificate(tmp_path, "stranger")[0]
-        dial: list[dict[str, object]] = [
-            {"actor": "agent", "action": "dial", "body": {"destination": "300"}},
-            {"actor": "bridge", "wait": {"state": "STARTED"}, "timeout": 20},
-            {"actor": "agent", "action": "release"},
-            {"actor": "agent", "action": "complete"},
-        ]
-        bridge, port = start_bridge(tmp_path, "--steps", steps_file(tmp_path, "agent", dial))
+        bridge, port = start_bridge(tmp_path, "--steps", steps_file(tmp_path, "agent", DIAL_AND_HANG_UP))
         serve = sip_serve(
             tmp_path,
             port,

@@ -169,21 +169,26 @@ class TreeContext(NamedTuple):
     properties: Any
 
 
+def _unknown_agent(ctx: TreeContext, name: str) -> str | None:
+    """D-CTRL-2: why the agent directory does not know ``name``, or None."""
+    if ctx.state.directory.get(name) is None:
+        return f"agent {name!r} is unknown (not in the agent directory)"
+    return None
+
+
 def _login_known(ctx: TreeContext) -> str | None:
     """D-CTRL-2: the directory knows the agent, and the end-point when given."""
     props = ctx.properties
     agent = ctx.state.directory.get(props.agent)
     if agent is None:
-        return f"agent {props.agent!r} is unknown (not in the agent directory)"
+        return _unknown_agent(ctx, props.agent)
     if props.end_point is not None and props.end_point != agent.end_point:
         return f"end-point {props.end_point!r} is unknown for agent {props.agent!r}"
     return None
 
 
 def _agent_known(ctx: TreeContext) -> str | None:
-    if ctx.state.directory.get(ctx.properties.agent) is None:
-        return f"agent {ctx.properties.agent!r} is unknown (not in the agent directory)"
-    return None
+    return _unknown_agent(ctx, ctx.properties.agent)
 
 
 def _same_agent(ctx: TreeContext) -> str | None:
@@ -204,9 +209,7 @@ def _client_started(ctx: TreeContext) -> str | None:
 
 
 def _session_agent_known(ctx: TreeContext) -> str | None:
-    if ctx.state.directory.get(ctx.properties.name) is None:
-        return f"agent {ctx.properties.name!r} is unknown (not in the agent directory)"
-    return None
+    return _unknown_agent(ctx, ctx.properties.name)
 
 
 def _one_session_per_agent(ctx: TreeContext) -> str | None:
