@@ -20,7 +20,7 @@ and answers queries here, hands a request whose turn it is to
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import attrs
 
@@ -42,7 +42,15 @@ from fsm.firing import Firing
 from fsm.intake import Defect, parse_switch_event, read_message
 from fsm.machines import LIFECYCLE
 from fsm.messages import QUERY, Headers, bound_data, count_keys, event
-from fsm.model import Conversation, Interaction, Request
+from fsm.model import (
+    Conversation,
+    ConversationDestination,
+    ConversationView,
+    Interaction,
+    InteractionDestination,
+    InteractionView,
+    Request,
+)
 from fsm.outbox import Outbox
 from fsm.outputs import BridgeError, Output, SwitchError, Targets, ToBridge, ToSwitch, describe
 from fsm.policy import Policy
@@ -296,12 +304,15 @@ class Engine:
                 "max_request_ids); only dispose is still accepted",
             )
             return
-        reached: Interaction | Conversation
+        reached: InteractionDestination | ConversationDestination
+        interaction: Interaction
         if type(dest) is Interaction and spec.destination == "interaction":
             interaction = reached = dest
-        elif type(dest) is Conversation and spec.destination == "conversation":
-            reached = dest
-            interaction = self.state.interactions[dest.interaction_id]
+        elif _CALL_KIND_OF.get(type(dest)) == spec.destination:
+            # a leg's destination, or one of a further session (D-SESS-1)
+            below = cast(InteractionView | Conversation | ConversationView, dest)
+            reached = below
+            interaction = self.state.interactions[below.interaction_id]
         else:
             self._tree_message(headers, spec, props, dest)
             return
@@ -345,7 +356,7 @@ class Engine:
                 f"{headers.target} is {_A_KIND[kind]}, not {_A_KIND_NAMED[spec.destination]}",
             )
             return
-        assert not isinstance(dest, Interaction | Conversation)
+        assert not isinstance(dest, Interaction | InteractionView | Conversation | ConversationView)
         if spec.kind == QUERY:
             self.processor.query(headers, spec, props, dest)
         else:
@@ -356,20 +367,20 @@ class Engine:
         headers: Headers,
         spec: RequestSpec,
         interaction: Interaction,
-        dest: Interaction | Conversation,
+        dest: InteractionDestination | ConversationDestination,
     ) -> None:
         """Queries change nothing but their destination's lifecycle (the init
         queries), and are answered at once (D-SERIAL): the catalog says what
         a query needs, what it answers and what it fires."""
         guards = GUARDS_OF[spec.name]
         if guards:
-            conversation = dest if type(dest) is Conversation else None
-            refusal = first_refusal(guards, GuardContext(interaction, conversation, None, self.state.policy))
+            context = GuardContext(interaction, None, None, self.state.policy, dest)
+            refusal = first_refusal(guards, context)
             if refusal is not None:
                 self.outbox.refuse_with(headers, refusal)
                 return
         assert spec.answer is not None
-        self.outbox.respond(headers, body=QUERY_ANSWERS[spec.answer](dest))
+        self.outbox.respond(headers, body=QUERY_ANSWERS[spec.answer](interaction, dest))
         if spec.then is not None:
             LIFECYCLE.fire(dest, spec.then)
 
@@ -378,10 +389,19 @@ class Engine:
 _KIND_OF: Final[dict[type, str]] = {
     Interaction: "interaction",
     Conversation: "conversation",
+    InteractionView: "interaction",
+    ConversationView: "conversation",
     Control: "cti",
     Session: "session",
     ChannelGroup: "channelgroup",
     Channel: "channel",
+}
+#: the kinds of an interaction's and a leg's destinations, each by the
+#: first word of its messages' names: a leg's, and those of further sessions
+_CALL_KIND_OF: Final[dict[type, str]] = {
+    Conversation: "conversation",
+    InteractionView: "interaction",
+    ConversationView: "conversation",
 }
 _A_KIND_NAMED: Final = {
     "interaction": "an interaction",

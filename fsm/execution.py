@@ -36,7 +36,16 @@ from fsm.errors import Refusal
 from fsm.firing import Firing
 from fsm.machines import CONVERSATION, INTERACTION, LIFECYCLE, top
 from fsm.messages import Headers, event
-from fsm.model import Conversation, Interaction, Pending, Request
+from fsm.model import (
+    Conversation,
+    ConversationDestination,
+    ConversationView,
+    Interaction,
+    InteractionDestination,
+    InteractionView,
+    Pending,
+    Request,
+)
 from fsm.outbox import Outbox
 from fsm.outputs import describe
 from fsm.state import EngineState, bounded_add
@@ -71,7 +80,7 @@ class Execution:
         spec: RequestSpec,
         headers: Headers,
         props: Any,
-        dest: Interaction | Conversation | None = None,
+        dest: InteractionDestination | ConversationDestination | None = None,
     ) -> None:
         """Run one request whose turn it is. ``dest`` is its destination when
         the caller has just looked it up; a queued request looks it up again
@@ -81,7 +90,7 @@ class Execution:
             if found is None:
                 self.outbox.refuse(headers, "D-LIFE-4", f"destination {headers.target} was disposed")
                 return
-            assert type(found) is Interaction or type(found) is Conversation
+            assert isinstance(found, Interaction | InteractionView | Conversation | ConversationView)
             dest = found
         if spec.machine == "lifecycle":
             self.dispose(headers, interaction, dest)
@@ -90,6 +99,9 @@ class Execution:
         model: Interaction | Conversation
         if type(dest) is Conversation:
             conversation, machine, model = dest, CONVERSATION, dest
+        elif type(dest) is ConversationView:  # a further session's destination of the leg (D-SESS-1)
+            conversation = model = interaction.legs[dest.call]
+            machine = CONVERSATION
         else:
             conversation, machine, model = None, self.machine, interaction
         assert spec.trigger is not None
@@ -106,13 +118,13 @@ class Execution:
             return
         guards = GUARDS_OF[spec.name]
         if guards:
-            refusal = first_refusal(guards, GuardContext(interaction, conversation, props, policy))
+            refusal = first_refusal(guards, GuardContext(interaction, conversation, props, policy, dest))
             if refusal is not None:
                 self.outbox.refuse_with(headers, refusal)
                 return
         effect = EFFECTS.get(spec.name)
         if effect is not None:
-            effect(self, headers, interaction, conversation, props)
+            effect(self, headers, interaction, dest, props)
             return
         if conversation is not None:
             CONVERSATION.fire(conversation, spec.trigger)
@@ -275,28 +287,32 @@ class Execution:
         if not changed:
             return
         interaction.data.update(changed)
-        if interaction.lifecycle == m.INITIALIZED:
-            # D-BODY: the changed keys only
-            self.outbox.emit(
-                event("interaction.datachanged", interaction.target, {"interaction-data": changed})
-            )
+        for dest in self.state.shown(interaction):  # D-SESS-1: every destination is told
+            if dest.lifecycle == m.INITIALIZED:
+                # D-BODY: the changed keys only
+                self.outbox.emit(event("interaction.datachanged", dest.target, {"interaction-data": changed}))
 
     def _do_createconversation(
-        self, headers: Headers, interaction: Interaction, _: object, props: Any
+        self, headers: Headers, interaction: Interaction, dest: InteractionDestination, props: Any
     ) -> None:
+        """D-CC-2: the leg's conversation destination in the registry of the
+        interaction destination it was asked of (one per session, D-SESS-1)."""
         call = props.nativeid
-        leg = interaction.legs[call]
+        leg = dest.legs[call]
         self.firing.fire(interaction, "createconversation")
         if leg.bridge_id is None:
             leg.bridge_id = props.id
-            leg.target = target = self.state.targets.conversation(interaction.target, props.id)
+            leg.target = target = self.state.targets.conversation(dest.target, props.id)
             LIFECYCLE.fire(leg, "create")
             self.state.destinations[target] = leg
-        interaction.created(call)
+        dest.created(call)
         self.outbox.respond(headers)
 
     def dispose_now(
-        self, headers: Headers, interaction: Interaction, dest: Interaction | Conversation
+        self,
+        headers: Headers,
+        interaction: Interaction,
+        dest: InteractionDestination | ConversationDestination,
     ) -> None:
         """D-SERIAL, D-LIFE-4: a dispose while requests are executing or
         queued: each one on the disposed destination or below it is answered
@@ -304,7 +320,14 @@ class Execution:
         released), then the dispose runs; the others go on."""
         target = dest.target
         assert target is not None
-        reason = f"destination {target} was disposed"
+        self._fail_under(interaction, target, f"destination {target} was disposed")
+        self.dispose(headers, interaction, dest)
+        if interaction.lifecycle != m.DISPOSED:
+            self.pump(interaction)
+
+    def _fail_under(self, interaction: Interaction, target: str, reason: str) -> None:
+        """Each request of ``interaction`` sent to ``target`` or below it,
+        executing or waiting, is answered FAILURE (D-LIFE-4)."""
         pending = interaction.executing
         if pending is not None and pending.request.under(target):
             self._fail_executing(interaction, Refusal("D-LIFE-4", reason))
@@ -315,19 +338,71 @@ class Execution:
             else:
                 kept.append(request)
         interaction.keep_waiting(kept)
-        self.dispose(headers, interaction, dest)
-        if interaction.lifecycle != m.DISPOSED:
-            self.pump(interaction)
 
-    def dispose(self, headers: Headers, interaction: Interaction, dest: Interaction | Conversation) -> None:
-        """D-LIFE-4: forget the destination; calls are not hung up."""
+    def dispose(
+        self,
+        headers: Headers,
+        interaction: Interaction,
+        dest: InteractionDestination | ConversationDestination,
+    ) -> None:
+        """D-LIFE-4: forget the destination; calls are not hung up. The call
+        stays while another session's destination shows it (D-SESS-1)."""
         self.outbox.respond(headers)
         LIFECYCLE.fire(dest, "dispose")
-        if isinstance(dest, Conversation):
+        if isinstance(dest, Conversation | ConversationView):
             assert dest.target is not None
             self.state.forget_target(dest.target)
             return
+        if self.state.views and interaction.id in self.state.views:
+            self._withdraw(interaction, dest)
+            return
         self._forget(interaction)
+
+    def withdraw(self, interaction: Interaction, dest: InteractionDestination, reason: str) -> None:
+        """D-SESS-1, D-LIFE-4: the channel above one of several destinations
+        of ``interaction`` was torn down: its requests are answered FAILURE
+        and that destination goes; the call stays with the others."""
+        self._fail_under(interaction, dest.target, reason)
+        LIFECYCLE.fire(dest, "dispose")
+        self._withdraw(interaction, dest)
+
+    def _withdraw(self, interaction: Interaction, dest: InteractionDestination) -> None:
+        """One destination of ``interaction`` goes, with its conversation
+        destinations; when it is the first (the interaction itself), the next
+        one takes its place (D-SESS-1)."""
+        state = self.state
+        views = state.views[interaction.id]
+        if type(dest) is InteractionView:
+            views.remove(dest)
+            gone: list[Conversation | ConversationView] = list(dest.legs.values())
+        else:
+            gone = list(interaction.legs.values())
+        for leg in gone:
+            if leg.target is not None and leg.lifecycle != m.DISPOSED:
+                LIFECYCLE.fire(leg, "dispose")
+                state.forget_target(leg.target)
+        state.forget_target(dest.target)
+        if dest is interaction:
+            self._promote(interaction, views.pop(0))
+        if not views:
+            del state.views[interaction.id]
+
+    def _promote(self, interaction: Interaction, view: InteractionView) -> None:
+        """``view`` becomes the interaction's first destination: its target,
+        lifecycle, requestIds and registry, and its legs' destinations."""
+        state = self.state
+        interaction.target = view.target
+        interaction.lifecycle = view.lifecycle
+        interaction.request_ids = view.request_ids
+        interaction.init_pending = view.init_pending
+        interaction.creatable = view.creatable
+        state.destinations[view.target] = interaction
+        for call, leg in interaction.legs.items():
+            seen = view.legs[call]
+            leg.bridge_id, leg.target, leg.lifecycle = seen.bridge_id, seen.target, seen.lifecycle
+            leg.request_ids = seen.request_ids
+            if seen.target is not None and seen.lifecycle != m.DISPOSED:
+                state.destinations[seen.target] = leg
 
     def _fail_executing(self, interaction: Interaction, refusal: Refusal) -> None:
         """The executing request is answered FAILURE; a consult still waiting
@@ -416,7 +491,8 @@ class Execution:
         interaction.keep_waiting([])
 
 
-#: request name -> the method that carries it out, for requests that do
+#: request name -> the method that carries it out (given the headers, the
+#: interaction, the destination the request was sent to and its properties), for requests that do
 #: more than fire their trigger and ask the switch (tests/test_tables.py
 #: checks each is a request of the catalog)
 EFFECTS: Final[dict[str, Callable[..., None]]] = {

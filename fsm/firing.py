@@ -55,8 +55,14 @@ class Firing:
                 ACTIONS[edge.action](self, interaction)
             return
         now = TOP_OF[interaction.state]
-        if now != TOP_OF[before] and interaction.lifecycle == m.INITIALIZED:
-            self.outbox.emit(event(_INTERACTION_EVENT[now], interaction.target))
+        if now != TOP_OF[before]:
+            name = _INTERACTION_EVENT[now]
+            if self.state.views:  # every destination of the call that is initialized (D-SESS-1)
+                for dest in self.state.shown(interaction):
+                    if dest.lifecycle == m.INITIALIZED:
+                        self.outbox.emit(event(name, dest.target))
+            elif interaction.lifecycle == m.INITIALIZED:
+                self.outbox.emit(event(name, interaction.target))
         if edge.action is not None:
             ACTIONS[edge.action](self, interaction)
         self.state.index(interaction)

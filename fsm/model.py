@@ -18,7 +18,8 @@ its own before adding and go back to the shared one when it empties.
 
 from __future__ import annotations
 
-from typing import Any, Final, NoReturn
+from collections.abc import Mapping
+from typing import Any, Final, NoReturn, Protocol
 
 import attrs
 
@@ -44,6 +45,40 @@ class _SharedEmptyList(list["Request"]):
 NO_CALLS: Final[dict[str, None]] = _SharedEmptyDict()
 #: The empty request queue that live models share.
 NO_REQUESTS: Final[list[Request]] = _SharedEmptyList()
+
+
+class _Registered(Protocol):
+    @property
+    def legs(self) -> Mapping[str, Conversation | ConversationView]: ...
+
+    init_pending: dict[str, None]
+    creatable: dict[str, None]
+
+
+class _Registry:
+    """The conversation registry of one interaction destination (D-CC-2,
+    D-CC-3, S-CC-1): which legs its bridge may create a conversation for.
+    Shared by an :class:`Interaction` (its first destination) and an
+    :class:`InteractionView` (one in a further session, D-SESS-1)."""
+
+    __slots__ = ()
+
+    def may_create(self: _Registered, call: str) -> None:
+        """``call``'s conversation may be created (S-CC-1, D-CC-4)."""
+        self.creatable = {**self.creatable, call: None}
+
+    def open_init(self: _Registered, listed: list[str]) -> None:
+        """An init response listed ``listed``: the init phase (D-CC-3) is open
+        for those of them and of an earlier init's that are not yet created."""
+        pending = {**self.init_pending, **dict.fromkeys(listed)}
+        self.init_pending = {c: None for c in pending if self.legs[c].bridge_id is None} or NO_CALLS
+
+    def created(self: _Registered, call: str) -> None:
+        """``call``'s conversation was created: neither set holds it any more."""
+        if call in self.init_pending:
+            self.init_pending = _without(self.init_pending, call)
+        if call in self.creatable:
+            self.creatable = _without(self.creatable, call)
 
 
 @attrs.define(eq=False, slots=True, kw_only=True)
@@ -94,7 +129,7 @@ class Pending:
 
 
 @attrs.define(eq=False, slots=True, kw_only=True)
-class Interaction:
+class Interaction(_Registry):
     """One interaction: its state, its data, its legs and its request queue."""
 
     id: str
@@ -148,22 +183,43 @@ class Interaction:
         """Only ``kept`` waits now (all of them, when it is empty: none)."""
         self.waiting = kept or NO_REQUESTS
 
-    def may_create(self, call: str) -> None:
-        """``call``'s conversation may be created (S-CC-1, D-CC-4)."""
-        self.creatable = {**self.creatable, call: None}
 
-    def open_init(self, listed: list[str]) -> None:
-        """An init response listed ``listed``: the init phase (D-CC-3) is open
-        for those of them and of an earlier init's that are not yet created."""
-        pending = {**self.init_pending, **dict.fromkeys(listed)}
-        self.init_pending = {c: None for c in pending if self.legs[c].bridge_id is None} or NO_CALLS
+@attrs.define(eq=False, slots=True, kw_only=True)
+class ConversationView:
+    """A call leg's conversation destination in a further session of its
+    agent (D-SESS-1): its own id, target, lifecycle and requestIds; the
+    leg's state is the one :class:`Conversation`, found by ``call`` in its
+    interaction."""
 
-    def created(self, call: str) -> None:
-        """``call``'s conversation was created: neither set holds it any more."""
-        if call in self.init_pending:
-            self.init_pending = _without(self.init_pending, call)
-        if call in self.creatable:
-            self.creatable = _without(self.creatable, call)
+    call: str
+    interaction_id: str
+    lifecycle: str = ABSENT
+    bridge_id: str | None = None
+    target: str | None = None
+    request_ids: dict[str, None] = attrs.field(factory=dict)
+
+
+@attrs.define(eq=False, slots=True, kw_only=True)
+class InteractionView(_Registry):
+    """An interaction's destination in a further session of its agent
+    (D-SESS-1): a second desktop sees the same call, judged once, through
+    destinations of its own. The interaction's state, data, legs and
+    request queue are the one :class:`Interaction`'s (D-SERIAL); its first
+    destination is the :class:`Interaction` itself."""
+
+    interaction_id: str
+    target: str
+    lifecycle: str = SETUP
+    #: a conversation destination per leg of the interaction, by call id
+    legs: dict[str, ConversationView] = attrs.field(factory=dict)
+    init_pending: dict[str, None] = NO_CALLS
+    creatable: dict[str, None] = NO_CALLS
+    request_ids: dict[str, None] = attrs.field(factory=dict)
+
+
+#: One destination of an interaction or of a call leg, in whichever session.
+InteractionDestination = Interaction | InteractionView
+ConversationDestination = Conversation | ConversationView
 
 
 def _without(calls: dict[str, None], call: str) -> dict[str, None]:

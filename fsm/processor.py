@@ -154,7 +154,6 @@ class Processor:
             state.destinations[dest.target] = dest
         group.channels = [c.target for c in channels]
         state.sessions[target] = session
-        state.agent_sessions[agent.agent] = target
         device = state.devices[agent.end_point]
         device.channels.append(channels[0].target)
         self._bind(channels[0], device)
@@ -162,10 +161,14 @@ class Processor:
 
     def _bind(self, channel: Channel, device: Device) -> None:
         """The device's interactions that no channel destination shows get
-        their destination under ``channel`` (D-NEW: listed in its init)."""
+        their destination under ``channel`` (D-NEW: listed in its init); a
+        live one that another session's channel shows gets a further
+        destination there (D-SESS-1)."""
         for interaction_id in list(device.interactions):
             interaction = self.state.interactions[interaction_id]
             if interaction.target:
+                if interaction.top not in (ENDED, COMPLETED):
+                    self.state.add_view(interaction, channel.target)
                 continue
             if interaction.top in (ENDED, COMPLETED):
                 # it ended while no channel showed it: nobody will ever be told
@@ -220,7 +223,6 @@ class Processor:
             state.forget_target(item.target)
             if type(item) is Session:
                 state.sessions.pop(item.target, None)
-                state.agent_sessions.pop(item.agent, None)
         for device in touched:
             self.devices.pump(device)
 
@@ -231,12 +233,16 @@ class Processor:
             return
         if channel.target in device.channels:
             device.channels.remove(channel.target)
-        below = f"{channel.target}."
         for interaction_id in list(device.interactions):
             interaction = state.interactions.get(interaction_id)
-            if interaction is None or not interaction.target.startswith(below):
+            dest = state.under(interaction, channel.target) if interaction is not None else None
+            if dest is None:
                 continue
-            if interaction.top in (ENDED, COMPLETED):
+            assert interaction is not None
+            if state.views and interaction.id in state.views:
+                # another session still shows it: only this one's destination goes (D-SESS-1)
+                self.execution.withdraw(interaction, dest, reason)
+            elif interaction.top in (ENDED, COMPLETED):
                 self.execution.drop(interaction, reason)
             else:  # the call goes on, listed by the device's next channel (D-LIFE-4, D-NEW)
                 self.execution.detach(interaction, reason)

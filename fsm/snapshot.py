@@ -18,7 +18,7 @@ from fsm.directory import Agent, AgentDirectory
 from fsm.engine import Engine, Targets
 from fsm.machines import DISPOSED, S_REQUESTED
 from fsm.messages import converter
-from fsm.model import Interaction
+from fsm.model import Interaction, InteractionView
 from fsm.policy import Policy
 from fsm.state import EngineState
 from fsm.tree import Channel, ChannelGroup, Control, Device, Session
@@ -48,6 +48,8 @@ class SavedEngine:
     joinable_held: dict[str, list[str]]
     joinable_other: dict[str, list[str]]
     interactions: list[Interaction]
+    #: interaction id -> its destinations in further sessions (D-SESS-1)
+    views: dict[str, list[InteractionView]] = attrs.field(factory=dict)
     disposed_targets: list[str]
     disposed_calls: list[str]
     released: list[str]
@@ -77,6 +79,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         joinable_held={device: list(ids) for device, ids in state.joinable_held.items()},
         joinable_other={device: list(ids) for device, ids in state.joinable_other.items()},
         interactions=list(state.interactions.values()),
+        views=state.views,
         disposed_targets=list(state.disposed_targets),
         disposed_calls=list(state.disposed_calls),
         released=list(state.released),
@@ -115,7 +118,6 @@ def restore(data: dict[str, Any], targets: Targets | None = None) -> Engine:
     state.destinations[saved.control.target] = saved.control
     for session in saved.sessions:
         state.sessions[session.target] = session
-        state.agent_sessions[session.agent] = session.target
     tree: list[Session | ChannelGroup | Channel] = [*saved.sessions, *saved.groups, *saved.channels]
     for dest in tree:
         state.destinations[dest.target] = dest
@@ -140,4 +142,11 @@ def restore(data: dict[str, Any], targets: Targets | None = None) -> Engine:
         if pending is not None and pending.deadline is not None:
             entry = (pending.deadline, interaction.id, pending.request.request_id)
             heapq.heappush(state.deadlines, entry)
+    for interaction_id, views in saved.views.items():
+        state.views[interaction_id] = views
+        for view in views:
+            state.destinations[view.target] = view
+            for seen in view.legs.values():
+                if seen.target is not None and seen.lifecycle != DISPOSED:
+                    state.destinations[seen.target] = seen
     return Engine(state=state)

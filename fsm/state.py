@@ -21,7 +21,7 @@ import attrs
 
 from fsm import machines as m
 from fsm.directory import DEFAULT_DIRECTORY, AgentDirectory
-from fsm.model import Conversation, Interaction
+from fsm.model import Conversation, ConversationView, Interaction, InteractionView
 from fsm.outputs import Targets
 from fsm.policy import Policy
 from fsm.tree import Channel, ChannelGroup, Control, Device, Session
@@ -29,7 +29,16 @@ from fsm.tree import Channel, ChannelGroup, Control, Device, Session
 __all__ = ["Destination", "EngineState", "bounded_add"]
 
 #: Every kind of destination the client has (spec: "Context").
-Destination = Interaction | Conversation | Control | Session | ChannelGroup | Channel
+Destination = (
+    Interaction
+    | InteractionView
+    | Conversation
+    | ConversationView
+    | Control
+    | Session
+    | ChannelGroup
+    | Channel
+)
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -54,12 +63,14 @@ class EngineState:
     commands_issued: int = 0
     #: live interactions by id
     interactions: dict[str, Interaction] = attrs.field(factory=dict)
+    #: interaction id -> its destinations in further sessions of its agent,
+    #: in the order of their channels (D-SESS-1); the first destination is
+    #: the interaction itself, and most interactions have no other
+    views: dict[str, list[InteractionView]] = attrs.field(factory=dict)
     #: live destinations of every kind by target
     destinations: dict[str, Destination] = attrs.field(factory=dict)
     #: live sessions by target
     sessions: dict[str, Session] = attrs.field(factory=dict)
-    #: agent login name -> the target of its live session (one per agent, D-SESS-1)
-    agent_sessions: dict[str, str] = attrs.field(factory=dict)
     #: the agents' devices by end-point: every end-point of the directory (D-NEW)
     devices: dict[str, Device] = attrs.field(factory=dict)
     #: awaited device command id -> end-point
@@ -110,6 +121,42 @@ class EngineState:
             (self.joinable_held if held else self.joinable_other).setdefault(device, {})[interaction.id] = (
                 None
             )
+
+    def shown(self, interaction: Interaction) -> list[Interaction | InteractionView]:
+        """Every destination of ``interaction``, the first one first (D-SESS-1)."""
+        views = self.views.get(interaction.id) if self.views else None
+        return [interaction, *views] if views else [interaction]
+
+    def leg_shown(self, interaction: Interaction, leg: Conversation) -> list[Conversation | ConversationView]:
+        """Every conversation destination of ``leg`` (made or not), the first one first."""
+        views = self.views.get(interaction.id) if self.views else None
+        return [leg, *(view.legs[leg.call] for view in views)] if views else [leg]
+
+    def under(self, interaction: Interaction, channel: str) -> Interaction | InteractionView | None:
+        """The destination of ``interaction`` under the channel destination
+        ``channel`` (D-TARGET), if it has one there."""
+        below = f"{channel}."
+        for dest in self.shown(interaction):
+            if dest.target.startswith(below):
+                return dest
+        return None
+
+    def add_view(self, interaction: Interaction, channel: str) -> InteractionView:
+        """``interaction`` gets a destination under ``channel``, a further
+        session's (D-SESS-1), with a conversation destination to be for each
+        of its legs."""
+        view = InteractionView(
+            interaction_id=interaction.id,
+            target=self.targets.interaction(channel, interaction.id),
+            lifecycle=m.ABSENT,
+            legs={
+                call: ConversationView(call=call, interaction_id=interaction.id) for call in interaction.legs
+            },
+        )
+        m.LIFECYCLE.fire(view, "create")
+        self.views.setdefault(interaction.id, []).append(view)
+        self.destinations[view.target] = view
+        return view
 
     def forget_target(self, target: str) -> None:
         """A destination is disposed: remembered as such, within D-BOUND."""

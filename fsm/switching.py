@@ -24,7 +24,7 @@ from fsm.execution import Execution
 from fsm.firing import Firing
 from fsm.machines import CONTROL, CONVERSATION, COUPLING_CONDITIONS, LEG_COUPLING, LIFECYCLE, LegCoupling
 from fsm.messages import DataValue, copy_data, event
-from fsm.model import Conversation, Interaction
+from fsm.model import Conversation, ConversationView, Interaction, InteractionView
 from fsm.outbox import Outbox
 from fsm.outputs import ToBridge, build_to_bridge, encode_id
 from fsm.state import EngineState, bounded_add
@@ -137,11 +137,14 @@ class Switching:
                 "%s: call %s on device %s, which another agent holds: ignored", ev.kind, ev.call, ev.device
             )
             return None
-        channel_target = device.channels[0] if device.channels else ""
+        channels = device.channels
+        channel_target = channels[0] if channels else ""
         target = self.state.targets.interaction(channel_target, ev.call) if channel_target else ""
-        if target and (target in self.state.destinations or target in self.state.disposed_targets):
-            self.outbox.switch_error("D-NEW", f"{ev.kind}: interaction {ev.call} already exists")
-            return None
+        for known in channels:
+            taken = self.state.targets.interaction(known, ev.call)
+            if taken in self.state.destinations or taken in self.state.disposed_targets:
+                self.outbox.switch_error("D-NEW", f"{ev.kind}: interaction {ev.call} already exists")
+                return None
         data: dict[str, DataValue] = {}
         for key in ("ani", "dnis", "destination"):
             value = getattr(ev, key)
@@ -166,17 +169,20 @@ class Switching:
             return interaction
         LIFECYCLE.fire(interaction, "create")
         self.state.destinations[target] = interaction
-        channel = self.state.destinations[channel_target]
-        if channel.lifecycle == m.INITIALIZED:  # S-LIFE-2 on the channel
-            assert type(channel) is Channel
-            channel.shown[interaction.id] = None
-            self.outbox.emit(
-                event(
-                    CREATED,
-                    channel_target,
-                    {"interactionid": encode_id(interaction.id), "type": TELEPHONY},  # D-NEW, D-TARGET
+        for further in channels[1:]:  # a further session of the agent shows it too (D-SESS-1)
+            self.state.add_view(interaction, further)
+        for shown_on in channels:
+            channel = self.state.destinations[shown_on]
+            if channel.lifecycle == m.INITIALIZED:  # S-LIFE-2 on the channel
+                assert type(channel) is Channel
+                channel.shown[interaction.id] = None
+                self.outbox.emit(
+                    event(
+                        CREATED,
+                        shown_on,
+                        {"interactionid": encode_id(interaction.id), "type": TELEPHONY},  # D-NEW, D-TARGET
+                    )
                 )
-            )
         return interaction
 
     def _new_dialing(self, ev: SwitchEvent) -> None:
@@ -219,11 +225,13 @@ class Switching:
                 "call legs, the limit (policy max_legs)",
             )
             return
-        announced = interaction.lifecycle == m.INITIALIZED
-        self._add_consult_leg(interaction, ev.call, creatable=announced)
+        self._add_consult_leg(interaction, ev.call, creatable=None)
         self.firing.fire(interaction, "phone_consult")
-        if announced:  # S-EVT-1; before init the leg is in the snapshot instead (D-LIFE-3)
-            self.outbox.emit(event("interaction.consult", interaction.target, {"nativeid": ev.call}))
+        for dest in self.state.shown(interaction):
+            if dest.lifecycle == m.INITIALIZED:
+                # S-EVT-1, D-CC-4; before init the leg is in the snapshot instead (D-LIFE-3)
+                dest.may_create(ev.call)
+                self.outbox.emit(event("interaction.consult", dest.target, {"nativeid": ev.call}))
 
     def _name_dial(self, device: Device, ev: SwitchEvent) -> None:
         """D-TCH-1: the dial's new leg starts an interaction in DIALING,
@@ -248,21 +256,31 @@ class Switching:
         return self.state.interactions[next(iter(held or other))]
 
     def _add_consult_leg(
-        self, interaction: Interaction, call: str, *, creatable: bool = True
+        self, interaction: Interaction, call: str, *, creatable: Interaction | InteractionView | None
     ) -> Conversation:
         """A new consult leg. It may be created once the bridge has been told
-        of it: by the consult response (S-CC-1) or interaction.consult (D-CC-4)."""
+        of it: on ``creatable``, the destination the consult response goes
+        to (S-CC-1), or where interaction.consult tells it (D-CC-4)."""
         leg = Conversation(call=call, interaction_id=interaction.id, role="consult", state=m.DIALING)
         interaction.legs[call] = leg
         interaction.consult = call
-        if creatable:
-            interaction.may_create(call)
+        for view in self.state.views.get(interaction.id, ()) if self.state.views else ():
+            view.legs[call] = ConversationView(call=call, interaction_id=interaction.id)
+        if creatable is not None:
+            creatable.may_create(call)
         self.state.calls[call] = leg
         return leg
 
     def _name_consult(self, interaction: Interaction, call: str) -> None:
-        """D-ASYNC: a consult succeeds as soon as the switch names its leg."""
-        self._add_consult_leg(interaction, call)
+        """D-ASYNC: a consult succeeds as soon as the switch names its leg;
+        the destination it was asked of may create its conversation (S-CC-1)."""
+        pending = interaction.executing
+        asked: Interaction | InteractionView = interaction
+        if pending is not None and self.state.views:
+            dest = self.state.destinations.get(pending.request.target)
+            if type(dest) is InteractionView:
+                asked = dest
+        self._add_consult_leg(interaction, call, creatable=asked)
         self.firing.fire(interaction, "consult_named")
         self.execution.finish(interaction)
         self.execution.pump(interaction)
@@ -305,27 +323,44 @@ class Switching:
         trigger = _derived_trigger(interaction, leg, before)
         if trigger is not None:
             self.firing.fire_if_edge(interaction, trigger)
-        if leg.state != before and leg.lifecycle == m.INITIALIZED:
-            assert leg.target is not None
-            # D-BODY: conversation.ended carries the switch's cause
-            body = {"cause": cause} if leg.state == m.ENDED else None
-            # D-ORDER: the interaction's event first, then the conversation's,
-            # before any command or response the change caused
-            target = interaction.target
-            while mark < len(out):
-                o = out[mark]
-                if (
-                    type(o) is not ToBridge
-                    or o.message.header.request_id is not None
-                    or o.message.target != target
-                ):
-                    break
-                mark += 1
-            out.insert(mark, build_to_bridge(event(_CONVERSATION_EVENT[leg.state], leg.target, body)))
+        if leg.state != before:
+            self._leg_changed(interaction, leg, cause, mark)
         if interaction.executing is not None:
             self.execution.check_done(interaction)
         if interaction.waiting:  # what _pump runs, if nothing executes now
             self.execution.pump(interaction)
+
+    def _leg_changed(self, interaction: Interaction, leg: Conversation, cause: str, mark: int) -> None:
+        """The conversation event of a leg's new state, on each of its
+        initialized conversation destinations (D-SESS-1). D-ORDER: the
+        interaction's events first, then the conversation's, before any
+        command or response the change caused."""
+        if self.state.views:
+            legs = [d for d in self.state.leg_shown(interaction, leg) if d.lifecycle == m.INITIALIZED]
+            if not legs:
+                return
+            targets = {d.target for d in self.state.shown(interaction)}
+        elif leg.lifecycle == m.INITIALIZED:
+            legs, targets = [leg], {interaction.target}
+        else:
+            return
+        # D-BODY: conversation.ended carries the switch's cause
+        body = {"cause": cause} if leg.state == m.ENDED else None
+        out = self.outbox.out
+        while mark < len(out):
+            o = out[mark]
+            if (
+                type(o) is not ToBridge
+                or o.message.header.request_id is not None
+                or o.message.target not in targets
+            ):
+                break
+            mark += 1
+        name = _CONVERSATION_EVENT[leg.state]
+        for dest in legs:
+            assert dest.target is not None
+            out.insert(mark, build_to_bridge(event(name, dest.target, body)))
+            mark += 1
 
     def _result(self, ev: SwitchEvent) -> None:
         end_point = self.state.awaited_devices.get(ev.command)

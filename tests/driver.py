@@ -392,6 +392,11 @@ def state(engine: Engine) -> dict[str, Any]:
         interaction["request_ids"] = {}
         for leg in interaction["legs"].values():
             leg["request_ids"] = {}
+    for views in snap["views"].values():
+        for view in views:
+            view["request_ids"] = {}
+            for leg in view["legs"].values():
+                leg["request_ids"] = {}
     snap["control"]["request_ids"] = {}
     for kind in ("sessions", "groups", "channels"):
         for dest in snap[kind]:

@@ -183,14 +183,6 @@ def test_d_sess_1_the_booleans_are_optional_and_strict() -> None:
     assert ok(d.msg("session.query.init", SESSION, None, {"name": "agent-1"}))
 
 
-def test_d_sess_1_a_second_session_of_one_agent_is_refused_for_now() -> None:
-    """D-SESS-1 (not yet supported: this client keeps one session per agent)."""
-    d = Driver()
-    out = d.msg("session.query.init", "S2", None, {"name": "agent-1"})
-    assert "D-SESS-1" == d.rule(out)
-    assert "second session" in error_message(out)
-
-
 def test_d_life_5_a_repeated_session_init_names_its_agent() -> None:
     """D-LIFE-5: re-init with the same agent is SUCCESS; with another, FAILURE."""
     directory = AgentDirectory((Agent("agent-1", "1001"), Agent("agent-2", "1002")))

@@ -18,7 +18,13 @@ from fsm.machines import (
     STARTED,
 )
 from fsm.messages import count_keys
-from fsm.model import Conversation, Interaction
+from fsm.model import (
+    Conversation,
+    ConversationDestination,
+    Interaction,
+    InteractionDestination,
+    InteractionView,
+)
 from fsm.policy import Policy
 
 if TYPE_CHECKING:
@@ -32,9 +38,13 @@ class GuardContext(NamedTuple):
     every request that has guards, and a tuple is the cheapest to make."""
 
     interaction: Interaction
+    #: the leg a conversation request acts on
     conversation: Conversation | None
     properties: Any
     policy: Policy
+    #: the destination the message was sent to: its lifecycle, and for an
+    #: interaction's its conversation registry (one per session, D-SESS-1)
+    dest: InteractionDestination | ConversationDestination | None = None
 
 
 @attrs.frozen
@@ -102,26 +112,34 @@ def _conversation_id_valid(ctx: GuardContext) -> str | None:
     return None
 
 
+def _registry(ctx: GuardContext) -> InteractionDestination:
+    """The conversation registry the request is judged by: its interaction
+    destination's, in the session that sent it (D-SESS-1)."""
+    dest = ctx.dest
+    return dest if type(dest) is InteractionView else ctx.interaction
+
+
 def _registration_consistent(ctx: GuardContext) -> str | None:
     bridge_id, nativeid = ctx.properties.id, ctx.properties.nativeid
-    for leg in ctx.interaction.legs.values():
+    registry = _registry(ctx)
+    for leg in registry.legs.values():
         if leg.bridge_id == bridge_id and leg.call != nativeid:
             return f"conversation id {bridge_id!r} is already registered for nativeid {leg.call!r}"
-    leg = ctx.interaction.legs[nativeid]
+    leg = registry.legs[nativeid]
     if leg.bridge_id is not None and leg.bridge_id != bridge_id:
         return f"nativeid {nativeid!r} is already registered as conversation {leg.bridge_id!r}"
     return None
 
 
 def _not_disposed(ctx: GuardContext) -> str | None:
-    leg = ctx.interaction.legs[ctx.properties.nativeid]
+    leg = _registry(ctx).legs[ctx.properties.nativeid]
     if leg.lifecycle == "DISPOSED":
         return f"the conversation of nativeid {leg.call!r} was disposed"
     return None
 
 
 def _initialized(ctx: GuardContext) -> str | None:
-    dest = ctx.conversation or ctx.interaction
+    dest = ctx.dest or ctx.conversation or ctx.interaction
     if dest.lifecycle != INITIALIZED:
         return f"{dest.target} is not initialized"
     return None
@@ -129,10 +147,11 @@ def _initialized(ctx: GuardContext) -> str | None:
 
 def _creation_allowed(ctx: GuardContext) -> str | None:
     nativeid = ctx.properties.nativeid
-    leg = ctx.interaction.legs[nativeid]
+    registry = _registry(ctx)
+    leg = registry.legs[nativeid]
     if leg.bridge_id == ctx.properties.id:
         return None  # re-registration (D-CC-3)
-    if nativeid in ctx.interaction.init_pending or nativeid in ctx.interaction.creatable:
+    if nativeid in registry.init_pending or nativeid in registry.creatable:
         return None
     return (
         f"createconversation for {nativeid!r} is allowed only while the interaction "
@@ -212,19 +231,6 @@ def _session_agent_known(ctx: TreeContext) -> str | None:
     return _unknown_agent(ctx, ctx.properties.name)
 
 
-def _one_session_per_agent(ctx: TreeContext) -> str | None:
-    """This client keeps one session per agent: a second desktop's session
-    (D-SESS-1) is refused until interactions have a destination per session."""
-    name = ctx.properties.name
-    session = ctx.state.agent_sessions.get(name)
-    if session is not None:
-        return (
-            f"agent {name!r} is already logged in as session {session}; "
-            "this client does not support a second session of one agent"
-        )
-    return None
-
-
 def _supported_channel(ctx: TreeContext) -> str | None:
     channel = ctx.dest
     if getattr(channel, "supported", True):
@@ -258,7 +264,6 @@ TREE_GUARDS: Final[dict[str, Guard]] = {
         Guard("same_agent", "D-LIFE-5", _same_agent),
         Guard("client_started", "D-CTRL-3", _client_started),
         Guard("session_agent_known", "D-SESS-1", _session_agent_known),
-        Guard("one_session_per_agent", "D-SESS-1", _one_session_per_agent),
         Guard("supported_channel", "F-UCH-1", _supported_channel),
         Guard("no_live_interaction", "D-CH-1", _no_live_interaction),
         Guard("logout_no_live_interaction", "D-SESS-2", _no_live_interaction),
@@ -269,7 +274,7 @@ TREE_GUARDS: Final[dict[str, Guard]] = {
 #: kind -> the guards that a query creating a destination of that kind runs
 #: when its target names none yet (session.query.init, D-CTRL-3, D-SESS-1)
 CREATION_GUARDS: Final[dict[str, tuple[str, ...]]] = {
-    "session": ("client_started", "session_agent_known", "one_session_per_agent"),
+    "session": ("client_started", "session_agent_known"),
 }
 
 

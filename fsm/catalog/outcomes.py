@@ -26,7 +26,15 @@ from fsm.machines import NOTREADY as NOTREADY_CHANNEL
 from fsm.machines import READY as READY_CHANNEL
 from fsm.machines import UNAVAILABLE as UNAVAILABLE_CHANNEL
 from fsm.messages import copy_data
-from fsm.model import Conversation, Interaction, Pending
+from fsm.model import (
+    Conversation,
+    ConversationDestination,
+    ConversationView,
+    Interaction,
+    InteractionDestination,
+    InteractionView,
+    Pending,
+)
 
 if TYPE_CHECKING:
     from fsm.tree import Device
@@ -161,11 +169,14 @@ RESPONSE_BODIES: Final[dict[str, Callable[[Interaction], dict[str, Any] | None]]
 # What a query answers: name -> the SUCCESS body, from its destination.
 
 
-def _interaction_init(interaction: Interaction | Conversation) -> dict[str, Any]:
+def _interaction_init(
+    interaction: Interaction, dest: InteractionDestination | ConversationDestination
+) -> dict[str, Any]:
     """interaction.query.init (S-INIT-1..5, D-INIT-7, D-CONV-ID). It opens
-    the init phase (D-CC-3) for the legs it lists: the phase lasts until each
-    is created, and a re-init keeps it open for those an earlier init listed."""
-    assert type(interaction) is Interaction
+    the init phase (D-CC-3) of the destination it is sent to for the legs it
+    lists: the phase lasts until each is created there, and a re-init keeps
+    it open for those an earlier init listed."""
+    assert type(dest) is Interaction or type(dest) is InteractionView
     state = interaction.top
     conversations: dict[str, dict[str, str]] = {}
     if state in (ALERTING, DIALING, STARTED) and interaction.primary is not None:
@@ -173,7 +184,7 @@ def _interaction_init(interaction: Interaction | Conversation) -> dict[str, Any]
     consult = interaction.leg("consult")
     if state == STARTED and consult is not None and consult.live:
         conversations["consult"] = {"id": consult.call}
-    interaction.open_init([c["id"] for c in conversations.values()])
+    dest.open_init([c["id"] for c in conversations.values()])
     return {
         "interaction-state": state,
         "interaction-data": copy_data(interaction.data),
@@ -181,18 +192,24 @@ def _interaction_init(interaction: Interaction | Conversation) -> dict[str, Any]
     }
 
 
-def _interaction_data(interaction: Interaction | Conversation) -> dict[str, Any]:
-    assert type(interaction) is Interaction
+def _interaction_data(
+    interaction: Interaction, dest: InteractionDestination | ConversationDestination
+) -> dict[str, Any]:
     return {"interaction-data": copy_data(interaction.data)}
 
 
-def _conversation_init(leg: Interaction | Conversation) -> dict[str, Any]:
-    """conversation.query.init (D-CONV)."""
-    assert type(leg) is Conversation
+def _conversation_init(
+    interaction: Interaction, dest: InteractionDestination | ConversationDestination
+) -> dict[str, Any]:
+    """conversation.query.init (D-CONV): the leg's state, whichever session asks."""
+    assert type(dest) is Conversation or type(dest) is ConversationView
+    leg = interaction.legs[dest.call]
     return {"conversation-state": leg.state, "nativeid": leg.call, "role": leg.role}
 
 
-QUERY_ANSWERS: Final[dict[str, Callable[[Interaction | Conversation], dict[str, Any]]]] = {
+QUERY_ANSWERS: Final[
+    dict[str, Callable[[Interaction, InteractionDestination | ConversationDestination], dict[str, Any]]]
+] = {
     "interaction_init": _interaction_init,
     "interaction_data": _interaction_data,
     "conversation_init": _conversation_init,
@@ -276,11 +293,10 @@ def _channel_init(ctx: TreeContext) -> dict[str, Any]:
     interactions = ctx.state.interactions
     for interaction_id in device.interactions:
         interaction = interactions[interaction_id]
-        if interaction.target.startswith(f"{channel.target}.") and (
-            interaction.top in (ALERTING, DIALING, STARTED) or interaction_id in shown
-        ):
+        dest = ctx.state.under(interaction, channel.target)  # this session's destination of it (D-SESS-1)
+        if dest is not None and (interaction.top in (ALERTING, DIALING, STARTED) or interaction_id in shown):
             shown[interaction_id] = None
-            listed.append(interaction.target.rpartition(".")[2])
+            listed.append(dest.target.rpartition(".")[2])
     return {"channel-state": top(state), "ready-state": ready, "interactions": listed}
 
 
