@@ -213,12 +213,6 @@ class TreeReference:
 
     # -- what the generator asks
 
-    def session_of(self, agent: str) -> Destination | None:
-        for dest in self.destinations.values():
-            if dest.kind == "session" and dest.agent == agent:
-                return dest
-        return None
-
     def of_kind(self, kind: str) -> list[Destination]:
         return sorted((d for d in self.destinations.values() if d.kind == kind), key=lambda d: d.target)
 
