@@ -1,31 +1,40 @@
-"""Durable state for ``telephony-fsm serve --state FILE``: SQLite, WAL, one
-transaction per processed input.
+"""Durable state for ``telephony-fsm serve --state FILE|postgresql://...``:
+one transaction per processed input, writing what that input changed.
 
-What the file holds (schema version :data:`SCHEMA_VERSION`, tagged with
-:data:`APPLICATION_ID` so that another SQLite file is refused):
+The engine is kept as records (:mod:`fsm.snapshot`, :mod:`fsm.changes`):
+one per device, per live interaction, per session, and the processor's
+own; the memories of disposed destinations as rows. A save writes the
+records the input changed (deleting those no longer live) and the memory
+entries it added, never the whole client: its cost does not grow with the
+number of agents. The first save of a process writes every record.
 
-- ``engine``: the whole engine (:func:`fsm.snapshot.snapshot`): live
-  interactions and legs, pending requests, every requestId seen (D-DUP),
-  the clock, the policy;
+Beside them a store holds:
+
 - ``switch``: the switch driver's kind and its state, when the driver is an
-  attrs class (the simulated PBX's calls and leg counter);
+  attrs class (the simulated PBX's calls and leg counter), written when it
+  changed;
 - ``progress``: how many inputs were processed (the ``seq`` of the trace),
   how many switch events came from outside (``--switch-events``), and the
   wall-clock time of the commit;
 - ``outbox``: the messages for the bridge that inputs produced and that were
   not yet handed to a connection, in order.
 
-:meth:`StateStore.save` writes the new engine and switch state, the counters
-and the input's outputs in ONE transaction; the caller sends the outbox only
-after it returns, and deletes each entry (:meth:`StateStore.mark_sent`) once
-it was handed to the transport. A process killed at any point therefore
-restarts from its last committed input: what that input changed is kept
-(a requestId answered once is never executed again, D-DUP), and what it
-produced is still sent, in order (at least once: an entry sent just before
-the kill, and not yet marked, is sent again).
+:meth:`StateStore.save` writes the changed records, the switch state, the
+counters and the input's outputs in ONE transaction; the caller sends the
+outbox only after it returns, and deletes each entry
+(:meth:`StateStore.mark_sent`) once it was handed to the transport. A
+process killed at any point therefore restarts from its last committed
+input: what that input changed is kept (a requestId answered once is never
+executed again, D-DUP), and what it produced is still sent, in order (at
+least once: an entry sent just before the kill, and not yet marked, is
+sent again).
 
-The file is opened in exclusive locking mode: a second process on the same
-file is refused while the first one lives; the lock dies with the process.
+Two backends share that logic (:class:`Writer`): SQLite (:class:`StateStore`,
+the embedded default; a file tagged with :data:`APPLICATION_ID`, WAL, opened
+in exclusive locking mode so that a second process on the same file is
+refused while the first one lives) and PostgreSQL
+(:class:`adapters.postgres.PostgresStore`, where several processes share
+one database, each processor its own rows, guarded by an advisory lock).
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import attrs
 
@@ -43,43 +52,53 @@ from adapters.switch import Switch
 from fsm.codec import JSONDecodeError, dumps, loads
 from fsm.engine import Engine, Targets
 from fsm.messages import converter
-from fsm.snapshot import restore, snapshot
+from fsm.snapshot import CONFIG, MEMORIES, Delta, RecordKey, Saver, from_records
 
 #: ``PRAGMA application_id`` of a state file: ASCII "tfsm"
 APPLICATION_ID: Final = 0x7466736D
-#: ``PRAGMA user_version``: the layout below
-SCHEMA_VERSION: Final = 1
+#: ``PRAGMA user_version``: the layout below (1: one row of the whole engine)
+SCHEMA_VERSION: Final = 2
 
 _SCHEMA: Final = (
-    "CREATE TABLE engine (id INTEGER PRIMARY KEY CHECK (id = 1), snapshot TEXT NOT NULL)",
+    "CREATE TABLE record (kind TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL,"
+    " PRIMARY KEY (kind, key)) WITHOUT ROWID",
+    "CREATE TABLE memory (name TEXT NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL,"
+    " PRIMARY KEY (name, seq)) WITHOUT ROWID",
     "CREATE TABLE switch (id INTEGER PRIMARY KEY CHECK (id = 1), kind TEXT NOT NULL, state TEXT NOT NULL)",
     "CREATE TABLE progress (id INTEGER PRIMARY KEY CHECK (id = 1), inputs INTEGER NOT NULL,"
     " switch_events INTEGER NOT NULL, saved_at REAL NOT NULL)",
     "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, input INTEGER NOT NULL,"
     " message TEXT NOT NULL)",
 )
-_TABLES: Final = frozenset({"engine", "switch", "progress", "outbox"})
+_TABLES: Final = frozenset({"record", "memory", "switch", "progress", "outbox"})
 
 
 class StateError(Exception):
-    """A state file that cannot be used: not ours, an unknown schema version,
-    corrupt, in use, or written for another switch or channel."""
+    """A store that cannot be used: not ours, an unknown schema version,
+    corrupt, in use, unreachable, or written for another switch or processor."""
 
 
 @attrs.frozen(kw_only=True)
 class Saved:
-    """What the last committed input left in the file."""
+    """What the last committed input left in a store."""
 
-    engine: dict[str, Any]
+    #: every live record by (kind, key), decoded
+    records: dict[RecordKey, dict[str, Any]]
+    #: each memory's entries, oldest first
+    memories: dict[str, list[str]]
     switch_kind: str
     switch: Any
     inputs: int
     switch_events: int
     saved_at: float
 
+    @property
+    def processor(self) -> object:
+        return self.records.get((CONFIG, ""), {}).get("processor")
+
 
 def switch_kind(driver: Switch) -> str:
-    """How a driver is named in the file (as ``--switch`` names it)."""
+    """How a driver is named in a store (as ``--switch`` names it)."""
     if isinstance(driver, SimulatedSwitch):
         return "simulated"
     if isinstance(driver, ScriptedSwitch):
@@ -92,11 +111,137 @@ def switch_state(driver: Switch) -> Any:
     return converter.unstructure(driver) if attrs.has(type(driver)) else None
 
 
+@attrs.frozen(kw_only=True)
+class Rows:
+    """What one save writes, as text rows, for a backend to execute."""
+
+    #: every record row is deleted first (the first save of an engine)
+    replace_all: bool
+    upserts: list[tuple[str, str, str]]
+    deletes: list[tuple[str, str]]
+    added: list[tuple[str, int, str]]
+    #: memory name -> the first sequence number kept
+    kept_from: list[tuple[str, int]]
+    #: (kind, state) when the switch state changed, else None
+    switch: tuple[str, str] | None
+    inputs: int
+    switch_events: int
+    saved_at: float
+    outputs: list[tuple[int, str]]
+
+
+@attrs.define(eq=False)
+class Writer:
+    """The backends' shared half: an engine's changes as :class:`Rows`. A new
+    engine (the first save, or another engine object) has all its records
+    written; after that, what :meth:`fsm.engine.Engine.take_changes` names."""
+
+    engine: Engine | None = None
+    saver: Saver = attrs.field(factory=Saver)
+    switch_text: tuple[str, str] | None = None
+
+    def rows(
+        self,
+        engine: Engine,
+        driver: Switch,
+        *,
+        inputs: int,
+        switch_events: int,
+        outputs: Sequence[Mapping[str, Any]],
+    ) -> Rows:
+        if engine is not self.engine:
+            engine.track_changes()
+            engine.take_changes()
+            self.engine, self.saver, self.switch_text = engine, Saver(), None
+        replace_all = self.saver.fresh
+        delta: Delta = self.saver.delta(engine, engine.take_changes())
+        upserts, deletes = [], []
+        for (kind, key), record in delta.records.items():
+            if record is None:
+                deletes.append((kind, key))
+            else:
+                upserts.append((kind, key, dumps(record, ascii=True)))
+        switch = (switch_kind(driver), dumps(switch_state(driver), ascii=True))
+        changed_switch = None if switch == self.switch_text else switch
+        self.switch_text = switch
+        return Rows(
+            replace_all=replace_all,
+            upserts=upserts,
+            deletes=deletes,
+            added=[(name, seq, key) for name, rows in delta.added.items() for seq, key in rows],
+            kept_from=sorted(delta.kept_from.items()),
+            switch=changed_switch,
+            inputs=inputs,
+            switch_events=switch_events,
+            saved_at=time.time(),
+            outputs=[(inputs, dumps(message, ascii=True)) for message in outputs],
+        )
+
+
+def decode_saved(
+    path: object,
+    record_rows: Sequence[tuple[str, str, str]],
+    memory_rows: Sequence[tuple[str, int, str]],
+    switch: tuple[str, str] | None,
+    progress: tuple[int, int, float],
+) -> Saved:
+    """A backend's rows as :class:`Saved` (memory rows in sequence order)."""
+    if switch is None:
+        raise StateError(f"state {path} is corrupt: progress without switch state")
+    try:
+        records = {(kind, key): loads(text) for kind, key, text in record_rows}
+        state = loads(switch[1])
+    except (TypeError, JSONDecodeError) as exc:
+        raise StateError(f"state {path} is corrupt: {exc}") from None
+    if (CONFIG, "") not in records or not all(isinstance(r, dict) for r in records.values()):
+        raise StateError(f"state {path} is corrupt: the engine's records are incomplete")
+    memories: dict[str, list[str]] = {name: [] for name in MEMORIES}
+    for name, _, key in memory_rows:
+        memories.setdefault(name, []).append(key)
+    inputs, events, saved_at = progress
+    return Saved(
+        records=records,
+        memories=memories,
+        switch_kind=str(switch[0]),
+        switch=state,
+        inputs=int(inputs),
+        switch_events=int(events),
+        saved_at=float(saved_at),
+    )
+
+
+class Store(Protocol):
+    """What ``serve`` needs of a store (SQLite or PostgreSQL)."""
+
+    @property
+    def where(self) -> str: ...
+
+    def load(self) -> Saved | None: ...
+
+    def unsent(self) -> list[tuple[int, dict[str, Any]]]: ...
+
+    def save(
+        self,
+        engine: Engine,
+        driver: Switch,
+        *,
+        inputs: int,
+        switch_events: int,
+        outputs: Sequence[Mapping[str, Any]] = (),
+        max_unsent: int | None = None,
+    ) -> int: ...
+
+    def mark_sent(self, entry: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class StateStore:
-    """One state file, open for one process."""
+    """One SQLite state file, open for one process."""
 
     def __init__(self, path: str | Path, *, timeout: float = 0.5) -> None:
         self.path = Path(path)
+        self.writer = Writer()
         try:
             self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         except sqlite3.Error as exc:
@@ -114,6 +259,10 @@ class StateStore:
         except StateError:
             self._db.close()
             raise
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
 
     def _open(self) -> None:
         db = self._db
@@ -174,25 +323,12 @@ class StateStore:
         progress = db.execute("SELECT inputs, switch_events, saved_at FROM progress WHERE id = 1").fetchone()
         if progress is None:
             return None
-        engine = db.execute("SELECT snapshot FROM engine WHERE id = 1").fetchone()
-        switch = db.execute("SELECT kind, state FROM switch WHERE id = 1").fetchone()
-        if engine is None or switch is None:
-            raise StateError(f"state file {self.path} is corrupt: progress without engine or switch state")
-        try:
-            data = loads(engine[0])
-            state = loads(switch[1])
-        except (TypeError, JSONDecodeError) as exc:
-            raise StateError(f"state file {self.path} is corrupt: {exc}") from None
-        if not isinstance(data, dict):
-            raise StateError(f"state file {self.path} is corrupt: the engine snapshot is not an object")
-        inputs, events, saved_at = progress
-        return Saved(
-            engine=data,
-            switch_kind=str(switch[0]),
-            switch=state,
-            inputs=int(inputs),
-            switch_events=int(events),
-            saved_at=float(saved_at),
+        return decode_saved(
+            self.path,
+            db.execute("SELECT kind, key, data FROM record").fetchall(),
+            db.execute("SELECT name, seq, key FROM memory ORDER BY name, seq").fetchall(),
+            db.execute("SELECT kind, state FROM switch WHERE id = 1").fetchone(),
+            progress,
         )
 
     def unsent(self) -> list[tuple[int, dict[str, Any]]]:
@@ -200,6 +336,12 @@ class StateStore:
         a connection, oldest first."""
         rows = self._db.execute("SELECT id, message FROM outbox ORDER BY id").fetchall()
         return [(int(entry), loads(text)) for entry, text in rows]
+
+    def count(self, table: str) -> int:
+        """Rows in one of the store's tables (for tests and benchmarks)."""
+        if table not in _TABLES:
+            raise ValueError(f"no table {table!r}")
+        return int(self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
     # ------------------------------------------------------------------
     # Writing.
@@ -214,25 +356,33 @@ class StateStore:
         outputs: Sequence[Mapping[str, Any]] = (),
         max_unsent: int | None = None,
     ) -> int:
-        """Commit one processed input: the engine and switch state, the
-        counters, and the messages it produced for the bridge (appended to
-        the outbox), in one transaction. With ``max_unsent`` (D-BOUND) the
-        oldest unsent messages beyond it are dropped; returns how many."""
-        engine_text = dumps(snapshot(engine), ascii=True)
-        kind, state = switch_kind(driver), dumps(switch_state(driver), ascii=True)
+        """Commit one processed input: the records it changed, the switch
+        state, the counters, and the messages it produced for the bridge
+        (appended to the outbox), in one transaction. With ``max_unsent``
+        (D-BOUND) the oldest unsent messages beyond it are dropped; returns
+        how many."""
+        rows = self.writer.rows(engine, driver, inputs=inputs, switch_events=switch_events, outputs=outputs)
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute("INSERT OR REPLACE INTO engine (id, snapshot) VALUES (1, ?)", (engine_text,))
-            db.execute("INSERT OR REPLACE INTO switch (id, kind, state) VALUES (1, ?, ?)", (kind, state))
+            if rows.replace_all:
+                db.execute("DELETE FROM record")
+                db.execute("DELETE FROM memory")
+            db.executemany("DELETE FROM record WHERE kind = ? AND key = ?", rows.deletes)
+            db.executemany(
+                "INSERT INTO record (kind, key, data) VALUES (?, ?, ?)"
+                " ON CONFLICT (kind, key) DO UPDATE SET data = excluded.data",
+                rows.upserts,
+            )
+            db.executemany("INSERT INTO memory (name, seq, key) VALUES (?, ?, ?)", rows.added)
+            db.executemany("DELETE FROM memory WHERE name = ? AND seq < ?", rows.kept_from)
+            if rows.switch is not None:
+                db.execute("INSERT OR REPLACE INTO switch (id, kind, state) VALUES (1, ?, ?)", rows.switch)
             db.execute(
                 "INSERT OR REPLACE INTO progress (id, inputs, switch_events, saved_at) VALUES (1, ?, ?, ?)",
-                (inputs, switch_events, time.time()),
+                (rows.inputs, rows.switch_events, rows.saved_at),
             )
-            db.executemany(
-                "INSERT INTO outbox (input, message) VALUES (?, ?)",
-                [(inputs, dumps(message, ascii=True)) for message in outputs],
-            )
+            db.executemany("INSERT INTO outbox (input, message) VALUES (?, ?)", rows.outputs)
             dropped = 0
             if max_unsent is not None:
                 dropped = db.execute(
@@ -241,6 +391,7 @@ class StateStore:
                 ).rowcount
         except BaseException:
             db.execute("ROLLBACK")
+            self.writer.engine = None  # what was not committed is written again, whole
             raise
         db.execute("COMMIT")
         return dropped
@@ -259,23 +410,35 @@ class StateStore:
         self.close()
 
 
+def open_store(where: str | Path, processor: str) -> Store:
+    """The store ``--state`` names: a ``postgresql://`` (or ``postgres://``)
+    connection string, or the path of an SQLite file."""
+    text = str(where)
+    if text.startswith(("postgresql://", "postgres://")):
+        from adapters.postgres import PostgresStore
+
+        return PostgresStore(text, processor)
+    return StateStore(where)
+
+
 def resume(saved: Saved, driver: Switch, targets: Targets) -> tuple[Engine, Switch]:
-    """The engine and switch driver of a state file, for a process started
-    with ``driver`` (a fresh one of the kind it was asked for) for the
-    processor of ``targets``. Refuses a file written for another switch kind
-    or another processor. The agent directory is the one saved."""
+    """The engine and switch driver of a store, for a process started with
+    ``driver`` (a fresh one of the kind it was asked for) for the processor
+    of ``targets``. Refuses a store written for another switch kind or
+    another processor. The agent directory is the one saved."""
     kind = switch_kind(driver)
     if saved.switch_kind != kind:
-        raise StateError(f"the state file was written with the {saved.switch_kind} switch, not {kind}")
-    processor = saved.engine.get("processor")
-    if processor != targets.processor:
-        raise StateError(f"the state file was written for processor {processor!r}, not {targets.processor!r}")
+        raise StateError(f"the state was written with the {saved.switch_kind} switch, not {kind}")
+    if saved.processor != targets.processor:
+        raise StateError(
+            f"the state was written for processor {saved.processor!r}, not {targets.processor!r}"
+        )
     try:
-        engine = restore(saved.engine, targets)
+        engine = from_records(saved.records, saved.memories, targets)
         if saved.switch is not None:
             driver = converter.structure(saved.switch, type(driver))
     except Exception as exc:  # cattrs' errors (ClassValidationError, ...) or a bad format
-        raise StateError(f"the state file's snapshot cannot be restored: {exc}") from None
+        raise StateError(f"the state's records cannot be restored: {exc}") from None
     if engine.switch_acknowledges != driver.acknowledges:
-        raise StateError("the state file's engine does not match the switch kind")
+        raise StateError("the state's engine does not match the switch kind")
     return engine, driver

@@ -34,6 +34,7 @@ from fsm.catalog import (
     first_refusal,
     read_properties,
 )
+from fsm.changes import Changes, ChangeTracker
 from fsm.devices import Devices
 from fsm.directory import DEFAULT_DIRECTORY, AgentDirectory
 from fsm.errors import LocalProtocolError, RemoteProtocolError
@@ -113,6 +114,8 @@ class Engine:
         self.devices = devices = Devices(state, outbox)
         self.switching = Switching(state, outbox, firing, execution, devices)
         self.processor = Processor(state, outbox, execution, devices)
+        #: set by :meth:`track_changes`
+        self.tracker: ChangeTracker | None = None
 
     # ------------------------------------------------------------------
     # What the engine knows, for adapters and tests (read through the state).
@@ -186,12 +189,33 @@ class Engine:
         return self.state.abandoned_until
 
     # ------------------------------------------------------------------
+    # Which records inputs changed, for a store (fsm.changes).
+
+    def track_changes(self) -> None:
+        """From now on, keep which records each input changes (a store asks
+        with :meth:`take_changes`); off by default, as it costs a little per input."""
+        if self.tracker is None:
+            self.tracker = ChangeTracker(self.state)
+
+    def take_changes(self) -> Changes:
+        """The records changed since the last call (or since tracking began)."""
+        if self.tracker is None:
+            raise LocalProtocolError("take_changes() needs track_changes() first")
+        return self.tracker.take()
+
+    def _taken(self) -> list[Output]:
+        outputs = self.outbox.take()
+        if self.tracker is not None:
+            self.tracker.outputs(outputs)
+        return outputs
+
+    # ------------------------------------------------------------------
     # The sans-IO surface.
 
     def receive_bridge(self, raw: object) -> list[Output]:
         """A message from the bridge: bytes, text or a decoded JSON object."""
         self._bridge_message(raw)
-        return self.outbox.take()
+        return self._taken()
 
     def receive_switch(self, raw: Mapping[str, Any] | SwitchEvent) -> list[Output]:
         """An event from the switch, decoded JSON or a :class:`SwitchEvent`."""
@@ -208,8 +232,10 @@ class Engine:
                 more = len(ev.trimmed) - SHOWN_DROPPED
                 dropped = f"{shown} and {more} more" if more > 0 else shown
                 outbox.switch_error("D-DATA", f"{ev.kind} {ev.call}: dropped data {dropped}", refused=False)
+            if self.tracker is not None:
+                self.tracker.switch_event(ev)
             self.switching.switch_event(ev)
-        return outbox.take()
+        return self._taken()
 
     def _bound_data(self, ev: SwitchEvent) -> SwitchEvent:
         """D-DATA, D-BOUND: the event with its data cut to what
@@ -242,7 +268,7 @@ class Engine:
             else:
                 self.devices.advance_to(device_first)
         state.clock = end
-        return self.outbox.take()
+        return self._taken()
 
     def stop(self) -> list[Output]:
         """The adapter shuts the client down: its status goes to stopping
@@ -252,7 +278,7 @@ class Engine:
         for trigger in ("stop", "stopped"):
             if m.CONTROL.try_fire(control, trigger) is not None and control.reporting:
                 self.outbox.emit(event("cti.status", control.target, {"status": control.state, "reason": ""}))
-        return self.outbox.take()
+        return self._taken()
 
     # ------------------------------------------------------------------
     # Bridge messages.
@@ -265,6 +291,8 @@ class Engine:
                 self.outbox.bridge_error(read.refusal)
                 return
             dest = self.state.destinations.get(echo.target)
+            if self.tracker is not None:
+                self.tracker.destination(dest)
             if dest is not None:  # D-DUP is judged first; a malformed message's id counts as seen
                 seen = dest.request_ids
                 assert echo.request_id is not None
@@ -280,10 +308,14 @@ class Engine:
         assert request_id is not None
         target = headers.target
         dest = self.state.destinations.get(target)
+        if self.tracker is not None:
+            self.tracker.destination(dest)
         if dest is None:
             if target in self.state.disposed_targets:
                 self.outbox.refuse(headers, "D-LIFE-4", f"destination {target} was disposed")
             elif spec.creates is not None:  # session.query.init to a new session (D-CTRL-3)
+                if self.tracker is not None:
+                    self.tracker.agent(getattr(props, "name", None))
                 self.processor.create_session(headers, props)
             else:
                 self.outbox.refuse(headers, "D-TARGET", f"no destination {target!r} is known")

@@ -9,7 +9,9 @@ or the ``HYPOTHESIS_PROFILE`` environment variable.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -30,3 +32,12 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="session")
+def postgresql() -> Iterator[str]:
+    """A real PostgreSQL server on loopback for the session (tests/pg.py)."""
+    from tests.pg import postgresql_server
+
+    with postgresql_server() as conninfo:
+        yield conninfo

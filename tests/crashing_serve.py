@@ -16,23 +16,26 @@ import signal
 import sys
 from typing import Any
 
+from adapters.postgres import PostgresStore
 from adapters.serve.cli import main
 from adapters.state import StateStore
 
 
 def crash_after(n: int) -> None:
-    """From now on, the process is killed right after committing input ``n``."""
-    save = StateStore.save
+    """From now on, the process is killed right after committing input ``n``
+    (to an SQLite file or to PostgreSQL)."""
+    for store in (StateStore, PostgresStore):
+        save = store.save
 
-    def save_then_crash(self: StateStore, *args: Any, **kwargs: Any) -> int:
-        dropped = save(self, *args, **kwargs)
-        if kwargs["inputs"] == n:
-            logging.getLogger(__name__).warning("killing this process after committing input %d", n)
-            logging.shutdown()
-            os.kill(os.getpid(), signal.SIGKILL)
-        return dropped
+        def save_then_crash(self: Any, *args: Any, _save: Any = save, **kwargs: Any) -> int:
+            dropped: int = _save(self, *args, **kwargs)
+            if kwargs["inputs"] == n:
+                logging.getLogger(__name__).warning("killing this process after committing input %d", n)
+                logging.shutdown()
+                os.kill(os.getpid(), signal.SIGKILL)
+            return dropped
 
-    StateStore.save = save_then_crash  # type: ignore[method-assign]
+        store.save = save_then_crash  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

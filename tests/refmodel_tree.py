@@ -131,6 +131,10 @@ class Destination:
     end_point: str = ""
     type: str = ""
     shown: set[str] = field(default_factory=set)
+    #: channel: the calls whose interaction destination under it was disposed
+    #: while another session's destination went on (D-SESS-1): D-LIFE-4 keeps
+    #: that target disposed, and the spec does not say whether its init lists them
+    dropped: set[str] = field(default_factory=set)
     #: interaction: its call
     call: str = ""
     #: channel, before its group's init: the engine may or may not have it yet
@@ -480,8 +484,11 @@ class TreeReference:
         listed |= {c for c in dest.shown if c in self.calls and not self.calls[c].forgotten}
         # a live call whose interaction destinations were all disposed: open
         open_ = {
-            encode(c.call): c.call for c in self.calls.values() if c.device == dest.end_point and c.forgotten
+            encode(c.call): c.call
+            for c in self.calls.values()
+            if c.device == dest.end_point and (c.forgotten or c.call in dest.dropped)
         }
+        listed -= dest.dropped
         raw = got.get("interactions")
         sent = set(raw) if isinstance(raw, list) and all(isinstance(i, str) for i in raw) else None
         expected_ids = {encode(c) for c in listed}
@@ -490,6 +497,7 @@ class TreeReference:
             return problems
         for encoded in sent & set(open_):
             self.calls[open_[encoded]].forgotten = False
+            dest.dropped.discard(open_[encoded])
             listed.add(open_[encoded])
         for call in listed:
             self._show(dest, call)
@@ -629,6 +637,9 @@ class TreeReference:
             dest = self.destinations.pop(t)
             self.disposed.add(t)
             if dest.kind == "interaction":
+                channel = self.destinations.get(t.rpartition(".")[0])
+                if t == target and channel is not None:
+                    channel.dropped.add(dest.call)
                 self._interaction_gone(dest.call, directly=t == target)
         return []
 

@@ -25,6 +25,7 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from adapters.bridge import Send
 from adapters.runner import Runner
 from adapters.session import DEMO_CALL
 from adapters.simulated import ScriptedSwitch, SimulatedSwitch
-from adapters.state import StateError, StateStore, resume
+from adapters.state import StateError, StateStore, Store, resume
 from adapters.transport import FramedConnection, TransportError, serve
 from fsm.checker import Violation, check_lines
 from fsm.outputs import Targets
@@ -73,7 +74,7 @@ CALL_INPUTS = 28
 # 1. The store.
 
 
-def feed_and_save(runner: Runner, store: StateStore, lines: list[Line], start: int) -> list[Entry]:
+def feed_and_save(runner: Runner, store: Store, lines: list[Line], start: int) -> list[Entry]:
     """Feed ``lines`` one by one, committing each as serve does; all outputs."""
     out: list[Entry] = []
     for number, line in enumerate(lines, start=start):
@@ -94,14 +95,24 @@ def test_restart_from_the_file_at_every_input_of_the_full_call(tmp_path: Path, k
     """A process that stops after input k and resumes from the file produces
     what one that never stopped produces, and ends in the same state; the
     last message answered before the stop is refused after it (D-DUP)."""
+    restart_at(lambda: StateStore(tmp_path / "state.db"), k)
+
+
+def restart_at(open_store: Callable[[], Store], k: int) -> None:
+    """The full call, stopped after input ``k`` and resumed from the store
+    ``open_store`` opens (once to write, once to resume)."""
     lines = full_call()
     reference = make_runner()
     expected = [
         json.loads(json.dumps(reference.feed(json.dumps(line), n))) for n, line in enumerate(lines, 1)
     ]
-    with StateStore(tmp_path / "state.db") as store:
+    store = open_store()
+    try:
         feed_and_save(make_runner(), store, lines[:k], 1)
-    with StateStore(tmp_path / "state.db") as store:
+    finally:
+        store.close()
+    store = open_store()
+    try:
         saved = store.load()
         if k == 0:
             assert saved is None
@@ -116,6 +127,8 @@ def test_restart_from_the_file_at_every_input_of_the_full_call(tmp_path: Path, k
                 again = probe.feed(json.dumps(sent[-1]), k + 1)
                 assert "duplicate requestId" in again[0]["message"]["header"]["errorMessage"]
         got = feed_and_save(runner, store, lines[k:], k + 1)
+    finally:
+        store.close()
     assert [e for group in expected[k:] for e in group] == got
     assert snapshot(reference.engine) == snapshot(runner.engine)
     assert reference.switch == runner.switch
@@ -238,8 +251,19 @@ def test_a_corrupt_snapshot_or_another_switch_or_processor_is_refused(tmp_path: 
     with pytest.raises(StateError, match=r"processor 'proc-1', not 'other'"):
         resume(saved, SimulatedSwitch(), Targets("other"))
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
-        db.execute("UPDATE engine SET snapshot = '{\"format\": 1'")
+        db.execute("UPDATE record SET data = '{\"clock\": 1' WHERE kind = 'processor'")
     with StateStore(path) as store, pytest.raises(StateError, match="corrupt"):
+        store.load()
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("UPDATE record SET data = '{\"clock\": \"soon\"}' WHERE kind = 'processor'")
+    with StateStore(path) as store:
+        saved = store.load()
+    assert saved is not None
+    with pytest.raises(StateError, match="records cannot be restored"):
+        resume(saved, SimulatedSwitch(), Targets())
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("DELETE FROM record WHERE kind = 'config'")
+    with StateStore(path) as store, pytest.raises(StateError, match="records are incomplete"):
         store.load()
 
 
@@ -464,8 +488,10 @@ class CallRun:
     """One run of the call: the bridge process and one or more serve
     processes on the same state file, one after the other."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, state: str | None = None) -> None:
         self.dir = tmp_path
+        #: the store: an SQLite file in tmp_path, or a PostgreSQL database
+        self.state = state or str(tmp_path / "state.db")
         self.bridge = subprocess.Popen(
             [*CLI, "bridge", "--listen", "127.0.0.1:0", "--trace", str(tmp_path / "bridge.jsonl"), *BRIDGE],
             cwd=ROOT,
@@ -491,7 +517,7 @@ class CallRun:
                 *(SERVE if crash_after is None else crashing(crash_after)),
                 *("--connect", f"127.0.0.1:{self.port}", "--switch-events", str(self.events)),
                 *("--trace", str(self.dir / f"serve{n}.jsonl"), "--max-reconnects", "10"),
-                *("--state", str(self.dir / "state.db"), "--exit-on-close"),
+                *("--state", self.state, "--exit-on-close"),
             ],
             cwd=ROOT,
             capture_output=True,
@@ -524,10 +550,10 @@ class CallRun:
         return Counter(x["message"]["header"]["requestId"] for x in lines if x.get("from") == "bridge")
 
 
-def call(tmp_path: Path, *crash_points: int) -> CallRun:
+def call(tmp_path: Path, *crash_points: int, state: str | None = None) -> CallRun:
     """The call, serve killed after each of ``crash_points`` in turn (each
     count is of the state file's inputs), then restarted without a kill."""
-    run = CallRun(tmp_path)
+    run = CallRun(tmp_path, state)
     for point in crash_points:
         run.serve(crash_after=point)
     run.serve()

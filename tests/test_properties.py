@@ -63,6 +63,7 @@ from fsm.table import reachable
 from tests import refmodel as ref
 from tests.driver import DEVICE, Driver, cmd_id
 from tests.driver import state as state_less_ids
+from tests.records import RecordMirror
 
 CH = "S1.G1.1001"
 UNKNOWN_INTERACTION = f"{CH}.nosuch"
@@ -166,6 +167,7 @@ class Harness:
         self.switch = driver.switch_driver
         self.engine = driver.engine
         self.runner = driver.runner
+        self.mirror = RecordMirror(self.engine)
         self.model = ref.Reference(
             acknowledges=scripted,
             channel=CH,
@@ -246,6 +248,7 @@ class Harness:
         self._check_engine()
         state = _json(snapshot(self.engine))
         assert state == _json(snapshot(restore(_json(state)))), "snapshot does not round-trip"
+        self.mirror.check()  # fsm.changes: the records an input changed, and no other, were written
         if before is not None:  # D-DUP remembers a refused message's requestId; nothing else may change
             after = _json(state_less_ids(self.engine))
             assert before == after, "D-BAD: input that must change nothing changed the engine"

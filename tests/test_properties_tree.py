@@ -42,6 +42,7 @@ from fsm.snapshot import restore, snapshot
 from fsm.table import reachable
 from tests import refmodel_tree as ref
 from tests.driver import CONTROL, Driver
+from tests.records import RecordMirror
 from tests.test_properties import assert_strict_json_line
 
 Json = dict[str, Any]
@@ -90,6 +91,7 @@ class TreeMachine(RuleBasedStateMachine):
         self.policy = Policy()
         driver = Driver(self.policy, login=False, directory=DIRECTORY, trace=self.trace)
         self.engine, self.runner = driver.engine, driver.runner
+        self.mirror = RecordMirror(self.engine)
         assert isinstance(driver.switch_driver, SimulatedSwitch)
         self.switch = driver.switch_driver
         self.model = ref.TreeReference(directory=AGENTS, control=CONTROL)
@@ -130,6 +132,7 @@ class TreeMachine(RuleBasedStateMachine):
         self._check_engine()
         state = json.loads(json.dumps(snapshot(self.engine)))
         assert state == json.loads(json.dumps(snapshot(restore(state)))), "snapshot does not round-trip"
+        self.mirror.check()  # fsm.changes: the records an input changed, and no other, were written
         violations = check_lines(self.trace.getvalue().splitlines(), policy=self.policy)
         assert [] == violations, f"fsm.checker: {violations}"
         return outputs[:-1]

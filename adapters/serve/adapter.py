@@ -14,7 +14,7 @@ from typing import Any
 
 from adapters.runner import Runner
 from adapters.serve.metrics import Metrics
-from adapters.state import StateStore
+from adapters.state import Store
 from adapters.switch import PolledSwitch
 from adapters.transport import (
     End,
@@ -36,7 +36,7 @@ class Adapter:
         runner: Runner,
         *,
         max_held: int = 10_000,
-        store: StateStore | None = None,
+        store: Store | None = None,
         inputs: int = 0,
         switch_events: int = 0,
         offline: float = 0.0,

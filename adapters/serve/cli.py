@@ -24,7 +24,7 @@ from adapters.options import (
 from adapters.serve.events import read_switch_events
 from adapters.serve.loop import run_serve
 from adapters.sip.options import account_config, add_account_arguments
-from adapters.state import StateError, StateStore
+from adapters.state import StateError, Store, open_store
 from adapters.switch import Switch
 
 logger = logging.getLogger("telephony_fsm.serve")
@@ -54,8 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_wire_arguments(parser, server=False)
     parser.add_argument(
         "--state",
-        metavar="FILE",
-        help="durable state (SQLite, WAL): commit every input, resume from it after a restart",
+        metavar="FILE|postgresql://...",
+        help="durable state: commit what every input changed, resume from it after a restart; "
+        "an SQLite file (WAL), or a PostgreSQL database shared by several processes "
+        "(extra 'postgresql'; each processor its own rows)",
     )
     parser.add_argument(
         "--metrics",
@@ -85,12 +87,13 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             parser.error(f"--metrics takes HOST:PORT, got {args.metrics!r}")
         metrics = (metrics_host.strip("[]"), int(metrics_port))
     with ExitStack() as stack:
-        store: StateStore | None = None
+        store: Store | None = None
         if args.state:
             try:
-                store = stack.enter_context(StateStore(args.state))
+                store = open_store(args.state, targets_of(args).processor)
             except StateError as exc:
                 parser.error(f"--state: {exc}")
+            stack.callback(store.close)
         trace = open_trace(stack, args, parser)
 
         async def main_async() -> int:

@@ -17,7 +17,7 @@ from adapters.runner import Runner
 from adapters.serve.adapter import Adapter
 from adapters.serve.metrics import Metrics
 from adapters.simulated import ScriptedSwitch, SimulatedSwitch
-from adapters.state import StateStore, resume
+from adapters.state import Store, open_store, resume
 from adapters.switch import PolledSwitch, Switch
 from adapters.transport import (
     backoff_delays,
@@ -55,7 +55,7 @@ async def run_serve(
     max_reconnects: int | None = None,
     backoff: tuple[float, float, float] = (0.5, 2.0, 30.0),
     tick: float = 1.0,
-    state: str | Path | StateStore | None = None,
+    state: str | Path | Store | None = None,
     exit_on_close: bool = False,
     metrics: tuple[str, int] | None = None,
     **connect_options: Any,
@@ -68,13 +68,15 @@ async def run_serve(
     after the first one, over the whole run (None: forever); ``backoff`` is
     (base, factor, cap) in seconds; ``connect_options`` go to
     :func:`adapters.transport.connect` (``ssl``, ``server_hostname``,
-    ``byte_order``, ``tcp_keepalive``, ...). ``state``: a state file (a path,
-    or a :class:`StateStore` the caller opened and closes) to commit every
-    input to and to resume from (:mod:`adapters.state`; an unusable file
-    raises :class:`adapters.state.StateError`). ``metrics``: (host, port) to
+    ``byte_order``, ``tcp_keepalive``, ...). ``state``: a store (an SQLite
+    path or a ``postgresql://`` connection string, or a
+    :class:`adapters.state.Store` the caller opened and closes) to commit
+    every input to and to resume from (:mod:`adapters.state`; an unusable
+    one raises :class:`adapters.state.StateError`). ``metrics``: (host, port) to
     answer Prometheus scrapes and health checks on (:mod:`adapters.serve.metrics`)."""
     with ExitStack() as stack:
-        store = state if state is None or isinstance(state, StateStore) else StateStore(state)
+        processor = (targets or Targets()).processor
+        store = state if state is None or not isinstance(state, str | Path) else open_store(state, processor)
         if store is not None and store is not state:
             stack.callback(store.close)
         return await _run_serve(
@@ -111,7 +113,7 @@ async def _run_serve(
     max_reconnects: int | None,
     backoff: tuple[float, float, float],
     tick: float,
-    store: StateStore | None,
+    store: Store | None,
     exit_on_close: bool,
     metrics: tuple[str, int] | None,
     **connect_options: Any,
@@ -130,7 +132,7 @@ async def _run_serve(
         engine, driver = resume(saved, driver, targets)
         if engine.policy != policy:
             logger.warning("the state file's policy is kept; the policy given now differs and is ignored")
-        logger.info("resumed from %s after input %d", store.path if store else "", saved.inputs)
+        logger.info("resumed from %s after input %d", store.where if store else "", saved.inputs)
         adapter = Adapter(
             Runner(engine, driver, trace),
             max_held=engine.policy.max_queued_events,

@@ -14,6 +14,7 @@ the cycle beside ``many`` agents; its reference is the same median beside
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from typing import Any, Final
 
 from adapters.runner import Runner
@@ -35,6 +36,8 @@ class Agents:
         agents = tuple(Agent(f"agent-{k}", str(100_000 + k)) for k in range(1, count + 1))
         self.runner = Runner(Engine(directory=AgentDirectory(agents)), SimulatedSwitch())
         self.count = count
+        #: called after every input (a test saves the engine there)
+        self.after: Callable[[], None] | None = None
         self.inputs = 0
         self.ids = 0
         self.request("cti.request.status", "proc-1.CONTROL")
@@ -50,7 +53,10 @@ class Agents:
 
     def feed(self, item: dict[str, Any]) -> list[dict[str, Any]]:
         self.inputs += 1
-        return self.runner.feed(dumps(item), self.inputs)
+        out = self.runner.feed(dumps(item), self.inputs)
+        if self.after is not None:
+            self.after()
+        return out
 
     def request(self, name: str, target: str, body: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         self.ids += 1
