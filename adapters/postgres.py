@@ -31,8 +31,8 @@ _SCHEMA: Final = (
     " key TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (processor, kind, key))",
     "CREATE TABLE IF NOT EXISTS tfsm_memory (processor TEXT NOT NULL, name TEXT NOT NULL,"
     " seq BIGINT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (processor, name, seq))",
-    "CREATE TABLE IF NOT EXISTS tfsm_switch (processor TEXT PRIMARY KEY, kind TEXT NOT NULL,"
-    " state TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS tfsm_switch (processor TEXT NOT NULL, part TEXT NOT NULL,"
+    " key TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (processor, part, key))",
     "CREATE TABLE IF NOT EXISTS tfsm_progress (processor TEXT PRIMARY KEY, inputs BIGINT NOT NULL,"
     " switch_events BIGINT NOT NULL, saved_at DOUBLE PRECISION NOT NULL)",
     "CREATE TABLE IF NOT EXISTS tfsm_outbox (id BIGSERIAL PRIMARY KEY, processor TEXT NOT NULL,"
@@ -111,7 +111,7 @@ class PostgresStore:
             db.execute(
                 "SELECT name, seq, key FROM tfsm_memory WHERE processor = %s ORDER BY name, seq", p
             ).fetchall(),
-            db.execute("SELECT kind, state FROM tfsm_switch WHERE processor = %s", p).fetchone(),
+            db.execute("SELECT part, key, data FROM tfsm_switch WHERE processor = %s", p).fetchall(),
             progress,
         )
 
@@ -149,6 +149,7 @@ class PostgresStore:
                 if rows.replace_all:
                     cur.execute("DELETE FROM tfsm_record WHERE processor = %s", (proc,))
                     cur.execute("DELETE FROM tfsm_memory WHERE processor = %s", (proc,))
+                    cur.execute("DELETE FROM tfsm_switch WHERE processor = %s", (proc,))
                 if rows.deletes:
                     cur.executemany(
                         "DELETE FROM tfsm_record WHERE processor = %s AND kind = %s AND key = %s",
@@ -169,12 +170,16 @@ class PostgresStore:
                     "DELETE FROM tfsm_memory WHERE processor = %s AND name = %s AND seq < %s",
                     [(proc, *row) for row in rows.kept_from],
                 )
-                if rows.switch is not None:
-                    cur.execute(
-                        "INSERT INTO tfsm_switch (processor, kind, state) VALUES (%s, %s, %s)"
-                        " ON CONFLICT (processor) DO UPDATE SET kind = excluded.kind, state = excluded.state",
-                        (proc, *rows.switch),
+                if rows.switch_deletes:
+                    cur.executemany(
+                        "DELETE FROM tfsm_switch WHERE processor = %s AND part = %s AND key = %s",
+                        [(proc, *row) for row in rows.switch_deletes],
                     )
+                cur.executemany(
+                    "INSERT INTO tfsm_switch (processor, part, key, data) VALUES (%s, %s, %s, %s)"
+                    " ON CONFLICT (processor, part, key) DO UPDATE SET data = excluded.data",
+                    [(proc, *row) for row in rows.switch_upserts],
+                )
                 cur.execute(
                     "INSERT INTO tfsm_progress (processor, inputs, switch_events, saved_at)"
                     " VALUES (%s, %s, %s, %s) ON CONFLICT (processor) DO UPDATE SET inputs = excluded.inputs,"

@@ -37,13 +37,28 @@ class SimulatedSwitch:
     call_devices: dict[str, str] = attrs.field(factory=dict)
     #: each device's login state: its last agent event (loggedout when absent)
     devices: dict[str, str] = attrs.field(factory=dict)
+    #: the keys (call ids, end-points) of the maps above that changed since
+    #: the last :meth:`take_changed`, so that a store writes only those (None:
+    #: not kept until a store asks); not part of the state (``transient``:
+    #: neither saved nor compared)
+    changed: dict[str, None] | None = attrs.field(
+        default=None, eq=False, repr=False, metadata={"transient": True}
+    )
 
     @property
     def acknowledges(self) -> bool:
         return False
 
+    def take_changed(self) -> list[str] | None:
+        """The keys changed since the last call (adapters/state.py); None at
+        the first call, which starts keeping them: every key may have."""
+        changed, self.changed = self.changed, {}
+        return None if changed is None else list(changed)
+
     # -- what the outside world does
     def observe(self, event: SwitchEvent) -> None:
+        if self.changed is not None:
+            self.changed[event.call or event.device] = None
         if event.kind in ("ended", "failed"):
             self.calls.pop(event.call, None)
             self.call_devices.pop(event.call, None)

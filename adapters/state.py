@@ -11,8 +11,9 @@ number of agents. The first save of a process writes every record.
 Beside them a store holds:
 
 - ``switch``: the switch driver's kind and its state, when the driver is an
-  attrs class (the simulated PBX's calls and leg counter), written when it
-  changed;
+  attrs class (the simulated PBX's calls, devices and leg counter): a row
+  per scalar field and per entry of each map, those of the entries the
+  driver reports changed (``take_changed()``) rewritten;
 - ``progress``: how many inputs were processed (the ``seq`` of the trace),
   how many switch events came from outside (``--switch-events``), and the
   wall-clock time of the commit;
@@ -64,7 +65,8 @@ _SCHEMA: Final = (
     " PRIMARY KEY (kind, key)) WITHOUT ROWID",
     "CREATE TABLE memory (name TEXT NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL,"
     " PRIMARY KEY (name, seq)) WITHOUT ROWID",
-    "CREATE TABLE switch (id INTEGER PRIMARY KEY CHECK (id = 1), kind TEXT NOT NULL, state TEXT NOT NULL)",
+    "CREATE TABLE switch (part TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL,"
+    " PRIMARY KEY (part, key)) WITHOUT ROWID",
     "CREATE TABLE progress (id INTEGER PRIMARY KEY CHECK (id = 1), inputs INTEGER NOT NULL,"
     " switch_events INTEGER NOT NULL, saved_at REAL NOT NULL)",
     "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, input INTEGER NOT NULL,"
@@ -107,8 +109,64 @@ def switch_kind(driver: Switch) -> str:
 
 
 def switch_state(driver: Switch) -> Any:
-    """The driver's state as JSON-ready data (None: it keeps none)."""
-    return converter.unstructure(driver) if attrs.has(type(driver)) else None
+    """The driver's state as JSON-ready data (None: it keeps none), without
+    its ``transient`` fields."""
+    cls: Any = type(driver)
+    if not attrs.has(cls):
+        return None
+    return {
+        field.name: converter.unstructure(getattr(driver, field.name))
+        for field in attrs.fields(cls)
+        if not field.metadata.get("transient")
+    }
+
+
+#: the switch row naming the driver's kind (part "", key "kind")
+KIND_ROW: Final = ("", "kind")
+
+
+def switch_rows(driver: Switch, everything: bool) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
+    """The rows of the driver's state to write and to delete: every row if
+    ``everything`` or the driver does not say what changed, else its scalar
+    fields and the map entries it names (``take_changed()``)."""
+    cls: Any = type(driver)
+    kind = dumps({"kind": switch_kind(driver), "stateful": attrs.has(cls)}, ascii=True)
+    upserts = [(*KIND_ROW, kind)]
+    deletes: list[tuple[str, str]] = []
+    if not attrs.has(cls):
+        return upserts, deletes
+    take = getattr(driver, "take_changed", None)
+    changed: list[str] | None = take() if callable(take) else None
+    for field in attrs.fields(cls):
+        if field.metadata.get("transient"):
+            continue
+        value = getattr(driver, field.name)
+        if not isinstance(value, dict):
+            upserts.append(("", field.name, dumps(converter.unstructure(value), ascii=True)))
+            continue
+        for key in value if everything or changed is None else changed:
+            if key in value:
+                upserts.append((field.name, key, dumps(converter.unstructure(value[key]), ascii=True)))
+            else:
+                deletes.append((field.name, key))
+    return upserts, deletes
+
+
+def switch_from_rows(rows: Sequence[tuple[str, str, str]]) -> tuple[str, Any]:
+    """The driver's kind and state (None: it keeps none) from its rows."""
+    state: dict[str, Any] = {}
+    kind: Any = None
+    for part, key, text in rows:
+        value = loads(text)
+        if (part, key) == KIND_ROW:
+            kind = value
+        elif part:
+            state.setdefault(part, {})[key] = value
+        else:
+            state[key] = value
+    if not isinstance(kind, dict) or not isinstance(kind.get("kind"), str):
+        raise TypeError("the switch rows do not name the driver's kind")
+    return kind["kind"], state if kind.get("stateful") else None
 
 
 @attrs.frozen(kw_only=True)
@@ -122,8 +180,9 @@ class Rows:
     added: list[tuple[str, int, str]]
     #: memory name -> the first sequence number kept
     kept_from: list[tuple[str, int]]
-    #: (kind, state) when the switch state changed, else None
-    switch: tuple[str, str] | None
+    #: the switch's rows to write (part, key, data) and to delete (part, key)
+    switch_upserts: list[tuple[str, str, str]]
+    switch_deletes: list[tuple[str, str]]
     inputs: int
     switch_events: int
     saved_at: float
@@ -138,7 +197,6 @@ class Writer:
 
     engine: Engine | None = None
     saver: Saver = attrs.field(factory=Saver)
-    switch_text: tuple[str, str] | None = None
 
     def rows(
         self,
@@ -152,7 +210,7 @@ class Writer:
         if engine is not self.engine:
             engine.track_changes()
             engine.take_changes()
-            self.engine, self.saver, self.switch_text = engine, Saver(), None
+            self.engine, self.saver = engine, Saver()
         replace_all = self.saver.fresh
         delta: Delta = self.saver.delta(engine, engine.take_changes())
         upserts, deletes = [], []
@@ -161,16 +219,15 @@ class Writer:
                 deletes.append((kind, key))
             else:
                 upserts.append((kind, key, dumps(record, ascii=True)))
-        switch = (switch_kind(driver), dumps(switch_state(driver), ascii=True))
-        changed_switch = None if switch == self.switch_text else switch
-        self.switch_text = switch
+        switch_upserts, switch_deletes = switch_rows(driver, replace_all)
         return Rows(
             replace_all=replace_all,
             upserts=upserts,
             deletes=deletes,
             added=[(name, seq, key) for name, rows in delta.added.items() for seq, key in rows],
             kept_from=sorted(delta.kept_from.items()),
-            switch=changed_switch,
+            switch_upserts=switch_upserts,
+            switch_deletes=switch_deletes,
             inputs=inputs,
             switch_events=switch_events,
             saved_at=time.time(),
@@ -182,15 +239,13 @@ def decode_saved(
     path: object,
     record_rows: Sequence[tuple[str, str, str]],
     memory_rows: Sequence[tuple[str, int, str]],
-    switch: tuple[str, str] | None,
+    switch: Sequence[tuple[str, str, str]],
     progress: tuple[int, int, float],
 ) -> Saved:
     """A backend's rows as :class:`Saved` (memory rows in sequence order)."""
-    if switch is None:
-        raise StateError(f"state {path} is corrupt: progress without switch state")
     try:
         records = {(kind, key): loads(text) for kind, key, text in record_rows}
-        state = loads(switch[1])
+        kind, state = switch_from_rows(switch)
     except (TypeError, JSONDecodeError) as exc:
         raise StateError(f"state {path} is corrupt: {exc}") from None
     if (CONFIG, "") not in records or not all(isinstance(r, dict) for r in records.values()):
@@ -202,7 +257,7 @@ def decode_saved(
     return Saved(
         records=records,
         memories=memories,
-        switch_kind=str(switch[0]),
+        switch_kind=kind,
         switch=state,
         inputs=int(inputs),
         switch_events=int(events),
@@ -327,7 +382,7 @@ class StateStore:
             self.path,
             db.execute("SELECT kind, key, data FROM record").fetchall(),
             db.execute("SELECT name, seq, key FROM memory ORDER BY name, seq").fetchall(),
-            db.execute("SELECT kind, state FROM switch WHERE id = 1").fetchone(),
+            db.execute("SELECT part, key, data FROM switch").fetchall(),
             progress,
         )
 
@@ -368,6 +423,7 @@ class StateStore:
             if rows.replace_all:
                 db.execute("DELETE FROM record")
                 db.execute("DELETE FROM memory")
+                db.execute("DELETE FROM switch")
             db.executemany("DELETE FROM record WHERE kind = ? AND key = ?", rows.deletes)
             db.executemany(
                 "INSERT INTO record (kind, key, data) VALUES (?, ?, ?)"
@@ -376,8 +432,12 @@ class StateStore:
             )
             db.executemany("INSERT INTO memory (name, seq, key) VALUES (?, ?, ?)", rows.added)
             db.executemany("DELETE FROM memory WHERE name = ? AND seq < ?", rows.kept_from)
-            if rows.switch is not None:
-                db.execute("INSERT OR REPLACE INTO switch (id, kind, state) VALUES (1, ?, ?)", rows.switch)
+            db.executemany("DELETE FROM switch WHERE part = ? AND key = ?", rows.switch_deletes)
+            db.executemany(
+                "INSERT INTO switch (part, key, data) VALUES (?, ?, ?)"
+                " ON CONFLICT (part, key) DO UPDATE SET data = excluded.data",
+                rows.switch_upserts,
+            )
             db.execute(
                 "INSERT OR REPLACE INTO progress (id, inputs, switch_events, saved_at) VALUES (1, ?, ?, ?)",
                 (rows.inputs, rows.switch_events, rows.saved_at),

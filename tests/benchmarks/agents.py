@@ -14,14 +14,18 @@ the cycle beside ``many`` agents; its reference is the same median beside
 from __future__ import annotations
 
 import gc
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final
 
 from adapters.runner import Runner
 from adapters.simulated import SimulatedSwitch
+from adapters.state import StateStore
 from fsm.codec import dumps
 from fsm.directory import Agent, AgentDirectory
 from fsm.engine import Engine
+from fsm.snapshot import snapshot
 from tests.benchmarks.report import Report, Row, Sizes, median, ns, progress
 from tests.benchmarks.workload import BenchError
 
@@ -127,5 +131,58 @@ def bench_agents(sizes: Sizes, report: Report) -> None:
             "<= 1.2x",
             at_many / at_few <= 1.2,
             note=f"median of {ROUNDS} rounds of 6 inputs",
+        )
+    )
+
+
+def bench_store(sizes: Sizes, report: Report) -> None:
+    """Item 7: the cost of committing one input to the SQLite store (what
+    ``serve --state`` does after every input) beside ``many`` agents, against
+    ``few``; and, for scale, what writing the whole engine would cost."""
+    few, many = sizes.agents
+    progress(f"7. one commit to the state file beside {few:,} and {many:,} agents")
+    gc.disable()
+    engines = {count: Agents(count) for count in (few, many)}
+    gc.collect()
+    gc.enable()
+    samples: dict[int, list[int]] = {few: [], many: []}
+    rows: dict[int, int] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        stores = {count: StateStore(Path(tmp) / f"{count}.db") for count in engines}
+        try:
+            for count, built in engines.items():
+                store, runner = stores[count], built.runner
+
+                def save(store: StateStore = store, runner: Runner = runner, count: int = count) -> None:
+                    t0 = ns()
+                    store.save(runner.engine, runner.switch, inputs=engines[count].inputs, switch_events=0)
+                    samples[count].append(ns() - t0)
+
+                save()  # the first save writes every record: untimed
+                samples[count].clear()
+                built.after = save
+            for n in range(ROUNDS // 4):
+                for built in engines.values():
+                    built.cycle(n)
+            rows = {count: store.count("record") for count, store in stores.items()}
+        finally:
+            for store in stores.values():
+                store.close()
+    whole = engines[many].runner.engine
+    t0 = ns()
+    text = dumps(snapshot(whole), ascii=True)
+    whole_ns = ns() - t0
+    at_few, at_many = median(samples[few]), median(samples[many])
+    report.rows.append(
+        Row(
+            "7",
+            f"one commit beside {many:,} agents ({rows[many]:,} records), ref {few} agents",
+            at_many / 1e3,
+            at_few / 1e3,
+            "us",
+            "<= 1.2x",
+            at_many / at_few <= 1.2,
+            note=f"median of {len(samples[many])} commits (SQLite, WAL, synchronous=FULL); the whole "
+            f"engine at {many:,} agents: {len(text) / 1e6:.1f} MB, {whole_ns / 1e6:.0f} ms to encode",
         )
     )

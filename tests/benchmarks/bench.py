@@ -59,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     throughput.bench_run(sizes, report)
     throughput.bench_codecs(report)
     agents.bench_agents(sizes, report)
+    agents.bench_store(sizes, report)
     growth.bench_traced_memory(sizes, report)
     print(header(sizes, args.quick, time.perf_counter() - started))
     print(table(sorted(report.rows, key=lambda row: row.item)))
