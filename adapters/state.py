@@ -47,13 +47,14 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 import attrs
+import cattrs
 
 from adapters.simulated import ScriptedSwitch, SimulatedSwitch
 from adapters.switch import Switch
 from fsm.codec import JSONDecodeError, dumps, loads
 from fsm.engine import Engine, Targets
 from fsm.messages import converter
-from fsm.snapshot import CONFIG, MEMORIES, Delta, RecordKey, Saver, from_records
+from fsm.snapshot import CONFIG, MEMORIES, Delta, RecordKey, Saver, from_records, restore
 
 #: ``PRAGMA application_id`` of a state file: ASCII "tfsm"
 APPLICATION_ID: Final = 0x7466736D
@@ -351,10 +352,13 @@ class StateStore:
                 f"{self.path} is an SQLite file but not a telephony-fsm state file "
                 f"(application_id {app:#x}, expected {APPLICATION_ID:#x})"
             )
-        if version != SCHEMA_VERSION:
+        if version == 1 and {"engine", "switch", "progress", "outbox"} <= tables:
+            self._upgrade_from_1()
+            tables = set(_TABLES)
+        elif version != SCHEMA_VERSION:
             raise StateError(
                 f"state file {self.path} has schema version {version}; "
-                f"this telephony-fsm reads version {SCHEMA_VERSION} only"
+                f"this telephony-fsm reads version {SCHEMA_VERSION} (and upgrades version 1)"
             )
         if not _TABLES <= tables:
             missing = ", ".join(sorted(_TABLES - tables))
@@ -362,6 +366,38 @@ class StateStore:
         check = db.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise StateError(f"state file {self.path} is corrupt: {check}")
+
+    def _upgrade_from_1(self) -> None:
+        """A file of schema version 1 (the whole engine in one row) becomes
+        version 2 in the opening transaction: its engine and switch state
+        are written as records and rows; the progress and the outbox stay."""
+        db = self._db
+        engine_row = db.execute("SELECT snapshot FROM engine WHERE id = 1").fetchone()
+        switch_row = db.execute("SELECT kind, state FROM switch WHERE id = 1").fetchone()
+        progress = db.execute("SELECT inputs, switch_events, saved_at FROM progress WHERE id = 1").fetchone()
+        db.execute("ALTER TABLE switch RENAME TO switch_v1")
+        for statement in _SCHEMA[:3]:  # record, memory, switch
+            db.execute(statement)
+        if engine_row is not None and switch_row is not None and progress is not None:
+            kind, state = str(switch_row[0]), switch_row[1]
+            driver: Switch
+            try:
+                engine = restore(loads(engine_row[0]))
+                if kind == "simulated":
+                    driver = converter.structure(loads(state), SimulatedSwitch)
+                elif kind == "scripted":
+                    driver = ScriptedSwitch()
+                else:
+                    raise StateError(f"state file {self.path}: cannot upgrade the state of the {kind} switch")
+            except (TypeError, ValueError, JSONDecodeError, cattrs.BaseValidationError) as exc:
+                raise StateError(f"state file {self.path} (version 1) is corrupt: {exc}") from None
+            rows = Writer().rows(
+                engine, driver, inputs=int(progress[0]), switch_events=int(progress[1]), outputs=()
+            )
+            self._write(attrs.evolve(rows, saved_at=float(progress[2])), None)
+        db.execute("DROP TABLE engine")
+        db.execute("DROP TABLE switch_v1")
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     # ------------------------------------------------------------------
     # Reading.
@@ -420,41 +456,48 @@ class StateStore:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            if rows.replace_all:
-                db.execute("DELETE FROM record")
-                db.execute("DELETE FROM memory")
-                db.execute("DELETE FROM switch")
-            db.executemany("DELETE FROM record WHERE kind = ? AND key = ?", rows.deletes)
-            db.executemany(
-                "INSERT INTO record (kind, key, data) VALUES (?, ?, ?)"
-                " ON CONFLICT (kind, key) DO UPDATE SET data = excluded.data",
-                rows.upserts,
-            )
-            db.executemany("INSERT INTO memory (name, seq, key) VALUES (?, ?, ?)", rows.added)
-            db.executemany("DELETE FROM memory WHERE name = ? AND seq < ?", rows.kept_from)
-            db.executemany("DELETE FROM switch WHERE part = ? AND key = ?", rows.switch_deletes)
-            db.executemany(
-                "INSERT INTO switch (part, key, data) VALUES (?, ?, ?)"
-                " ON CONFLICT (part, key) DO UPDATE SET data = excluded.data",
-                rows.switch_upserts,
-            )
-            db.execute(
-                "INSERT OR REPLACE INTO progress (id, inputs, switch_events, saved_at) VALUES (1, ?, ?, ?)",
-                (rows.inputs, rows.switch_events, rows.saved_at),
-            )
-            db.executemany("INSERT INTO outbox (input, message) VALUES (?, ?)", rows.outputs)
-            dropped = 0
-            if max_unsent is not None:
-                dropped = db.execute(
-                    "DELETE FROM outbox WHERE id NOT IN (SELECT id FROM outbox ORDER BY id DESC LIMIT ?)",
-                    (max_unsent,),
-                ).rowcount
+            dropped = self._write(rows, max_unsent)
         except BaseException:
             db.execute("ROLLBACK")
             self.writer.engine = None  # what was not committed is written again, whole
             raise
         db.execute("COMMIT")
         return dropped
+
+    def _write(self, rows: Rows, max_unsent: int | None) -> int:
+        """Execute ``rows`` in the transaction open; how many outbox entries were dropped."""
+        db = self._db
+        if rows.replace_all:
+            db.execute("DELETE FROM record")
+            db.execute("DELETE FROM memory")
+            db.execute("DELETE FROM switch")
+        db.executemany("DELETE FROM record WHERE kind = ? AND key = ?", rows.deletes)
+        db.executemany(
+            "INSERT INTO record (kind, key, data) VALUES (?, ?, ?)"
+            " ON CONFLICT (kind, key) DO UPDATE SET data = excluded.data",
+            rows.upserts,
+        )
+        db.executemany("INSERT INTO memory (name, seq, key) VALUES (?, ?, ?)", rows.added)
+        db.executemany("DELETE FROM memory WHERE name = ? AND seq < ?", rows.kept_from)
+        db.executemany("DELETE FROM switch WHERE part = ? AND key = ?", rows.switch_deletes)
+        db.executemany(
+            "INSERT INTO switch (part, key, data) VALUES (?, ?, ?)"
+            " ON CONFLICT (part, key) DO UPDATE SET data = excluded.data",
+            rows.switch_upserts,
+        )
+        db.execute(
+            "INSERT OR REPLACE INTO progress (id, inputs, switch_events, saved_at) VALUES (1, ?, ?, ?)",
+            (rows.inputs, rows.switch_events, rows.saved_at),
+        )
+        db.executemany("INSERT INTO outbox (input, message) VALUES (?, ?)", rows.outputs)
+        if max_unsent is None:
+            return 0
+        return int(
+            db.execute(
+                "DELETE FROM outbox WHERE id NOT IN (SELECT id FROM outbox ORDER BY id DESC LIMIT ?)",
+                (max_unsent,),
+            ).rowcount
+        )
 
     def mark_sent(self, entry: int) -> None:
         """An outbox entry was handed to the transport: it leaves the outbox."""

@@ -35,7 +35,7 @@ from adapters.bridge import Send
 from adapters.runner import Runner
 from adapters.session import DEMO_CALL
 from adapters.simulated import ScriptedSwitch, SimulatedSwitch
-from adapters.state import StateError, StateStore, Store, resume
+from adapters.state import APPLICATION_ID, StateError, StateStore, Store, resume
 from adapters.transport import FramedConnection, TransportError, serve
 from fsm.checker import Violation, check_lines
 from fsm.outputs import Targets
@@ -673,3 +673,48 @@ def test_serve_killed_twice(
 ) -> None:
     """Two kills in one call (the second counts the inputs of both processes)."""
     assert_same_call(call(tmp_path, *points), baseline, 2)
+
+
+def test_a_version_1_file_is_upgraded_when_opened(tmp_path: Path) -> None:
+    """A state file of schema version 1 (the whole engine in one row, the
+    layout before the records) is upgraded in place: the same engine, switch
+    state, progress and outbox; and the upgraded file goes on."""
+    from fsm.messages import converter
+
+    lines = full_call()
+    runner = make_runner()
+    for n, line in enumerate(lines[:6], 1):
+        runner.feed(json.dumps(line), n)
+    path = tmp_path / "v1.db"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        for statement in (
+            "CREATE TABLE engine (id INTEGER PRIMARY KEY CHECK (id = 1), snapshot TEXT NOT NULL)",
+            "CREATE TABLE switch (id INTEGER PRIMARY KEY CHECK (id = 1), kind TEXT NOT NULL,"
+            " state TEXT NOT NULL)",
+            "CREATE TABLE progress (id INTEGER PRIMARY KEY CHECK (id = 1), inputs INTEGER NOT NULL,"
+            " switch_events INTEGER NOT NULL, saved_at REAL NOT NULL)",
+            "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, input INTEGER NOT NULL,"
+            " message TEXT NOT NULL)",
+        ):
+            db.execute(statement)
+        db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        db.execute("PRAGMA user_version=1")
+        db.execute("INSERT INTO engine VALUES (1, ?)", (json.dumps(snapshot(runner.engine)),))
+        state = converter.unstructure(runner.switch)
+        db.execute("INSERT INTO switch VALUES (1, 'simulated', ?)", (json.dumps(state),))
+        db.execute("INSERT INTO progress VALUES (1, 6, 0, 1000.5)")
+        db.execute("INSERT INTO outbox (input, message) VALUES (6, ?)", (json.dumps(message(6)),))
+    with StateStore(path) as store:
+        saved = store.load()
+        assert saved is not None
+        assert (6, 0, 1000.5) == (saved.inputs, saved.switch_events, saved.saved_at)
+        assert [message(6)] == [m for _, m in store.unsent()]
+        engine, switch = resume(saved, SimulatedSwitch(), Targets())
+        assert snapshot(runner.engine) == snapshot(engine)
+        assert runner.switch == switch
+        resumed = Runner(engine, switch)
+        feed_and_save(resumed, store, lines[6:], 7)
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        assert 2 == db.execute("PRAGMA user_version").fetchone()[0]
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert "engine" not in tables and "record" in tables
