@@ -132,6 +132,16 @@ def _parser(only_run: bool = False) -> argparse.ArgumentParser:
     )
     bridge_server.add_arguments(bridge_parser)
     bridge_parser.set_defaults(subparser=bridge_parser, handler=bridge_server.run_args)
+    from adapters.pbx import server as pbx_server
+
+    pbx_parser = commands.add_parser(
+        "pbx",
+        help="the simulated PBX as its own process, reached by adapters over a CTI link",
+        description="Hold calls and devices for the adapters that connect (serve --switch pbx), "
+        "their customers and far parties played by a script (see adapters/pbx/server.py).",
+    )
+    pbx_server.add_arguments(pbx_parser)
+    pbx_parser.set_defaults(subparser=pbx_parser, handler=pbx_server.run_args)
     diagrams = commands.add_parser(
         "diagrams",
         help="write the state diagrams into diagrams/ (generated from the machine tables)",
@@ -172,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "demo":
         return _demo(args)
-    if args.command in ("serve", "bridge"):
+    if args.command in ("serve", "bridge", "pbx"):
         code: int = args.handler(args, args.subparser)
         return code
     if args.command == "diagrams":

@@ -51,7 +51,7 @@ class PostgresStore:
             import psycopg
         except ImportError:
             raise StateError(
-                "--state postgresql://... needs psycopg 3: pip install 'telephony-fsm[postgresql]'"
+                "a postgresql:// store needs psycopg 3: pip install 'telephony-fsm[postgresql]'"
             ) from None
         self.processor = processor
         self.writer = Writer()

@@ -35,9 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--connect", required=True, metavar="HOST:PORT", help="the bridge to connect to")
     parser.add_argument(
         "--switch",
-        choices=("simulated", "scripted", "sip"),
+        choices=("simulated", "scripted", "pbx", "sip"),
         default="simulated",
-        help="as for run; sip: the agent's SIP softphone (extra 'sip'), see --sip-*",
+        help="as for run; pbx: the PBX process (telephony-fsm pbx) at --pbx; "
+        "sip: the agent's SIP softphone (extra 'sip'), see --sip-*",
+    )
+    parser.add_argument(
+        "--pbx", metavar="HOST:PORT", help="with --switch pbx: where the PBX process listens (its CTI link)"
     )
     add_account_arguments(parser)
     add_processor_client(parser)
@@ -76,6 +80,16 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     policy = policy_of(args, parser)
     if args.max_reconnects is not None and args.max_reconnects < 0:
         parser.error("--max-reconnects must not be negative")
+    pbx_address: tuple[str, int] | None = None
+    if args.switch == "pbx":
+        if not args.pbx:
+            parser.error("--switch pbx needs --pbx HOST:PORT")
+        pbx_host, _, pbx_port = args.pbx.rpartition(":")
+        if not pbx_host or not pbx_port.isdigit() or not 0 < int(pbx_port) < 65536:
+            parser.error(f"--pbx takes HOST:PORT, got {args.pbx!r}")
+        pbx_address = (pbx_host.strip("[]"), int(pbx_port))
+    elif args.pbx:
+        parser.error("--pbx goes with --switch pbx")
     if args.switch == "sip" and args.state:
         parser.error("--state cannot be used with --switch sip: live SIP calls cannot be saved and resumed")
     wire = wire_options(args, parser, server=False)
@@ -103,7 +117,11 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 loop.add_signal_handler(signum, stop.set)
             events = read_switch_events(args.switch_events) if args.switch_events else None
             switch: str | Switch = args.switch
-            if args.switch == "sip":
+            if pbx_address is not None:
+                from adapters.pbx.link import PbxLink
+
+                switch = PbxLink(*pbx_address, directory.end_points)
+            elif args.switch == "sip":
                 switch = stack.enter_context(_softphone(args, parser, directory.agents[0].end_point))
             return await run_serve(
                 host,

@@ -122,7 +122,13 @@ async def _run_serve(
     driver = make_switch(switch) if isinstance(switch, str) else switch
     saved = store.load() if store is not None else None
     if saved is None:
-        engine = Engine(policy, targets, directory=directory, switch_acknowledges=driver.acknowledges)
+        engine = Engine(
+            policy,
+            targets,
+            directory=directory,
+            switch_acknowledges=driver.acknowledges,
+            link_up=getattr(driver, "link_up_at_start", True),
+        )
         adapter = Adapter(
             Runner(engine, driver, trace),
             max_held=policy.max_queued_events,
@@ -171,6 +177,9 @@ async def _run_serve(
         background.append(asyncio.create_task(adapter.metrics.serve(*metrics), name="metrics"))
     if isinstance(driver, PolledSwitch):
         background.append(asyncio.create_task(adapter.polling(driver), name="switch polling"))
+    link = getattr(driver, "run", None)
+    if callable(link):  # a driver with a link of its own to keep (the PBX process's)
+        background.append(asyncio.create_task(link(), name="switch link"))
     if switch_events is not None:
         skip = saved.switch_events if saved is not None else 0
         background.append(
