@@ -106,6 +106,9 @@ def switch_kind(driver: Switch) -> str:
         return "simulated"
     if isinstance(driver, ScriptedSwitch):
         return "scripted"
+    named = getattr(type(driver), "switch_kind", None)
+    if isinstance(named, str):
+        return named
     return f"{type(driver).__module__}.{type(driver).__qualname__}"
 
 

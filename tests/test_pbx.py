@@ -359,3 +359,21 @@ def test_serve_whose_device_another_adapter_holds_exits_1_naming_it(tmp_path: Pa
     assert 1 == code, err
     assert "the switch link task failed" in err
     assert "refused this adapter: hello refused: device(s) 1001 are held by another connection" in err
+
+
+def test_serve_refuses_a_state_store_with_the_pbx(tmp_path: Path) -> None:
+    """Events the PBX sent after a killed serve's last commit would be lost
+    to the restarted one, so --state is refused with --switch pbx."""
+    done = subprocess.run(
+        [
+            *(*CLI, "serve", "--connect", "127.0.0.1:9", "--switch", "pbx", "--pbx", "127.0.0.1:9"),
+            *("--state", str(tmp_path / "state.db")),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert 2 == done.returncode, done.stderr
+    assert "--state cannot be used with --switch pbx" in done.stderr
+    assert not (tmp_path / "state.db").exists()

@@ -43,6 +43,9 @@ class PbxLink:
 
     #: the engine starts ``starting``: the link is not up before the hello's answer
     link_up_at_start: Final = False
+    #: how a state store names this driver (as ``--switch`` does); the PBX
+    #: process keeps the calls, so the driver has no state of its own to save
+    switch_kind: Final = "pbx"
 
     def __init__(
         self,

@@ -90,6 +90,11 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         pbx_address = (pbx_host.strip("[]"), int(pbx_port))
     elif args.pbx:
         parser.error("--pbx goes with --switch pbx")
+    if args.switch == "pbx" and args.state:
+        parser.error(
+            "--state cannot be used with --switch pbx: events the PBX sent after the last commit of a "
+            "killed serve would not reach the restarted one"
+        )
     if args.switch == "sip" and args.state:
         parser.error("--state cannot be used with --switch sip: live SIP calls cannot be saved and resumed")
     wire = wire_options(args, parser, server=False)
