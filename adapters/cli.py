@@ -132,16 +132,16 @@ def _parser(only_run: bool = False) -> argparse.ArgumentParser:
     )
     bridge_server.add_arguments(bridge_parser)
     bridge_parser.set_defaults(subparser=bridge_parser, handler=bridge_server.run_args)
-    from adapters.pbx import server as pbx_server
+    from adapters.pbx import cli as pbx_cli
 
     pbx_parser = commands.add_parser(
         "pbx",
         help="the simulated PBX as its own process, reached by adapters over a CTI link",
         description="Hold calls and devices for the adapters that connect (serve --switch pbx), "
-        "their customers and far parties played by a script (see adapters/pbx/server.py).",
+        "their customers and far parties played by a script (see adapters/pbx/script.py).",
     )
-    pbx_server.add_arguments(pbx_parser)
-    pbx_parser.set_defaults(subparser=pbx_parser, handler=pbx_server.run_args)
+    pbx_cli.add_arguments(pbx_parser)
+    pbx_parser.set_defaults(subparser=pbx_parser, handler=pbx_cli.run_args)
     diagrams = commands.add_parser(
         "diagrams",
         help="write the state diagrams into diagrams/ (generated from the machine tables)",

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import argparse
 from contextlib import ExitStack
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from fsm.directory import DEFAULT_DIRECTORY, AgentDirectory, directory_from_pairs
 from fsm.errors import LocalProtocolError
 from fsm.outputs import Targets
 from fsm.policy import Policy
+
+if TYPE_CHECKING:
+    import asyncio
 
 # The wire options import adapters.transport (asyncio, ssl, sockets) when
 # they are used: ``telephony-fsm run`` imports none of it.
@@ -184,3 +187,17 @@ def wire_options(
     if not server:
         options["server_hostname"] = args.tls_server_name
     return options
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT (in the running loop): how the
+    long-running commands are asked to stop cleanly. (asyncio is imported
+    here: ``run`` imports this module and needs no event loop.)"""
+    import asyncio
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop

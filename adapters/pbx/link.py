@@ -23,7 +23,14 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, Final
 
-from adapters.transport import ConnectionLost, FramedConnection, TransportError, connect_with_backoff
+from adapters.transport import (
+    ConnectionLost,
+    FramedConnection,
+    TransportError,
+    Unsendable,
+    backoff_delays,
+    connect_with_backoff,
+)
 from fsm.errors import RemoteProtocolError
 from fsm.intake import parse_switch_event
 from fsm.switch_events import Command, SwitchEvent, command_to_wire
@@ -32,6 +39,8 @@ logger = logging.getLogger("telephony_fsm.pbx.link")
 
 #: events received and not yet polled, at most (D-BOUND)
 MAX_QUEUED: Final = 100_000
+#: how long the PBX may take to answer the hello, in seconds
+HELLO_TIMEOUT: Final = 10.0
 
 
 class PbxRefused(Exception):
@@ -54,15 +63,19 @@ class PbxLink:
         devices: Sequence[str],
         *,
         backoff: tuple[float, float, float] = (0.2, 2.0, 5.0),
+        hello_timeout: float = HELLO_TIMEOUT,
         **connect_options: Any,
     ) -> None:
         self.host, self.port = host, port
         self.devices = list(devices)
         self.backoff = backoff
+        self.hello_timeout = hello_timeout
         self.connect_options = connect_options
         self.conn: FramedConnection | None = None
         self.up = False
         self._events: deque[SwitchEvent] = deque()
+        #: a link-down event was queued since the link was last up: one per outage
+        self._down_reported = False
         self._outgoing: asyncio.Queue[dict[str, Any]] | None = None
 
     @property
@@ -103,12 +116,22 @@ class PbxLink:
             return
         self._events.append(event)
 
+    def _down(self, reason: str) -> None:
+        """The link is down: reported once per outage (F-CTRL-3), with the first reason."""
+        if not self._down_reported:
+            self._down_reported = True
+            self._queue(SwitchEvent(kind="link", up=False, reason=reason))
+
     # -- the link
 
     async def run(self) -> None:
         """Connect, claim, read; again after every loss. Ends only by
-        cancellation or with :class:`PbxRefused`."""
+        cancellation or with :class:`PbxRefused`. A connection that never
+        came up (the PBX closed it, or did not answer the hello within
+        ``hello_timeout`` seconds) is followed by a growing pause, so that a PBX that
+        refuses at once is not hammered; one that was up is retried at once."""
         base, factor, cap = self.backoff
+        pauses = backoff_delays(base, factor, cap)
         first = True
         while True:
             try:
@@ -122,31 +145,43 @@ class PbxLink:
                     **self.connect_options,
                 )
             except (OSError, TimeoutError) as exc:
-                self._queue(SwitchEvent(kind="link", up=False, reason=f"PBX unreachable: {exc}"))
+                self._down(f"PBX unreachable: {exc}")
                 logger.warning("cannot reach the PBX at %s:%s: %s; retrying", self.host, self.port, exc)
                 first = False
-                await asyncio.sleep(base)
+                await asyncio.sleep(next(pauses))
                 continue
             first = False
+            was_up = False
             try:
-                await self._serve(conn)
+                was_up = await self._serve(conn)
                 reason = "the PBX closed the link"
+            except TimeoutError:
+                reason = f"the PBX did not answer the hello within {self.hello_timeout:g} s"
             except (ConnectionLost, TransportError) as exc:
-                reason = f"the link to the PBX was lost: {exc}"
+                reason = f"the link to the PBX was lost: {exc.message}"
             finally:
+                was_up = was_up or self.up
                 self.up = False
                 self.conn = None
                 self._outgoing = None
                 await conn.close()
-            logger.warning("%s; reconnecting", reason)
-            self._queue(SwitchEvent(kind="link", up=False, reason=reason))
+            self._down(reason)
+            if was_up:
+                pauses = backoff_delays(base, factor, cap)
+                logger.warning("%s; reconnecting", reason)
+            else:
+                pause = next(pauses)
+                logger.warning("%s; reconnecting in %g s", reason, pause)
+                await asyncio.sleep(pause)
 
-    async def _serve(self, conn: FramedConnection) -> None:
+    async def _serve(self, conn: FramedConnection) -> bool:
+        """One connection: the hello, then the events until it ends; whether
+        the link came up. Raises PbxRefused when the PBX refuses the hello."""
         self.conn = conn
         await conn.send({"hello": {"devices": self.devices}})
-        answer = await conn.recv()
+        answer = await asyncio.wait_for(conn.recv(), self.hello_timeout)
         if answer is None:
-            return
+            return False
         if set(answer) != {"hello"}:
             raise PbxRefused(
                 f"the PBX at {self.host}:{self.port} refused this adapter: {answer.get('error', answer)}"
@@ -157,6 +192,7 @@ class PbxLink:
         outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._outgoing = outgoing
         self.up = True
+        self._down_reported = False
         self._queue(SwitchEvent(kind="link", up=True, reason=""))
         sender = asyncio.create_task(self._sending(conn, outgoing))
         try:
@@ -165,14 +201,18 @@ class PbxLink:
         finally:
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
+        return True
 
     async def _sending(self, conn: FramedConnection, outgoing: asyncio.Queue[dict[str, Any]]) -> None:
         while True:
             frame = await outgoing.get()
             try:
                 await conn.send(frame)
-            except TransportError as exc:  # the reader sees the loss too
-                logger.warning("cannot send to the PBX: %s", exc)
+            except Unsendable as exc:  # this frame only: the link goes on
+                logger.error("a command that cannot be sent to the PBX: %s (%s)", exc.message, frame)
+            except TransportError as exc:  # lost: end the connection, the reader sees it
+                logger.warning("cannot send to the PBX: %s", exc.message)
+                conn.abort()
                 return
 
     def _frame(self, frame: dict[str, Any]) -> None:

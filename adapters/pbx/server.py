@@ -1,202 +1,232 @@
-"""``telephony-fsm pbx --listen HOST:PORT``: the simulated PBX as its own
-process, reached by adapters (``serve --switch pbx``) over the CTI link
-(:mod:`adapters.pbx`), its customers and far parties played by a script.
+"""The PBX process (``telephony-fsm pbx``): the model of :mod:`adapters.pbx.core`
+served over the CTI link to every adapter that connects, its script
+(:mod:`adapters.pbx.script`) played beside.
 
-The script (``--script FILE``, ``-`` for stdin) has one JSON object per
-line; blank lines and lines starting with ``#`` are skipped:
+A connection's frames are read here, with the bridge wire's decoder
+(F-WIRE: a 4-byte length, then one UTF-8 JSON object; the length bounded by
+``max_frame_size``, D-BOUND), so that hostile input is answered rather than
+obeyed or crashed on (H-RUN-2's promise, for the link):
 
-- a switch event (harness.md's shape): applied to the PBX and sent to the
-  connection holding its device (``offered``, ``ended``, ``connected``, ...
-  for calls; ``agent`` ``taken`` / ``free`` / ``removed`` for devices);
-- ``{"wait": {"device": D, "state": S}, "timeout": T}``: until device ``D``'s
-  last agent state is ``S`` (``loggedin``, ``ready``, ...);
-  ``{"wait": {"call": C, "state": S}}``: until call ``C`` is ``S``
-  (``ALERTING``, ``DIALING``, ``TALKING``, ``HELD`` or ``ended``);
-  ``{"wait": {"connected": D}}``: until an adapter holds device ``D``;
-  ``timeout`` in seconds (default 30): a wait that times out is logged,
-  naming what it waited for, and the process exits 1;
-- ``{"sleep": S}``: pause ``S`` seconds.
+- a frame whose contents are not UTF-8, not JSON or not an object, that
+  holds a lone surrogate, that is neither a hello nor a command, or whose
+  hello or command is malformed or not allowed (a second hello, a command
+  before the hello or for another connection's call or device): an
+  ``error`` frame naming the problem; nothing changes and the connection
+  goes on;
+- a hello claiming a device another live connection holds: an ``error``
+  frame, then that connection is closed;
+- a length above ``max_frame_size`` (the stream cannot be followed past
+  it): an ``error`` frame, then the connection is closed.
 
-A file is read and checked whole before anything is played (a bad line:
-exit 2 naming its number); stdin is read as it comes. Without
-``--exit-when-done`` the process runs until SIGTERM or SIGINT (exit 0);
-with it, it exits 0 once the script is over and, after an adapter has
-connected, none is connected any more.
+Every frame the PBX writes is valid UTF-8 JSON (:func:`adapters.framing.encode_json`).
+The sending side of a connection is a :class:`adapters.transport.FramedConnection`
+(its send buffer bound and send timeout: an adapter that stops reading is
+dropped, not buffered for without limit); its ``recv`` is not used.
+
+A connection that ends releases its devices; their calls go on, and their
+events are held for the next claim (:class:`adapters.pbx.core.Pbx`).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
+import itertools
 import logging
-import signal
-import sys
-from collections.abc import AsyncIterator, Callable, Hashable
-from pathlib import Path
-from typing import Any, Final
+from collections.abc import AsyncIterator, Callable
+from typing import IO, Any, Final
 
-from adapters.pbx.core import DEFAULT_MAX_HELD, LinkError, Pbx, Sends
-from adapters.transport import FramedConnection, TransportError, serve
-from fsm.codec import JSONDecodeError, loads
+from adapters.framing import (
+    DEFAULT_MAX_FRAME_SIZE,
+    BadContents,
+    Frame,
+    FrameDecoder,
+    FramingError,
+    TruncatedFrame,
+    decode_json,
+)
+from adapters.pbx.core import DEFAULT_MAX_HELD, ClaimRefused, LinkError, Pbx, Sends
+from adapters.pbx.script import WAIT_TIMEOUT, ScriptError, Step, describe, listed, stdin_script
+from adapters.transport import FramedConnection, TransportError
+from fsm.codec import dumps
+from fsm.messages import unclean
 
 logger = logging.getLogger("telephony_fsm.pbx")
 
-#: a wait's bound when the step gives none, in seconds
-WAIT_TIMEOUT: Final = 30.0
-#: how often a wait looks again, in seconds
-POLL: Final = 0.02
-_WAIT_KINDS: Final = ({"device", "state"}, {"call", "state"}, {"connected"})
-
-
-class ScriptError(Exception):
-    """A script line that cannot be played; its text names the line."""
+#: how often a wait looks again at most, in seconds (it is woken by every change)
+POLL: Final = 0.2
+_CHUNK: Final = 1 << 16
+#: the longest error text sent, in characters (a frame may quote a long value)
+MAX_ERROR: Final = 1000
+#: how long a connection closed after an error frame is read on (and what
+#: comes discarded), so that the peer sees the frame and a clean end, not a reset
+LINGER: Final = 1.0
+#: the frames a peer may send
+_FRAME_FORM: Final = 'a frame is {"hello": ...} or {"command": ...}'
 
 
 class WaitTimedOut(Exception):
     """A wait of the script that did not come true in time."""
 
 
-def check_step(step: object, where: str) -> dict[str, Any]:
-    """A script step, checked; raises ScriptError naming ``where``."""
-    if not isinstance(step, dict):
-        raise ScriptError(f"{where}: a step must be a JSON object")
-    if "wait" in step:
-        wait = step["wait"]
-        if set(step) - {"wait", "timeout"} or not isinstance(wait, dict) or set(wait) not in _WAIT_KINDS:
-            raise ScriptError(
-                f'{where}: a wait is {{"wait": {{"device": D, "state": S}} | {{"call": C, "state": S}} '
-                f'| {{"connected": D}}, "timeout": SECONDS}}'
-            )
-        if not all(isinstance(v, str) and v for v in wait.values()):
-            raise ScriptError(f"{where}: a wait's values must be non-empty strings")
-        timeout = step.get("timeout", WAIT_TIMEOUT)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
-            raise ScriptError(f"{where}: timeout must be a number of seconds in (0, 3600]")
-    elif "sleep" in step:
-        pause = step["sleep"]
-        if set(step) != {"sleep"} or isinstance(pause, bool) or not isinstance(pause, int | float):
-            raise ScriptError(f'{where}: a pause is {{"sleep": SECONDS}}')
-        if not 0 <= pause <= 3600:
-            raise ScriptError(f"{where}: sleep must be in [0, 3600] seconds")
-    elif "kind" not in step:
-        raise ScriptError(f"{where}: a step is a switch event (with 'kind'), a wait or a sleep")
-    return step
-
-
-def parse_line(text: str, where: str) -> dict[str, Any] | None:
-    """One script line: a step, or None for a blank line or a comment."""
-    if not text.strip() or text.lstrip().startswith("#"):
-        return None
-    try:
-        step = loads(text)
-    except (JSONDecodeError, ValueError) as exc:
-        raise ScriptError(f"{where}: not JSON ({exc})") from None
-    return check_step(step, where)
-
-
-def load_script(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """A script file, checked whole: (line number, step)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScriptError(f"cannot read the script {path}: {exc}") from None
-    steps = []
-    for number, line in enumerate(text.splitlines(), 1):
-        step = parse_line(line, f"{path}:{number}")
-        if step is not None:
-            steps.append((number, step))
-    return steps
-
-
-async def stdin_script() -> AsyncIterator[tuple[int, dict[str, Any]]]:
-    """The script from stdin, step by step as lines arrive."""
-    loop = asyncio.get_running_loop()
-    number = 0
-    while True:
-        line = await loop.run_in_executor(None, sys.stdin.readline)
-        if not line:
-            return
-        number += 1
-        step = parse_line(line, f"stdin:{number}")
-        if step is not None:
-            yield number, step
-
-
-def describe(step: dict[str, Any]) -> str:
-    wait = step["wait"]
-    if "connected" in wait:
-        return f"an adapter holding device {wait['connected']}"
-    what = "device" if "device" in wait else "call"
-    return f"{what} {wait[what]} to be {wait['state']}"
+#: exit codes of :func:`run_pbx`
+OK, FAILED, BAD_SCRIPT = 0, 1, 2
 
 
 class PbxServer:
     """The PBX, its connections and its script."""
 
-    def __init__(self, pbx: Pbx) -> None:
+    def __init__(
+        self, pbx: Pbx, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, trace: IO[str] | None = None
+    ) -> None:
         self.pbx = pbx
-        self.conns: dict[Hashable, FramedConnection] = {}
-        self.ever_connected = asyncio.Event()
+        self.max_frame_size = max_frame_size
+        self.trace = trace
+        #: connection number -> its connection, while it is open
+        self.conns: dict[int, FramedConnection] = {}
+        self._numbers = itertools.count(1)
+        #: set once an adapter's hello was accepted
+        self.ever_claimed = asyncio.Event()
+        #: set at every change a wait may be waiting for
         self.changed = asyncio.Event()
 
-    async def deliver(self, sends: Sends) -> None:
-        for conn_id, frame in sends:
-            conn = self.conns.get(conn_id)
-            if conn is None:
-                continue
-            try:
-                await conn.send(frame)
-            except TransportError as exc:
-                logger.warning("cannot send to %s: %s", conn.peer, exc)
+    def record(self, entry: dict[str, Any]) -> None:
+        """One line of ``--trace``: every frame in and out, script step and connection."""
+        if self.trace is not None:
+            self.trace.write(dumps(entry) + "\n")
+            self.trace.flush()
 
-    async def handle(self, conn: FramedConnection) -> None:
-        """One adapter connection: its hello, then its commands."""
-        key: Hashable = conn
-        self.conns[key] = conn
-        logger.info("adapter connected from %s", conn.peer)
-        self.ever_connected.set()
-        self.changed.set()
+    # -- sending
+
+    async def deliver(self, sends: Sends) -> None:
+        for number, frame in sends:
+            assert isinstance(number, int)
+            await self.send(number, frame)
+
+    async def send(self, number: int, frame: dict[str, Any]) -> None:
+        conn = self.conns.get(number)
+        if conn is None or conn.closed:
+            return
+        self.record({"to": number, "frame": frame})
         try:
-            while (frame := await conn.recv()) is not None:
-                if not await self._frame(key, conn, frame):
-                    break
+            await conn.send(frame)
+        except TransportError as exc:  # lost, or not reading (D-BOUND): its reader sees the end
+            logger.warning("cannot send to adapter %d at %s: %s", number, conn.peer, exc.message)
+
+    async def error(self, number: int, text: str) -> None:
+        if len(text) > MAX_ERROR:
+            text = text[: MAX_ERROR - 1] + "\u2026"
+        conn = self.conns.get(number)
+        logger.warning("adapter %d at %s: %s", number, conn.peer if conn else "?", text)
+        await self.send(number, {"error": text})
+
+    # -- a connection
+
+    async def accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = FramedConnection(reader, writer, max_frame_size=self.max_frame_size)
+        number = next(self._numbers)
+        self.conns[number] = conn
+        self.record({"connection": number, "peer": conn.peer})
+        logger.info("adapter %d connected from %s", number, conn.peer)
+        try:
+            if await self._read(number, conn, reader):
+                await _linger(writer, reader)
+        except asyncio.CancelledError:  # shutting down
+            pass
+        except Exception:  # a bug: that connection ends, the PBX goes on
+            logger.exception("adapter %d at %s: the connection failed", number, conn.peer)
         finally:
-            self.pbx.closed(key)
-            del self.conns[key]
-            logger.info("adapter at %s disconnected", conn.peer)
+            devices = self.pbx.devices_of(number)
+            self.pbx.closed(number)
+            del self.conns[number]
+            with contextlib.suppress(Exception):
+                await conn.close()
+            self.record({"closed": number})
+            freed = f"; device(s) {', '.join(devices)} free" if devices else ""
+            logger.info("adapter %d at %s disconnected%s", number, conn.peer, freed)
             self.changed.set()
 
-    async def _frame(self, key: Hashable, conn: FramedConnection, frame: dict[str, Any]) -> bool:
-        """Handle one frame; False to close the connection."""
-        if set(frame) == {"hello"}:
+    async def _read(self, number: int, conn: FramedConnection, reader: asyncio.StreamReader) -> bool:
+        """Read and handle frames until the connection ends (False) or this
+        side closes it after an error frame (True)."""
+        decoder = FrameDecoder(self.max_frame_size)
+        while not conn.closed:
             try:
-                await self.deliver(self.pbx.hello(key, frame["hello"]))
-            except LinkError as exc:
-                logger.error("refused the hello of %s: %s", conn.peer, exc)
-                await conn.send({"error": f"hello refused: {exc}"})
+                data = await reader.read(_CHUNK)
+            except OSError as exc:
+                logger.info("adapter %d at %s: connection lost: %s", number, conn.peer, exc)
                 return False
-            logger.info("%s holds device(s) %s", conn.peer, ", ".join(self.pbx.devices_of(key)))
+            if conn.closed:
+                return False
+            if not data:
+                try:
+                    decoder.end_of_stream()
+                except TruncatedFrame as exc:
+                    logger.warning("adapter %d at %s: %s", number, conn.peer, exc.message)
+                return False
+            try:
+                frames = decoder.feed(data)
+            except FramingError as exc:  # a length above max_frame_size: the stream cannot be followed
+                for frame in exc.frames:
+                    if not await self._frame(number, conn, frame):
+                        return True
+                await self.error(number, f"{exc.message}; closing the connection")
+                return True
+            for frame in frames:
+                if not await self._frame(number, conn, frame):
+                    return True
+        return False
+
+    async def _frame(self, number: int, conn: FramedConnection, frame: Frame) -> bool:
+        """Handle one frame; False to close the connection."""
+        try:
+            message = decode_json(frame)
+        except BadContents as exc:
+            self.record({"from": number, "bad": exc.message})
+            await self.error(number, exc.message)
+            return True
+        defect = unclean(message)
+        if defect is not None:
+            self.record({"from": number, "bad": defect})
+            await self.error(number, f"frame at offset {frame.offset}: {defect}")
+            return True
+        self.record({"from": number, "frame": message})
+        if set(message) == {"hello"}:
+            try:
+                sends = self.pbx.hello(number, message["hello"])
+            except ClaimRefused as exc:
+                await self.error(number, f"hello refused: {exc}; closing the connection")
+                return False
+            except LinkError as exc:
+                await self.error(number, f"hello refused: {exc}")
+                return True
+            logger.info(
+                "adapter %d at %s holds device(s) %s",
+                number,
+                conn.peer,
+                ", ".join(self.pbx.devices_of(number)) or "(none)",
+            )
+            await self.deliver(sends)
+            self.ever_claimed.set()
             self.changed.set()
             return True
-        if set(frame) == {"command"}:
+        if set(message) == {"command"}:
             try:
-                sends = self.pbx.command(key, frame["command"])
+                sends = self.pbx.command(number, message["command"])
             except LinkError as exc:
-                logger.warning("command from %s refused: %s", conn.peer, exc)
-                await conn.send({"error": str(exc)})
+                await self.error(number, str(exc))
                 return True
             await self.deliver(sends)
             self.changed.set()
             return True
-        keys = ", ".join(sorted(map(repr, frame))) or "none"
-        logger.warning("a frame from %s with key(s) %s", conn.peer, keys)
-        await conn.send(
-            {"error": f'a frame is {{"hello": ...}} or {{"command": ...}}, not one with key(s) {keys}'}
-        )
+        keys = ", ".join(sorted(map(repr, message))) or "none"
+        await self.error(number, f"{_FRAME_FORM}, not one with key(s) {keys}")
         return True
 
+    # -- the script
+
     async def until(self, holds: Callable[[], bool], timeout: float) -> bool:
+        """Whether ``holds()`` came true within ``timeout`` seconds."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not holds():
@@ -205,10 +235,10 @@ class PbxServer:
                 return False
             self.changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), min(POLL * 10, remaining))
+                await asyncio.wait_for(self.changed.wait(), min(POLL, remaining))
         return True
 
-    def _condition(self, wait: dict[str, str]) -> Callable[[], bool]:
+    def condition(self, wait: dict[str, str]) -> Callable[[], bool]:
         pbx = self.pbx
 
         def holds() -> bool:
@@ -220,13 +250,16 @@ class PbxServer:
 
         return holds
 
-    async def play(self, steps: AsyncIterator[tuple[int, dict[str, Any]]]) -> None:
+    async def play(self, steps: AsyncIterator[tuple[int, Step]]) -> None:
+        """Play the script; raises WaitTimedOut or ScriptError naming the line."""
         async for number, step in steps:
+            self.record({"script": number, "step": step})
             if "wait" in step:
-                holds = self._condition(step["wait"])
                 timeout = float(step.get("timeout", WAIT_TIMEOUT))
-                if not await self.until(holds, timeout):
-                    raise WaitTimedOut(f"script line {number}: waited {timeout:g} s for {describe(step)}")
+                if not await self.until(self.condition(step["wait"]), timeout):
+                    raise WaitTimedOut(
+                        f"script line {number}: waited {timeout:g} s for {describe(step['wait'])}"
+                    )
             elif "sleep" in step:
                 await asyncio.sleep(float(step["sleep"]))
             else:
@@ -238,55 +271,74 @@ class PbxServer:
                 self.changed.set()
 
 
-async def _listed(steps: list[tuple[int, dict[str, Any]]]) -> AsyncIterator[tuple[int, dict[str, Any]]]:
-    for item in steps:
-        yield item
+async def _linger(writer: asyncio.StreamWriter, reader: asyncio.StreamReader) -> None:
+    """End this side of the stream (the error frame is sent, then the end),
+    and read what the peer still sends for a moment: closing with unread
+    bytes would reset the connection and could lose the error frame."""
+    with contextlib.suppress(OSError, RuntimeError):
+        if writer.can_write_eof():
+            writer.write_eof()
+    with contextlib.suppress(OSError, TimeoutError):
+        async with asyncio.timeout(LINGER):
+            while await reader.read(_CHUNK):
+                pass
 
 
 async def run_pbx(
     host: str,
     port: int,
-    script: list[tuple[int, dict[str, Any]]] | str | None = None,
+    script: list[tuple[int, Step]] | str | None = None,
     *,
     exit_when_done: bool = False,
     max_held: int = DEFAULT_MAX_HELD,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    trace: IO[str] | None = None,
     on_listening: Callable[[int], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> int:
-    """Serve until stopped (0), or with ``exit_when_done`` until the script
-    is over and the adapters are gone (0); 1 when a wait times out or a
-    step cannot be played. ``script``: checked steps, ``"-"`` for stdin, or None."""
+    """Serve until ``stop`` is set (0), or with ``exit_when_done`` until the
+    script is over and, after an adapter's hello was accepted, no adapter
+    holds a claim any more (0). 1 when a wait of the script times out (or the
+    script task fails), 2 for a script line that cannot be played (named).
+    ``script``: checked steps (:func:`adapters.pbx.script.load_script`),
+    ``"-"`` for stdin, or None. Raises OSError when it cannot listen."""
     stop = stop or asyncio.Event()
-    server_state = PbxServer(Pbx(max_held=max_held))
-    server = await serve(host, port, server_state.handle)
+    state = PbxServer(Pbx(max_held=max_held), max_frame_size=max_frame_size, trace=trace)
+    server = await asyncio.start_server(state.accepted, host, port)
     bound = server.sockets[0].getsockname()[1]
     logger.info("PBX listening on %s:%s", host, bound)
     if on_listening is not None:
         on_listening(bound)
-    failed: list[str] = []
+    code: list[int] = []
 
     async def script_then_idle() -> None:
         try:
             if script == "-":
-                await server_state.play(stdin_script())
+                await state.play(stdin_script())
             elif isinstance(script, list):
-                await server_state.play(_listed(script))
-        except (WaitTimedOut, ScriptError) as exc:
+                await state.play(listed(script))
+        except WaitTimedOut as exc:
             logger.error("%s", exc)
-            failed.append(str(exc))
+            code.append(FAILED)
             stop.set()
             return
-        logger.info("the script is over")
+        except ScriptError as exc:
+            logger.error("the script stops at a line that cannot be played: %s", exc)
+            code.append(BAD_SCRIPT)
+            stop.set()
+            return
+        if script is not None:
+            logger.info("the script is over")
         if exit_when_done:
-            await server_state.ever_connected.wait()
-            await server_state.until(lambda: not server_state.conns, float("inf"))
+            await state.ever_claimed.wait()
+            await state.until(lambda: not state.pbx.claims, float("inf"))
             logger.info("no adapter is connected: done")
             stop.set()
 
     def watch(task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             logger.error("the script task failed", exc_info=task.exception())
-            failed.append("script")
+            code.append(FAILED)
             stop.set()
 
     task = asyncio.create_task(script_then_idle(), name="script")
@@ -297,64 +349,8 @@ async def run_pbx(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         server.close()
-        for conn in list(server_state.conns.values()):
-            await conn.close()
+        for conn in list(state.conns.values()):
+            with contextlib.suppress(Exception):
+                await conn.close()
         await server.wait_closed()
-    return 1 if failed else 0
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--listen", required=True, metavar="HOST:PORT", help="where adapters connect (port 0: any)"
-    )
-    parser.add_argument("--script", metavar="FILE", help="the customers and far parties, JSONL ('-': stdin)")
-    parser.add_argument(
-        "--exit-when-done",
-        action="store_true",
-        help="exit 0 once the script is over and no adapter is connected any more (after one was)",
-    )
-    parser.add_argument(
-        "--max-held", type=int, default=DEFAULT_MAX_HELD, metavar="N", help="events held per unclaimed device"
-    )
-
-
-def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    host, _, port_text = args.listen.rpartition(":")
-    host = host.strip("[]")
-    if not host or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
-        parser.error(f"--listen takes HOST:PORT, got {args.listen!r}")
-    if args.max_held < 1:
-        parser.error("--max-held must be at least 1")
-    script: list[tuple[int, dict[str, Any]]] | str | None = None
-    if args.script == "-":
-        script = "-"
-    elif args.script:
-        try:
-            script = load_script(Path(args.script))
-        except ScriptError as exc:
-            parser.error(str(exc))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-
-    def listening(port: int) -> None:
-        print(f"listening on {host}:{port}", flush=True)
-
-    async def main_async() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        try:
-            return await run_pbx(
-                host,
-                int(port_text),
-                script,
-                exit_when_done=args.exit_when_done,
-                max_held=args.max_held,
-                on_listening=listening,
-                stop=stop,
-            )
-        except OSError as exc:
-            logger.error("cannot listen on %s: %s", args.listen, exc)
-            return 1
-
-    return asyncio.run(main_async())
+    return code[0] if code else OK

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 
@@ -18,6 +17,7 @@ from adapters.options import (
     directory_of,
     open_trace,
     policy_of,
+    stop_on_signals,
     targets_of,
     wire_options,
 )
@@ -116,10 +116,7 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         trace = open_trace(stack, args, parser)
 
         async def main_async() -> int:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, stop.set)
+            stop = stop_on_signals()
             events = read_switch_events(args.switch_events) if args.switch_events else None
             switch: str | Switch = args.switch
             if pbx_address is not None:
