@@ -816,6 +816,10 @@ def test_the_driver_reports_a_pbx_it_cannot_use_and_does_not_hammer_it() -> None
         (["--switch", "pbx", "--pbx", "nohost"], "--pbx takes HOST:PORT, got 'nohost'"),
         (["--switch", "pbx", "--pbx", "127.0.0.1:99999"], "--pbx takes HOST:PORT"),
         (["--pbx", "127.0.0.1:7100"], "--pbx goes with --switch pbx"),
+        (
+            ["--switch", "pbx", "--pbx", "127.0.0.1:7100", "--switch-events", "events.jsonl"],
+            "--switch-events cannot be used with --switch pbx",
+        ),
     ],
 )
 def test_serve_pbx_options_are_checked(

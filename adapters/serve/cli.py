@@ -90,6 +90,10 @@ def run_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         pbx_address = (pbx_host.strip("[]"), int(pbx_port))
     elif args.pbx:
         parser.error("--pbx goes with --switch pbx")
+    if args.switch == "pbx" and args.switch_events:
+        parser.error(
+            "--switch-events cannot be used with --switch pbx: the PBX's script plays the far parties"
+        )
     if args.switch == "pbx" and args.state:
         parser.error(
             "--state cannot be used with --switch pbx: events the PBX sent after the last commit of a "
