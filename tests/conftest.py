@@ -8,8 +8,11 @@ or the ``HYPOTHESIS_PROFILE`` environment variable.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -41,3 +44,31 @@ def postgresql() -> Iterator[str]:
 
     with postgresql_server() as conninfo:
         yield conninfo
+
+
+def _our_children() -> list[int]:
+    """This process's children that are telephony-fsm commands."""
+    found = []
+    for tasks in Path("/proc/self/task").glob("*/children"):
+        for pid in tasks.read_text().split():
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"adapters.cli" in cmdline or b"tests.crashing_serve" in cmdline:
+                found.append(int(pid))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test() -> Iterator[None]:
+    """A test that fails half-way may leave the bridge, serve or pbx it
+    started running: they are killed when the test ends, so that the suite
+    stops by itself and no process holds a port or a file."""
+    yield
+    if not Path("/proc/self/task").is_dir():
+        return
+    for pid in _our_children():
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
