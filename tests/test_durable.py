@@ -327,19 +327,38 @@ async def answer_of(conn: FramedConnection, rid: str, seen: list[Any]) -> dict[s
 LOGIN_INPUTS = 9
 
 
-async def log_in(conn: FramedConnection, process: asyncio.subprocess.Process) -> None:
+async def log_in(conn: FramedConnection, process: asyncio.subprocess.Process, trace: Path) -> None:
     """The bridge's start-up and agent-1's login (tests.scenario.login_lines);
     the scripted switch, on the process's stdin, reports the agent's login and
-    ready state when asked."""
+    ready state once asked: once serve's ``trace`` shows the command (sent
+    before it, the event would come first, and the request would find the
+    device already in that state and need no command)."""
+    asked = {"channel.request.activate": "login", "channel.request.ready": "ready"}
     for line in login_lines("scripted"):
         if line["from"] == "switch":
             await send_line(process, line)
             continue
         await conn.send(line["message"])
-        if line["message"]["header"]["name"] in ("channel.request.activate", "channel.request.ready"):
-            continue  # answered once the agent event below has come
+        op = asked.get(line["message"]["header"]["name"])
+        if op is not None:  # answered once the agent event that follows has come
+            await command_in(trace, op)
+            continue
         await answer_of(conn, line["message"]["header"]["requestId"], [])
     await answer_of(conn, "login-7", [])
+
+
+async def command_in(trace: Path, op: str, timeout: float = 10.0) -> None:
+    """Until serve's trace holds a command ``op`` to the switch."""
+    wanted = f'"op":"{op}"'
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (
+        trace.exists()
+        and any(
+            line.startswith('{"to":"switch"') and wanted in line for line in trace.read_text().splitlines()
+        )
+    ):
+        assert asyncio.get_running_loop().time() < deadline, f"serve sent no {op} command"
+        await asyncio.sleep(0.02)
 
 
 async def pending_across_a_kill(tmp_path: Path, policy: list[str], downtime: float) -> list[Any]:
@@ -357,7 +376,7 @@ async def pending_across_a_kill(tmp_path: Path, policy: list[str], downtime: flo
     port = server.sockets[0].getsockname()[1]
     first = await serve_process(port, tmp_path, 1, *policy, crash_after=LOGIN_INPUTS + 3)
     conn = await conns.get()
-    await log_in(conn, first)
+    await log_in(conn, first, tmp_path / "serve1.jsonl")
     await send_line(first, offered("c1"))
     created = await conn.recv()  # serve takes switch events from its first connection on
     assert created is not None, created
