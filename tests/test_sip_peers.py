@@ -13,7 +13,9 @@ successful calls), the bridge's verdict, and every trace passes ``check``.
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +28,7 @@ from tests.sip_peers import (
     DIAL_AND_HANG_UP,
     PASSWORD,
     PEERS,
+    ROOT,
     Kamailio,
     certificate,
     expires_of,
@@ -130,8 +133,29 @@ def test_a_customer_calls_through_the_proxy(tmp_path: Path, kamailio: Kamailio) 
 
 
 LOAD_CALLS = 50
-#: customers at once: with one consult leg, the 4 calls the SIP stack holds
-AT_ONCE = 3
+#: a SIP stack for more calls than the wheel's 4, built by .ci/pjsua2 (which .ci/run runs)
+BUILT_STACK = os.environ.get("TFSM_PJSUA2", "")
+
+
+@pytest.mark.parametrize("stack", ["wheel", "built"])
+def test_the_softphone_holds_what_the_stack_holds(stack: str) -> None:
+    """The softphone's default maximum follows the SIP stack it loads: the
+    wheel's 4 calls, or what a build of .ci/pjsua2 declares (64), less the
+    one kept so that a call beyond the maximum reaches the softphone."""
+    if stack == "built" and not BUILT_STACK:
+        pytest.skip("no SIP stack for more than 4 calls: set TFSM_PJSUA2 to a build of .ci/pjsua2")
+    env = {**os.environ, "PYTHONPATH": BUILT_STACK} if stack == "built" else None
+    probe = "from adapters.sip import ua; print(ua.capacity(), ua.default_max_calls(), ua.pj.__file__)"
+    command = [sys.executable, "-c", probe]
+    run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert 0 == run.returncode, run.stderr[-3000:]
+    said = run.stdout.split()
+    expected = ["64", "63"] if stack == "built" else ["4", "4"]
+    assert expected == said[:2], said
+    if stack == "built":
+        assert said[2].startswith(BUILT_STACK), said
+
+
 #: every call: accepted when it rings, completed once the customer has hung up
 ACCEPT: list[dict[str, object]] = [
     {"actor": "bridge", "wait": {"state": "ALERTING"}, "timeout": 30},
@@ -150,14 +174,32 @@ CONSULT: list[dict[str, object]] = [
 ]
 
 
-def test_load_run_of_sipp_customers_and_experts(tmp_path: Path) -> None:
-    """SIPp customers call the softphone 50 times at 5 calls/s, up to 3 at a
-    time (with a consult leg: the 4 calls the SIP stack's wheel is built
-    for, adapters/sip/config.py MAX_CALLS); every call is accepted and
-    completed, every other one consults an expert (a second SIPp, built-in
-    uas) first. Every call succeeds at both SIPp ends, the bridge has every
-    answer with 0 failed and 0 violations, no call is left over, and both
-    traces pass check."""
+@pytest.mark.parametrize(
+    ("stack", "at_once"),
+    [
+        # with one consult leg, the 4 calls the wheel's SIP stack holds
+        pytest.param("wheel", 3, id="wheel-3-at-once"),
+        # 8 customers and their consult legs: a stack built for 64 calls
+        pytest.param("built", 8, id="built-8-at-once"),
+    ],
+)
+def test_load_run_of_sipp_customers_and_experts(tmp_path: Path, stack: str, at_once: int) -> None:
+    """SIPp customers call the softphone 50 times at 5 calls/s, up to
+    ``at_once`` at a time; every call is accepted and completed, every
+    other one consults an expert (a second SIPp, built-in uas) first. Every
+    call succeeds at both SIPp ends, the bridge has every answer with 0
+    failed and 0 violations, no call is left over, and both traces pass
+    check. On the wheel of the extra 'sip' (4 calls), 3 customers at once;
+    on a stack built by .ci/pjsua2 (TFSM_PJSUA2 names its directory), 8,
+    with the softphone's default maximum (one less than the stack holds)."""
+    env: dict[str, str] = {}
+    if stack == "built":
+        if not BUILT_STACK:
+            pytest.skip(
+                "no SIP stack for more than 4 calls: build one with `bash .ci/pjsua2 DIR` "
+                "and set TFSM_PJSUA2=DIR (.ci/run does)"
+            )
+        env = {"PYTHONPATH": BUILT_STACK}
     sipp = need("sipp", "sip-tester")
     experts_port, phone_port = free_port(), free_port()
     consults = LOAD_CALLS // 2
@@ -167,12 +209,15 @@ def test_load_run_of_sipp_customers_and_experts(tmp_path: Path) -> None:
         scripts += ["--per-call", steps_file(tmp_path, name, script)]
     bridge, port = start_bridge(tmp_path, *scripts, "--calls", str(LOAD_CALLS), "--timeout", "120")
     serve = sip_serve(
-        tmp_path, port, "--sip-listen", f"127.0.0.1:{phone_port}", "--sip-domain", f"127.0.0.1:{experts_port}"
+        tmp_path,
+        port,
+        *("--sip-listen", f"127.0.0.1:{phone_port}", "--sip-domain", f"127.0.0.1:{experts_port}"),
+        env=env,
     )
     time.sleep(1.5)  # the bridge logs the agent in
     started = time.monotonic()
     customers = sipp_customers(
-        sipp, tmp_path, f"127.0.0.1:{phone_port}", "-m", str(LOAD_CALLS), "-r", "5", "-l", str(AT_ONCE)
+        sipp, tmp_path, f"127.0.0.1:{phone_port}", "-m", str(LOAD_CALLS), "-r", "5", "-l", str(at_once)
     )
     took = time.monotonic() - started
     bridge_code, bridge_err = finish(bridge)
@@ -182,8 +227,8 @@ def test_load_run_of_sipp_customers_and_experts(tmp_path: Path) -> None:
     # and the agent's activate, ready and logout
     requests = LOAD_CALLS * 2 + consults * 3 + 3
     print(
-        f"load run: {LOAD_CALLS} calls ({consults} with a consult) in {took:.1f} s, "
-        f"at most {most_at_once(tmp_path / 'serve.jsonl')} at once, {requests} agent requests"
+        f"load run ({stack} stack): {LOAD_CALLS} calls ({consults} with a consult) in {took:.1f} s, "
+        f"at most {most_at_once(tmp_path / 'serve.jsonl')} customers at once, {requests} agent requests"
     )
     assert 0 == customers.returncode, (
         customers.stdout[-3000:],
@@ -197,7 +242,8 @@ def test_load_run_of_sipp_customers_and_experts(tmp_path: Path) -> None:
     assert consults == stat(experts_out, "Successful call")
     assert (0, 0) == (bridge_code, serve_code), (bridge_err[-3000:], serve_err[-3000:])
     assert f"{requests} agent requests, 0 failed, 0 rule violations, 1 connections" in bridge_err, bridge_err
-    assert AT_ONCE == most_at_once(tmp_path / "serve.jsonl")
+    assert at_once == most_at_once(tmp_path / "serve.jsonl")
+    assert "refused with 486" not in serve_err, serve_err[-3000:]
     for trace in ("bridge.jsonl", "serve.jsonl"):
         assert [] == check_lines((tmp_path / trace).read_text().splitlines()), trace
 

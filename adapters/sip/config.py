@@ -8,12 +8,11 @@ import attrs
 
 #: the transports the softphone speaks SIP over
 TRANSPORTS: Final = ("udp", "tcp", "tls")
-#: the calls the softphone holds at once by default: what the SIP stack of
-#: the extra 'sip' (the pjsua2-python 2.15.1 wheel) is built for
-#: (PJSUA_MAX_CALLS 4; consult and conference legs count). A PJSIP built
-#: with more takes a higher --sip-max-calls; beyond what the stack takes,
-#: PJSIP refuses a call itself, and its warning reaches the log.
-MAX_CALLS: Final = 4
+#: the calls the SIP stack of the extra 'sip' (the pjsua2-python 2.15.1
+#: wheel) is built for (PJSUA_MAX_CALLS 4; consult and conference legs
+#: count). A stack built by ``.ci/pjsua2`` holds more and says how many
+#: (``pjsua2.PJSUA_MAX_CALLS``); see :func:`adapters.sip.ua.capacity`.
+WHEEL_CALLS: Final = 4
 
 
 @attrs.define
@@ -51,8 +50,9 @@ class SipConfig:
     #: codec ids in order of preference (e.g. ``PCMA/8000``); the others keep PJSIP's order
     codecs: tuple[str, ...] = ()
     #: the calls the softphone holds at once (consult and conference legs
-    #: count); a call offered beyond it is refused with 486 and logged
-    max_calls: int = MAX_CALLS
+    #: count); a call offered beyond it is refused with 486 and logged.
+    #: 0: what the SIP stack holds (:func:`adapters.sip.ua.default_max_calls`)
+    max_calls: int = 0
     #: PJSIP's log level (0: none .. 6: everything) and the file it writes to (default: stderr)
     log_level: int = 0
     log_file: str = ""

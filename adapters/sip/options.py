@@ -13,7 +13,7 @@ import argparse
 import os
 from pathlib import Path
 
-from adapters.sip.config import MAX_CALLS, TRANSPORTS, SipConfig
+from adapters.sip.config import TRANSPORTS, WHEEL_CALLS, SipConfig
 
 
 def add_softphone_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,10 +21,10 @@ def add_softphone_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sip-max-calls",
         type=int,
-        default=MAX_CALLS,
         metavar="N",
-        help=f"sip: the calls it holds at once, consult and conference legs included (default {MAX_CALLS}: "
-        "what the SIP stack's wheel is built for); a call offered beyond them is refused with 486 and logged",
+        help="sip: the calls it holds at once, consult and conference legs included (default: what the SIP "
+        f"stack holds, {WHEEL_CALLS} with the wheel of the extra 'sip', one less with a larger build of "
+        ".ci/pjsua2); a call offered beyond them is refused with 486 and logged",
     )
     parser.add_argument(
         "--sip-media-address", metavar="HOST", help="sip: the address RTP binds to (default: the SIP address)"
@@ -89,13 +89,13 @@ def softphone_config(
     args: argparse.Namespace, parser: argparse.ArgumentParser, config: SipConfig
 ) -> SipConfig:
     """``config`` with the options of :func:`add_softphone_arguments`."""
-    if args.sip_max_calls < 1:
+    if args.sip_max_calls is not None and args.sip_max_calls < 1:
         parser.error(f"--sip-max-calls must be at least 1, got {args.sip_max_calls}")
     if not 0 <= args.sip_log_level <= 6:
         parser.error(f"--sip-log-level takes 0 to 6, got {args.sip_log_level}")
     if args.sip_transfer_grace < 0:
         parser.error(f"--sip-transfer-grace must not be negative, got {args.sip_transfer_grace}")
-    config.max_calls = args.sip_max_calls
+    config.max_calls = args.sip_max_calls or 0
     config.media_host = args.sip_media_address or ""
     config.codecs = tuple(c.strip() for c in (args.sip_codecs or "").split(",") if c.strip())
     config.transfer_grace = args.sip_transfer_grace

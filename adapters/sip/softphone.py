@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import gc
 
+import attrs
+
 from adapters.sip import media, ua
 from adapters.sip.calls import Line
 from adapters.sip.config import SipConfig
@@ -37,7 +39,10 @@ class SipSoftphone:
     """The agent's softphone: a Switch over real SIP."""
 
     def __init__(self, config: SipConfig | None = None) -> None:
-        self.config = config = config or SipConfig()
+        config = config or SipConfig()
+        if not config.max_calls:
+            config = attrs.evolve(config, max_calls=ua.default_max_calls())
+        self.config = config
         self.endpoint, self.port = ua.start_endpoint(
             config.host,
             config.port,

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from adapters.sip.config import MAX_CALLS
+from adapters.sip.config import WHEEL_CALLS
 from fsm.codec import loads
 
 try:
@@ -49,6 +49,21 @@ def require() -> Any:
     return pj
 
 
+def capacity() -> int:
+    """The calls the SIP stack holds at once (PJSUA_MAX_CALLS): what a
+    build of ``.ci/pjsua2`` declares, else the wheel's."""
+    return int(getattr(require(), "PJSUA_MAX_CALLS", WHEEL_CALLS))
+
+
+def default_max_calls() -> int:
+    """The softphone's maximum when none is asked for: one call less than
+    the stack holds, so that the call beyond reaches the softphone, which
+    refuses it and says so; the wheel's 4 are all used (its fifth is
+    refused by PJSIP, whose warning reaches the log)."""
+    held = capacity()
+    return held if held <= WHEEL_CALLS else held - 1
+
+
 def start_endpoint(
     host: str,
     port: int,
@@ -56,7 +71,7 @@ def start_endpoint(
     log_level: int = 0,
     log_file: str = "",
     transport: str = "udp",
-    max_calls: int = MAX_CALLS,
+    max_calls: int = WHEEL_CALLS,
     tls: tuple[str, str, str] = ("", "", ""),
     codecs: tuple[str, ...] = (),
 ) -> tuple[Any, int]:
@@ -67,6 +82,13 @@ def start_endpoint(
     so (PJSIP would refuse it unseen). ``tls``: certificate, key and CA
     files; ``codecs``: codec ids to prefer, in order."""
     lib = require()
+    if max_calls > capacity():
+        pjsip_logger.warning(
+            "the softphone is to hold %d calls, the SIP stack only %d: PJSIP refuses those beyond them "
+            "(bash .ci/pjsua2 builds a stack for more)",
+            max_calls,
+            capacity(),
+        )
     _register_digests()
     endpoint = lib.Endpoint()
     endpoint.libCreate()
@@ -186,8 +208,10 @@ def account_config(
         config.sipConfig.proxies.append(f"sip:{proxy}{params};lr")
     if password:
         credentials = lib.AuthCredInfo("digest", "*", auth_user, 0, password)
-        # PJSIP 2.15 answers no challenge with a credential whose algorithm is not set
-        credentials.algoType = lib.PJSIP_AUTH_ALGORITHM_MD5
+        # PJSIP 2.15 answers no challenge with a credential whose algorithm
+        # is not set; before 2.15 a credential has no algorithm (MD5 only)
+        if hasattr(credentials, "algoType"):
+            credentials.algoType = lib.PJSIP_AUTH_ALGORITHM_MD5
         config.sipConfig.authCreds.append(credentials)
     return config
 
