@@ -144,7 +144,8 @@ def test_the_softphone_holds_what_the_stack_holds(stack: str) -> None:
     one kept so that a call beyond the maximum reaches the softphone."""
     if stack == "built" and not BUILT_STACK:
         pytest.skip("no SIP stack for more than 4 calls: set TFSM_PJSUA2 to a build of .ci/pjsua2")
-    env = {**os.environ, "PYTHONPATH": BUILT_STACK} if stack == "built" else None
+    # the wheel: whatever stack a PYTHONPATH would put first (.ci/run runs the SIP tests on both)
+    env = {**os.environ, "PYTHONPATH": BUILT_STACK if stack == "built" else ""}
     probe = "from adapters.sip import ua; print(ua.capacity(), ua.default_max_calls(), ua.pj.__file__)"
     command = [sys.executable, "-c", probe]
     run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
@@ -192,7 +193,6 @@ def test_load_run_of_sipp_customers_and_experts(tmp_path: Path, stack: str, at_o
     check. On the wheel of the extra 'sip' (4 calls), 3 customers at once;
     on a stack built by .ci/pjsua2 (TFSM_PJSUA2 names its directory), 8,
     with the softphone's default maximum (one less than the stack holds)."""
-    env: dict[str, str] = {}
     if stack == "built":
         if not BUILT_STACK:
             pytest.skip(
@@ -200,6 +200,8 @@ def test_load_run_of_sipp_customers_and_experts(tmp_path: Path, stack: str, at_o
                 "and set TFSM_PJSUA2=DIR (.ci/run does)"
             )
         env = {"PYTHONPATH": BUILT_STACK}
+    else:
+        env = {"PYTHONPATH": ""}  # the wheel, whatever a PYTHONPATH would put first
     sipp = need("sipp", "sip-tester")
     experts_port, phone_port = free_port(), free_port()
     consults = LOAD_CALLS // 2

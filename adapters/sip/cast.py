@@ -77,7 +77,7 @@ class FarCall(_Base):  # type: ignore[misc]
     # pjsua2 callbacks (run inside libHandleEvents)
     def onCallState(self, prm: Any) -> None:
         info = self.getInfo()
-        self.state = info.stateText
+        self.state = ua.state_name(info.state)
         self.remote = ua.user_of(info.remoteUri)
         self.code = info.lastStatusCode
         self.reason = info.lastReason

@@ -200,6 +200,12 @@ def account_config(
     config.idUri = uri
     config.mediaConfig.transportConfig.port = 0
     config.mediaConfig.transportConfig.boundAddress = media_host
+    # the account sends over the endpoint's one transport: Jami's PJSIP
+    # (.ci/pjsua2) opens no TLS connection for an account not bound to a
+    # TLS listener (PJSIP_ETPNOTSUITABLE)
+    transports = lib.Endpoint.instance().transportEnum()
+    if len(transports) == 1:
+        config.sipConfig.transportId = transports[0]
     if registrar:
         config.regConfig.registrarUri = f"sip:{registrar}{params}"
         config.regConfig.registerOnAdd = False
@@ -225,6 +231,17 @@ def user_of(uri: str) -> str:
 def host_of(uri: str) -> str:
     found = _HOST.search(uri)
     return found.group(1) if found else ""
+
+
+#: the names of the INVITE session's states, as PJSIP 2.15 spells them
+#: (2.12 abbreviates DISCONNECTED to DISCONNCTD in its state text)
+_INVITE_STATES = ("NULL", "CALLING", "INCOMING", "EARLY", "CONNECTING", "CONFIRMED", "DISCONNECTED")
+
+
+def state_name(state: int) -> str:
+    """The name of a call's INVITE session state (``CallInfo.state``),
+    the same whatever PJSIP version spells it."""
+    return _INVITE_STATES[state] if 0 <= state < len(_INVITE_STATES) else f"STATE-{state}"
 
 
 def status_text(code: int, reason: str) -> str:
