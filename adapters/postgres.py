@@ -43,6 +43,27 @@ _SCHEMA: Final = (
 _LOCK: Final = "SELECT pg_try_advisory_lock(hashtext('telephony-fsm'), hashtext(%s))"
 
 
+#: each step of a save (:meth:`adapters.state.Rows.steps`) as PostgreSQL
+#: executes it, for one processor (the first parameter)
+_STEPS: Final = {
+    "clear records": "DELETE FROM tfsm_record WHERE processor = %s",
+    "clear memories": "DELETE FROM tfsm_memory WHERE processor = %s",
+    "clear switch": "DELETE FROM tfsm_switch WHERE processor = %s",
+    "delete records": "DELETE FROM tfsm_record WHERE processor = %s AND kind = %s AND key = %s",
+    "write records": "INSERT INTO tfsm_record (processor, kind, key, data) VALUES (%s, %s, %s, %s)"
+    " ON CONFLICT (processor, kind, key) DO UPDATE SET data = excluded.data",
+    "add memories": "INSERT INTO tfsm_memory (processor, name, seq, key) VALUES (%s, %s, %s, %s)",
+    "trim memories": "DELETE FROM tfsm_memory WHERE processor = %s AND name = %s AND seq < %s",
+    "delete switch": "DELETE FROM tfsm_switch WHERE processor = %s AND part = %s AND key = %s",
+    "write switch": "INSERT INTO tfsm_switch (processor, part, key, data) VALUES (%s, %s, %s, %s)"
+    " ON CONFLICT (processor, part, key) DO UPDATE SET data = excluded.data",
+    "progress": "INSERT INTO tfsm_progress (processor, inputs, switch_events, saved_at)"
+    " VALUES (%s, %s, %s, %s) ON CONFLICT (processor) DO UPDATE SET inputs = excluded.inputs,"
+    " switch_events = excluded.switch_events, saved_at = excluded.saved_at",
+    "outbox": "INSERT INTO tfsm_outbox (processor, input, message) VALUES (%s, %s, %s)",
+}
+
+
 class PostgresStore:
     """One processor's state in a PostgreSQL database, open for one process."""
 
@@ -146,51 +167,9 @@ class PostgresStore:
         proc = self.processor
         try:
             with self._db.transaction(), self._db.cursor() as cur:
-                if rows.replace_all:
-                    cur.execute("DELETE FROM tfsm_record WHERE processor = %s", (proc,))
-                    cur.execute("DELETE FROM tfsm_memory WHERE processor = %s", (proc,))
-                    cur.execute("DELETE FROM tfsm_switch WHERE processor = %s", (proc,))
-                if rows.deletes:
-                    cur.executemany(
-                        "DELETE FROM tfsm_record WHERE processor = %s AND kind = %s AND key = %s",
-                        [(proc, *row) for row in rows.deletes],
-                    )
-                if rows.upserts:
-                    cur.executemany(
-                        "INSERT INTO tfsm_record (processor, kind, key, data) VALUES (%s, %s, %s, %s)"
-                        " ON CONFLICT (processor, kind, key) DO UPDATE SET data = excluded.data",
-                        [(proc, *row) for row in rows.upserts],
-                    )
-                if rows.added:
-                    cur.executemany(
-                        "INSERT INTO tfsm_memory (processor, name, seq, key) VALUES (%s, %s, %s, %s)",
-                        [(proc, *row) for row in rows.added],
-                    )
-                cur.executemany(
-                    "DELETE FROM tfsm_memory WHERE processor = %s AND name = %s AND seq < %s",
-                    [(proc, *row) for row in rows.kept_from],
-                )
-                if rows.switch_deletes:
-                    cur.executemany(
-                        "DELETE FROM tfsm_switch WHERE processor = %s AND part = %s AND key = %s",
-                        [(proc, *row) for row in rows.switch_deletes],
-                    )
-                cur.executemany(
-                    "INSERT INTO tfsm_switch (processor, part, key, data) VALUES (%s, %s, %s, %s)"
-                    " ON CONFLICT (processor, part, key) DO UPDATE SET data = excluded.data",
-                    [(proc, *row) for row in rows.switch_upserts],
-                )
-                cur.execute(
-                    "INSERT INTO tfsm_progress (processor, inputs, switch_events, saved_at)"
-                    " VALUES (%s, %s, %s, %s) ON CONFLICT (processor) DO UPDATE SET inputs = excluded.inputs,"
-                    " switch_events = excluded.switch_events, saved_at = excluded.saved_at",
-                    (proc, rows.inputs, rows.switch_events, rows.saved_at),
-                )
-                if rows.outputs:
-                    cur.executemany(
-                        "INSERT INTO tfsm_outbox (processor, input, message) VALUES (%s, %s, %s)",
-                        [(proc, *row) for row in rows.outputs],
-                    )
+                for step, params in rows.steps():
+                    if params:
+                        cur.executemany(_STEPS[step], [(proc, *row) for row in params])
                 dropped = 0
                 if max_unsent is not None:
                     cur.execute(

@@ -192,6 +192,25 @@ class Rows:
     saved_at: float
     outputs: list[tuple[int, str]]
 
+    def steps(self) -> list[tuple[str, Sequence[tuple[Any, ...]]]]:
+        """The writes of one save in the order they run: each step's name
+        and its parameter rows (none: the step is skipped). Each backend
+        holds one statement per step, in its dialect, keyed by the name."""
+        clear: list[tuple[()]] = [()] if self.replace_all else []
+        return [
+            ("clear records", clear),
+            ("clear memories", clear),
+            ("clear switch", clear),
+            ("delete records", self.deletes),
+            ("write records", self.upserts),
+            ("add memories", self.added),
+            ("trim memories", self.kept_from),
+            ("delete switch", self.switch_deletes),
+            ("write switch", self.switch_upserts),
+            ("progress", [(self.inputs, self.switch_events, self.saved_at)]),
+            ("outbox", self.outputs),
+        ]
+
 
 @attrs.define(eq=False)
 class Writer:
@@ -293,6 +312,24 @@ class Store(Protocol):
     def mark_sent(self, entry: int) -> None: ...
 
     def close(self) -> None: ...
+
+
+#: each step of a save (:data:`STEPS`) as SQLite executes it
+_SQLITE_STEPS: Final = {
+    "clear records": "DELETE FROM record",
+    "clear memories": "DELETE FROM memory",
+    "clear switch": "DELETE FROM switch",
+    "delete records": "DELETE FROM record WHERE kind = ? AND key = ?",
+    "write records": "INSERT INTO record (kind, key, data) VALUES (?, ?, ?)"
+    " ON CONFLICT (kind, key) DO UPDATE SET data = excluded.data",
+    "add memories": "INSERT INTO memory (name, seq, key) VALUES (?, ?, ?)",
+    "trim memories": "DELETE FROM memory WHERE name = ? AND seq < ?",
+    "delete switch": "DELETE FROM switch WHERE part = ? AND key = ?",
+    "write switch": "INSERT INTO switch (part, key, data) VALUES (?, ?, ?)"
+    " ON CONFLICT (part, key) DO UPDATE SET data = excluded.data",
+    "progress": "INSERT OR REPLACE INTO progress (id, inputs, switch_events, saved_at) VALUES (1, ?, ?, ?)",
+    "outbox": "INSERT INTO outbox (input, message) VALUES (?, ?)",
+}
 
 
 class StateStore:
@@ -470,29 +507,9 @@ class StateStore:
     def _write(self, rows: Rows, max_unsent: int | None) -> int:
         """Execute ``rows`` in the transaction open; how many outbox entries were dropped."""
         db = self._db
-        if rows.replace_all:
-            db.execute("DELETE FROM record")
-            db.execute("DELETE FROM memory")
-            db.execute("DELETE FROM switch")
-        db.executemany("DELETE FROM record WHERE kind = ? AND key = ?", rows.deletes)
-        db.executemany(
-            "INSERT INTO record (kind, key, data) VALUES (?, ?, ?)"
-            " ON CONFLICT (kind, key) DO UPDATE SET data = excluded.data",
-            rows.upserts,
-        )
-        db.executemany("INSERT INTO memory (name, seq, key) VALUES (?, ?, ?)", rows.added)
-        db.executemany("DELETE FROM memory WHERE name = ? AND seq < ?", rows.kept_from)
-        db.executemany("DELETE FROM switch WHERE part = ? AND key = ?", rows.switch_deletes)
-        db.executemany(
-            "INSERT INTO switch (part, key, data) VALUES (?, ?, ?)"
-            " ON CONFLICT (part, key) DO UPDATE SET data = excluded.data",
-            rows.switch_upserts,
-        )
-        db.execute(
-            "INSERT OR REPLACE INTO progress (id, inputs, switch_events, saved_at) VALUES (1, ?, ?, ?)",
-            (rows.inputs, rows.switch_events, rows.saved_at),
-        )
-        db.executemany("INSERT INTO outbox (input, message) VALUES (?, ?)", rows.outputs)
+        for step, params in rows.steps():
+            if params:
+                db.executemany(_SQLITE_STEPS[step], params)
         if max_unsent is None:
             return 0
         return int(

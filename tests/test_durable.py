@@ -737,3 +737,29 @@ def test_a_version_1_file_is_upgraded_when_opened(tmp_path: Path) -> None:
         assert 2 == db.execute("PRAGMA user_version").fetchone()[0]
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert "engine" not in tables and "record" in tables
+
+
+def test_each_backend_has_one_statement_for_every_step_of_a_save() -> None:
+    """A save is one ordered list of steps (Rows.steps) that SQLite and
+    PostgreSQL each execute from a table of their own: both tables cover
+    exactly those steps, and the first save of an engine clears first."""
+    from adapters import postgres, state
+
+    empty = state.Rows(
+        replace_all=True,
+        upserts=[],
+        deletes=[],
+        added=[],
+        kept_from=[],
+        switch_upserts=[],
+        switch_deletes=[],
+        inputs=0,
+        switch_events=0,
+        saved_at=0.0,
+        outputs=[],
+    )
+    names = [name for name, _ in empty.steps()]
+    assert len(names) == len(set(names))
+    assert set(names) == set(state._SQLITE_STEPS) == set(postgres._STEPS)
+    assert names[:3] == ["clear records", "clear memories", "clear switch"]
+    assert [name for name, params in empty.steps() if params] == [*names[:3], "progress"]
