@@ -314,7 +314,7 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-#: each step of a save (:data:`STEPS`) as SQLite executes it
+#: each step of a save (:meth:`Rows.steps`) as SQLite executes it
 _SQLITE_STEPS: Final = {
     "clear records": "DELETE FROM record",
     "clear memories": "DELETE FROM memory",

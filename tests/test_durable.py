@@ -759,7 +759,19 @@ def test_each_backend_has_one_statement_for_every_step_of_a_save() -> None:
         outputs=[],
     )
     names = [name for name, _ in empty.steps()]
-    assert len(names) == len(set(names))
-    assert set(names) == set(state._SQLITE_STEPS) == set(postgres._STEPS)
-    assert names[:3] == ["clear records", "clear memories", "clear switch"]
+    # deletes before writes, memories trimmed after they are added, progress before the outbox
+    assert [
+        "clear records",
+        "clear memories",
+        "clear switch",
+        "delete records",
+        "write records",
+        "add memories",
+        "trim memories",
+        "delete switch",
+        "write switch",
+        "progress",
+        "outbox",
+    ] == names
+    assert list(state._SQLITE_STEPS) == names == list(postgres._STEPS)
     assert [name for name, params in empty.steps() if params] == [*names[:3], "progress"]

@@ -13,6 +13,7 @@ successful calls), the bridge's verdict, and every trace passes ``check``.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -138,23 +139,30 @@ BUILT_STACK = os.environ.get("TFSM_PJSUA2", "")
 
 
 @pytest.mark.parametrize("stack", ["wheel", "built"])
-def test_the_softphone_holds_what_the_stack_holds(stack: str) -> None:
-    """The softphone's default maximum follows the SIP stack it loads: the
-    wheel's 4 calls, or what a build of .ci/pjsua2 declares (64), less the
-    one kept so that a call beyond the maximum reaches the softphone."""
+def test_the_stack_holds_the_calls_it_declares(stack: str) -> None:
+    """The SIP stack really holds the calls it declares, each with its media:
+    one endpoint, set up as the softphone sets it up, calls itself until
+    every slot is taken (tests/sip_capacity.py), and every leg is
+    confirmed with audio both ways. The wheel declares nothing and holds 4;
+    a build of .ci/pjsua2 declares what it was built for (64 by default).
+    The softphone's default maximum follows: the wheel's 4, or one less
+    than a larger stack holds."""
     if stack == "built" and not BUILT_STACK:
         pytest.skip("no SIP stack for more than 4 calls: set TFSM_PJSUA2 to a build of .ci/pjsua2")
     # the wheel: whatever stack a PYTHONPATH would put first (.ci/run runs the SIP tests on both)
-    env = {**os.environ, "PYTHONPATH": BUILT_STACK if stack == "built" else ""}
-    probe = "from adapters.sip import ua; print(ua.capacity(), ua.default_max_calls(), ua.pj.__file__)"
-    command = [sys.executable, "-c", probe]
-    run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    env = {**os.environ, "PYTHONPATH": os.path.realpath(BUILT_STACK) if stack == "built" else ""}
+    command = [sys.executable, "-m", "tests.sip_capacity"]
+    run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert 0 == run.returncode, run.stderr[-3000:]
-    said = run.stdout.split()
-    expected = ["64", "63"] if stack == "built" else ["4", "4"]
-    assert expected == said[:2], said
+    said = json.loads(run.stdout.splitlines()[-1])
     if stack == "built":
-        assert said[2].startswith(BUILT_STACK), said
+        assert said["stack"].startswith(os.path.realpath(BUILT_STACK)), said
+        assert said["capacity"] > 4, said
+        assert said["capacity"] - 1 == said["default_max_calls"], said
+    else:
+        assert (4, 4) == (said["capacity"], said["default_max_calls"]), said
+    every = said["capacity"]
+    assert ("", every, every) == (said["failure"], said["legs"], said["confirmed"]), said
 
 
 #: every call: accepted when it rings, completed once the customer has hung up
