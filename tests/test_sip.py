@@ -389,3 +389,23 @@ def test_an_unknown_codec_is_refused_naming_those_there_are(tmp_path: Path) -> N
     )
     assert 2 == done.returncode, done.stderr
     assert "no codec 'NOPE/1'; the SIP stack has" in done.stderr and "PCMU/8000" in done.stderr, done.stderr
+
+
+def test_a_maximum_above_what_the_stack_holds_is_logged(tmp_path: Path) -> None:
+    """--sip-max-calls above what the SIP stack declares it holds (the wheel's
+    4, a build of .ci/pjsua2's 64): serve says so when the stack starts,
+    naming both figures, since PJSIP would refuse the calls beyond its own
+    limit unseen by the softphone's 486."""
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "adapters.cli", "serve", "--connect", "127.0.0.1:9", "--switch", "sip"),
+            *("--sip-listen", f"127.0.0.1:{_free_udp_port()}", "--max-reconnects", "0"),
+            *("--sip-max-calls", "500"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert 1 == done.returncode, done.stderr  # nothing listens on port 9
+    assert "--sip-max-calls 500 is more than the SIP stack declares it holds (" in done.stderr, done.stderr

@@ -84,8 +84,9 @@ def start_endpoint(
     lib = require()
     if max_calls > capacity():
         pjsip_logger.warning(
-            "the softphone is to hold %d calls, the SIP stack only %d: PJSIP refuses those beyond them "
-            "(bash .ci/pjsua2 builds a stack for more)",
+            "--sip-max-calls %d is more than the SIP stack declares it holds (%d; a stack that does not "
+            "say holds the wheel's 4): PJSIP refuses the calls beyond its own limit (bash .ci/pjsua2 "
+            "builds a stack for more)",
             max_calls,
             capacity(),
         )
