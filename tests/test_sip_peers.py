@@ -149,7 +149,7 @@ def test_the_stack_holds_the_calls_it_declares(stack: str) -> None:
     than a larger stack holds."""
     if stack == "built" and not BUILT_STACK:
         pytest.skip("no SIP stack for more than 4 calls: set TFSM_PJSUA2 to a build of .ci/pjsua2")
-    # the wheel: whatever stack a PYTHONPATH would put first (.ci/run runs the SIP tests on both)
+    # the wheel, whatever stack a PYTHONPATH would put first (.ci/run runs the SIP tests on both)
     env = {**os.environ, "PYTHONPATH": os.path.realpath(BUILT_STACK) if stack == "built" else ""}
     command = [sys.executable, "-m", "tests.sip_capacity"]
     run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
@@ -207,7 +207,7 @@ def test_load_run_of_sipp_customers_and_experts(tmp_path: Path, stack: str, at_o
                 "no SIP stack for more than 4 calls: build one with `bash .ci/pjsua2 DIR` "
                 "and set TFSM_PJSUA2=DIR (.ci/run does)"
             )
-        env = {"PYTHONPATH": BUILT_STACK}
+        env = {"PYTHONPATH": os.path.realpath(BUILT_STACK)}
     else:
         env = {"PYTHONPATH": ""}  # the wheel, whatever a PYTHONPATH would put first
     sipp = need("sipp", "sip-tester")
