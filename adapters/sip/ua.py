@@ -234,15 +234,22 @@ def host_of(uri: str) -> str:
     return found.group(1) if found else ""
 
 
-#: the names of the INVITE session's states, as PJSIP 2.15 spells them
-#: (2.12 abbreviates DISCONNECTED to DISCONNCTD in its state text)
-_INVITE_STATES = ("NULL", "CALLING", "INCOMING", "EARLY", "CONNECTING", "CONFIRMED", "DISCONNECTED")
+#: the INVITE session's states by their value, named as PJSIP's constants
+#: name them (its state text differs: 2.12 spells DISCONNECTED 'DISCONNCTD')
+_INVITE_STATES: dict[int, str] = (
+    {}
+    if pj is None
+    else {
+        getattr(pj, f"PJSIP_INV_STATE_{name}"): name
+        for name in ("NULL", "CALLING", "INCOMING", "EARLY", "CONNECTING", "CONFIRMED", "DISCONNECTED")
+    }
+)
 
 
 def state_name(state: int) -> str:
     """The name of a call's INVITE session state (``CallInfo.state``),
     the same whatever PJSIP version spells it."""
-    return _INVITE_STATES[state] if 0 <= state < len(_INVITE_STATES) else f"STATE-{state}"
+    return _INVITE_STATES.get(state, f"STATE-{state}")
 
 
 def status_text(code: int, reason: str) -> str:
